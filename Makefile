@@ -1,0 +1,60 @@
+# ComfyWeb developer commands. `make run` and `make test` are all a fresh
+# machine needs; both create the virtualenv and install what they use.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell bin/find-python)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO ?=
+# Tests need a SECRET_KEY but no secret: DEBUG stays off as in production.
+TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DATA_DIR=$${COMFYWEB_DATA_DIR:-var/test}
+
+.PHONY: help run test lint format migrations-check pytest bench clean
+
+help:
+	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis)"
+	@echo "make test    lint, migrations check and the whole test suite"
+	@echo "make lint    ruff check + ruff format --check"
+	@echo "make format  apply ruff's fixes and formatting"
+	@echo "make bench   run the benchmarks under bench/"
+
+$(PY):
+	@test -n "$(PYTHON)" || { bin/find-python; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	DEBUG=$${DEBUG:-true} $(PY) manage.py serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo $(DEMO))
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrations-check: $(VENV)/.installed-dev
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+
+pytest: $(VENV)/.installed-dev
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint migrations-check pytest
+
+bench: $(VENV)/.installed-dev
+	@for script in bench/bench_*.py; do echo "== $$script"; $(TEST_ENV) $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

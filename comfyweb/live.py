@@ -1,0 +1,50 @@
+"""The one publisher of live updates to browsers.
+
+Workers, the monitor and views never call `group_send` themselves: they call the
+functions here, which fix the payload shape (typed below) and the group naming.
+Browsers receive server-rendered HTML fragments and swap them in by element id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class FragmentUpdate(TypedDict):
+    """Replace the element whose id is `target` with `html` (its new outer HTML)."""
+
+    type: Literal["fragment.update"]
+    topic: str
+    key: str | None
+    target: str
+    html: str
+
+
+def valid_key(key: str | None) -> bool:
+    return key is None or bool(_KEY.match(key))
+
+
+def group_name(topic: str, key: str | None = None) -> str:
+    """Channel-layer group for one topic (and one object of it, e.g. a task id)."""
+    if not valid_key(key) or not _KEY.match(topic):
+        raise ValueError(f"invalid live topic {topic!r} / key {key!r}")
+    return f"live.{topic}" if key is None else f"live.{topic}.{key}"
+
+
+def fragment(topic: str, target: str, html: str, key: str | None = None) -> FragmentUpdate:
+    return {"type": "fragment.update", "topic": topic, "key": key, "target": target, "html": html}
+
+
+async def apublish_fragment(topic: str, target: str, html: str, key: str | None = None) -> None:
+    layer = get_channel_layer()
+    await layer.group_send(group_name(topic, key), fragment(topic, target, html, key))
+
+
+def publish_fragment(topic: str, target: str, html: str, key: str | None = None) -> None:
+    async_to_sync(apublish_fragment)(topic, target, html, key)

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from comfyweb.consumers import LiveConsumer
+
+websocket_urlpatterns = [
+    path("ws/live/", LiveConsumer.as_asgi()),
+]

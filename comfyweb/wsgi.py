@@ -1,0 +1,10 @@
+"""WSGI entry point, for deployments that serve plain HTTP without WebSockets."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfyweb.settings")
+application = get_wsgi_application()
