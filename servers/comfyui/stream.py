@@ -1,0 +1,315 @@
+"""EventStream: the one WebSocket to one ComfyUI server for one client id.
+
+Connects to `ws(s)://host/ws?clientId=...`, parses every frame into a typed
+event, and hands events out two ways: `listen()` (or `async for` on the stream)
+gets all of them, `subscribe(prompt_id)` gets one prompt's. It reconnects
+forever with `comfyweb.backoff.Backoff` and says so with `Disconnected` /
+`Reconnected` events, after which the caller reconciles from /history and
+/queue: whatever ComfyUI sent during the gap is lost for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from comfyweb.backoff import Backoff
+
+from .errors import EventParseError
+from .events import (
+    Connected,
+    Disconnected,
+    Event,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionSuccess,
+    FeatureFlags,
+    PreviewImage,
+    ProgressText,
+    Reconnected,
+    UnknownEvent,
+    is_prompt_end,
+)
+from .parser import parse_frame
+from .routing import PromptRouter, Subscription
+from .stats import StatsRecorder, StreamStats
+
+logger = logging.getLogger(__name__)
+
+# ComfyUI keeps one socket per clientId and a second one silently steals (and on
+# close kills) the first one's events (PROTOCOL.md gotcha 8): refuse it here.
+_open_streams: set[tuple[str, str]] = set()
+
+
+def websocket_url(base_url: str, client_id: str) -> str:
+    """`http(s)://host[:port][/prefix]` -> `ws(s)://host[:port][/prefix]/ws?clientId=...`."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {base_url!r}")
+    path = parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, f"clientId={quote(client_id, safe='')}", ""))
+
+
+class EventStream:
+    """Events of one ComfyUI server, for one client id, across reconnects."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        feature_flags: Mapping[str, Any] | None = None,
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_frame_size: int = 64 * 1024 * 1024,
+        buffer_ttl: float = 60.0,
+        max_buffered_prompts: int = 256,
+        queue_size: int = 10_000,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client_id = client_id or uuid.uuid4().hex
+        self.url = websocket_url(base_url, self.client_id)
+        self._headers = dict(headers or {})
+        self._feature_flags = dict(feature_flags) if feature_flags is not None else None
+        self._backoff = backoff or Backoff()
+        self._connect_options: dict[str, Any] = {
+            "open_timeout": open_timeout,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "max_size": max_frame_size,
+            # ComfyUI checks Origin only when one is sent; never send one.
+            "origin": None,
+        }
+        self._queue_size = queue_size
+        self._sleep = sleep
+        self._router = PromptRouter(
+            buffer_ttl=buffer_ttl,
+            max_buffered_prompts=max_buffered_prompts,
+            subscription_size=queue_size,
+            clock=clock,
+        )
+        self._stats = StatsRecorder(clock)
+        self._listeners: list[Subscription] = []
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._ever_connected = False
+        self._closing = False
+        self._current_prompt: str | None = None
+        self.server_features: Mapping[str, Any] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting in the background; returns at once."""
+        if self._task is not None:
+            return
+        key = (self.url, self.client_id)
+        if key in _open_streams:
+            raise RuntimeError(f"an EventStream for {self.url} is already open in this process")
+        _open_streams.add(key)
+        self._task = asyncio.create_task(self._run(), name=f"comfyui-events {self.url}")
+
+    async def close(self) -> None:
+        """Close the socket cleanly, stop reconnecting, end every subscription."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            _open_streams.discard((self.url, self.client_id))
+        self._router.close()
+        for listener in self._listeners:
+            listener.finish()
+        self._listeners.clear()
+
+    async def __aenter__(self) -> EventStream:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Until the socket is open (wrap in `asyncio.wait_for` for a deadline)."""
+        await self._connected.wait()
+
+    # -- consuming ----------------------------------------------------------------
+
+    def listen(self) -> Subscription:
+        """Every event from now on, connection events included."""
+        sub = Subscription(self._queue_size, on_close=self._drop_listener)
+        if self._closing:
+            sub.finish()
+        else:
+            self._listeners.append(sub)
+        return sub
+
+    def __aiter__(self) -> Subscription:
+        return self.listen()
+
+    def subscribe(self, prompt_id: str) -> Subscription:
+        """One prompt's events, including those that came before this call.
+
+        Subscribe right after choosing the prompt id (before or after POST
+        /prompt: early events are buffered). Ends after the prompt's final
+        `executing {node: null}`; also receives `Disconnected`/`Reconnected`.
+        """
+        return self._router.subscribe(prompt_id)
+
+    @property
+    def stats(self) -> StreamStats:
+        s = self._stats
+        return StreamStats(
+            url=self.url,
+            client_id=self.client_id,
+            connected=self.connected,
+            connected_since=s.connected_since,
+            uptime=s.uptime,
+            reconnects=s.reconnects,
+            failed_attempts=s.failed_attempts,
+            last_error=s.last_error,
+            retry_in=s.retry_in,
+            events_total=s.total,
+            events_by_type=dict(s.by_type),
+            events_per_second=s.rate.rate(),
+            unknown_events=s.unknown,
+            parse_errors=s.parse_errors,
+            buffered_prompts=self._router.buffered_prompts,
+            buffered_events=self._router.buffered_events,
+            dropped_events=self._router.dropped + sum(sub.dropped for sub in self._listeners),
+            server_features=self.server_features,
+        )
+
+    # -- the connection loop --------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._closing:
+            reason = await self._connect_once()
+            if self._closing:
+                return
+            delay = self._backoff.failed()
+            if self._stats.disconnected(reason, delay):
+                logger.warning(
+                    "ComfyUI events lost %s: %s; retry in %.1fs", self.url, reason, delay
+                )
+                self._emit_connection_event(Disconnected(reason=reason, retry_in=delay))
+            else:
+                logger.info("ComfyUI events %s: %s; retry in %.1fs", self.url, reason, delay)
+            await self._sleep(delay)
+
+    async def _connect_once(self) -> str:
+        """One connection, read until it ends; returns why it ended."""
+        try:
+            async with connect(
+                self.url, additional_headers=self._headers, **self._connect_options
+            ) as ws:
+                self._ws = ws
+                self._on_connected()
+                if self._feature_flags is not None:
+                    message = {"type": "feature_flags", "data": self._feature_flags}
+                    await ws.send(json.dumps(message))
+                async for frame in ws:
+                    self._handle_frame(frame)
+                return f"closed by server (code {ws.close_code})"
+        except ConnectionClosed as exc:
+            return f"connection lost: {exc}"
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            # A bug of ours must not end the stream for good: log it, reconnect.
+            logger.exception("ComfyUI event reader for %s failed", self.url)
+            return f"reader error: {type(exc).__name__}: {exc}"
+        finally:
+            self._ws = None
+            self._connected.clear()
+            # What ran before the gap may be over; do not pin new frames to it.
+            self._current_prompt = None
+
+    def _on_connected(self) -> None:
+        self._backoff.succeeded()
+        downtime = self._stats.connected()
+        self._connected.set()
+        if not self._ever_connected:
+            self._ever_connected = True
+            logger.info("ComfyUI events connected %s", self.url)
+            self._emit_connection_event(Connected(url=self.url))
+        else:
+            logger.info("ComfyUI events reconnected %s after %.1fs", self.url, downtime or 0.0)
+            self._emit_connection_event(
+                Reconnected(
+                    url=self.url, downtime=downtime or 0.0, reconnects=self._stats.reconnects
+                )
+            )
+
+    # -- frames ---------------------------------------------------------------------
+
+    def _handle_frame(self, frame: str | bytes) -> None:
+        try:
+            event = parse_frame(frame)
+        except EventParseError as exc:
+            self._stats.parse_errors += 1
+            logger.debug("unparseable frame from %s: %s", self.url, exc)
+            return
+        event = self._attribute(event)
+        self._stats.event(event.type, unknown=isinstance(event, UnknownEvent))
+        if isinstance(event, FeatureFlags):
+            self.server_features = event.flags
+        for listener in self._listeners:
+            listener.put(event)
+        self._router.route(event)
+
+    def _attribute(self, event: Event) -> Event:
+        """Track the prompt running for this socket; pin prompt-less frames to it.
+
+        Legacy previews and text frames name no prompt, but per socket they come
+        between that prompt's other messages (which do name it).
+        """
+        if isinstance(event, PreviewImage | ProgressText) and event.prompt_id is None:
+            if self._current_prompt is not None:
+                return dataclasses.replace(event, prompt_id=self._current_prompt)
+            return event
+        if event.prompt_id is None:
+            return event
+        if is_prompt_end(event) or isinstance(
+            event, ExecutionSuccess | ExecutionError | ExecutionInterrupted
+        ):
+            if self._current_prompt == event.prompt_id:
+                self._current_prompt = None
+        elif not isinstance(event, UnknownEvent):
+            self._current_prompt = event.prompt_id
+        return event
+
+    def _emit_connection_event(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener.put(event)
+        self._router.broadcast(event)
+
+    def _drop_listener(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(sub)
