@@ -37,13 +37,13 @@ def binary_records() -> Iterator[dict[str, Any]]:
             yield record
 
 
-def http_records(method: str, path_prefix: str) -> Iterator[dict[str, Any]]:
+def http_records(method: str, path: str, *, prefix: bool = False) -> Iterator[dict[str, Any]]:
+    """Recorded HTTP exchanges for `path` (query string ignored), or all under it."""
     for record in records():
-        if (
-            record["kind"] == "http"
-            and record["method"] == method
-            and record["path"].split("?")[0] == path_prefix
-        ):
+        if record["kind"] != "http" or record["method"] != method:
+            continue
+        recorded = record["path"].split("?")[0]
+        if recorded == path or (prefix and recorded.startswith(path)):
             yield record
 
 
@@ -72,3 +72,7 @@ def rebuild_binary_frame(record: dict[str, Any]) -> bytes:
 
 def workflow(name: str) -> dict[str, Any]:
     return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def object_info_sample() -> dict[str, Any]:
+    return json.loads((SHARED / "object_info-sample.json").read_text(encoding="utf-8"))
