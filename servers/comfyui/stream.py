@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 # ComfyUI keeps one socket per clientId and a second one silently steals (and on
 # close kills) the first one's events (PROTOCOL.md gotcha 8): refuse it here.
 _open_streams: set[tuple[str, str]] = set()
+# How long close() lets a handshake in progress finish, to close it properly.
+_CLOSE_GRACE = 2.0
 
 
 def websocket_url(base_url: str, client_id: str) -> str:
@@ -111,6 +113,7 @@ class EventStream:
         self._connected = asyncio.Event()
         self._ever_connected = False
         self._closing = False
+        self._sleeping = False
         self._current_prompt: str | None = None
         self.server_features: Mapping[str, Any] | None = None
 
@@ -135,6 +138,11 @@ class EventStream:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         if self._task is not None:
+            if self._sleeping:
+                self._task.cancel()
+            # A handshake under way finishes and then closes with a close frame;
+            # only a peer that hangs on it is cut off.
+            await asyncio.wait({self._task}, timeout=_CLOSE_GRACE)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -221,7 +229,11 @@ class EventStream:
                 self._emit_connection_event(Disconnected(reason=reason, retry_in=delay))
             else:
                 logger.info("ComfyUI events %s: %s; retry in %.1fs", self.url, reason, delay)
-            await self._sleep(delay)
+            self._sleeping = True
+            try:
+                await self._sleep(delay)
+            finally:
+                self._sleeping = False
 
     async def _connect_once(self) -> str:
         """One connection, read until it ends; returns why it ended."""
@@ -230,6 +242,8 @@ class EventStream:
                 self.url, additional_headers=self._headers, **self._connect_options
             ) as ws:
                 self._ws = ws
+                if self._closing:  # close() came during the handshake
+                    return "closed by us"
                 self._on_connected()
                 if self._feature_flags is not None:
                     message = {"type": "feature_flags", "data": self._feature_flags}
@@ -258,7 +272,8 @@ class EventStream:
         if not self._ever_connected:
             self._ever_connected = True
             logger.info("ComfyUI events connected %s", self.url)
-            self._emit_connection_event(Connected(url=self.url))
+            # Not to subscriptions: nothing of theirs can have been missed yet.
+            self._emit_connection_event(Connected(url=self.url), to_subscriptions=False)
         else:
             logger.info("ComfyUI events reconnected %s after %.1fs", self.url, downtime or 0.0)
             self._emit_connection_event(
@@ -305,10 +320,11 @@ class EventStream:
             self._current_prompt = event.prompt_id
         return event
 
-    def _emit_connection_event(self, event: Event) -> None:
+    def _emit_connection_event(self, event: Event, *, to_subscriptions: bool = True) -> None:
         for listener in self._listeners:
             listener.put(event)
-        self._router.broadcast(event)
+        if to_subscriptions:
+            self._router.broadcast(event)
 
     def _drop_listener(self, sub: Subscription) -> None:
         with contextlib.suppress(ValueError):
