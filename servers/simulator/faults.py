@@ -1,0 +1,39 @@
+"""Fault injection for tests: answer HTTP with an error status, stall responses.
+
+Dropping WebSockets, refusing connections and dying mid-prompt are methods of
+`SimulatedComfyUI` because they act on sockets and the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Faults:
+    # Answer every HTTP request (not the WebSocket) with this status, empty body.
+    http_status: int | None = None
+    # Extra seconds before every HTTP response.
+    delay: float = 0.0
+    _flowing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
+
+    def stall(self) -> None:
+        """Hold every HTTP request until `release()`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    def clear(self) -> None:
+        self.http_status = None
+        self.delay = 0.0
+        self.release()
+
+    async def before_response(self) -> None:
+        await self._flowing.wait()
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
