@@ -178,12 +178,12 @@ async def test_events_of_a_run_finished_before_subscribing_are_replayed(client, 
 
 
 async def test_stream_reconnects_after_the_server_drops_sockets_and_the_run_goes_on(
-    sim, client, stream
+    comfyui_sim, client, stream
 ):
     everything = stream.listen()
     prompt_id, sub = await submit(client, stream, slow(steps=60))
     await next_of(sub, Progress)
-    await sim.drop_websockets()
+    await comfyui_sim.drop_websockets()
     assert isinstance(await next_of(everything, Disconnected), Disconnected)
     back = await next_of(everything, Reconnected)
     assert back.reconnects == 1
@@ -199,10 +199,10 @@ async def test_stream_reconnects_after_the_server_drops_sockets_and_the_run_goes
 @pytest.mark.parametrize(
     ("flags", "frame_type"), [(None, 1), ({"supports_preview_metadata": True}, 4)]
 )
-async def test_binary_previews_and_texts_are_decoded(sim, client, flags, frame_type):
+async def test_binary_previews_and_texts_are_decoded(comfyui_sim, client, flags, frame_type):
     prompt = workflow("slow_progress_preview_text")
     prompt["2"]["inputs"]["nonce"] = random.randrange(2**31)
-    stream = EventStream(sim.base_url, feature_flags=flags, backoff=quick_backoff())
+    stream = EventStream(comfyui_sim.base_url, feature_flags=flags, backoff=quick_backoff())
     async with stream:
         prompt_id, sub = await submit(client, stream, prompt)
         events = await run_to_end(sub)
