@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from comfyweb.backoff import Backoff
 from servers.comfyui import ComfyUIClient, EventStream
+
+from .fakes import quick_backoff
 
 
 @pytest.fixture
 async def client(comfyui_sim) -> AsyncIterator[ComfyUIClient]:
     async with ComfyUIClient(comfyui_sim.base_url, retry_base=0) as comfy:
         yield comfy
-
-
-def quick_backoff() -> Backoff:
-    return Backoff(base=0.01, cap=0.05, jitter=0.01, stable_after=30)
 
 
 @pytest.fixture

@@ -34,9 +34,8 @@ from servers.comfyui import (
 )
 
 from .capture import workflow
-from .conftest import quick_backoff
+from .fakes import GUARD, next_of, quick_backoff
 
-GUARD = 30  # seconds; a guard against hangs, never a synchronisation
 PNG_MAGIC = bytes.fromhex("89504e470d0a1a0a")
 
 
@@ -52,13 +51,6 @@ async def run_to_end(sub: Subscription) -> list[Event]:
         return [event async for event in sub]
 
     return await asyncio.wait_for(collect(), GUARD)
-
-
-async def next_of(sub: Subscription, kind: type) -> Event:
-    while True:
-        event = await asyncio.wait_for(sub.get(), GUARD)
-        if isinstance(event, kind):
-            return event
 
 
 async def submit(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from servers.comfyui import (
 )
 
 from .capture import http_records, object_info_sample
+from .fakes import closed_port
 
 
 def files_in(directory: Path) -> list[Path]:
@@ -447,12 +447,6 @@ async def test_a_path_prefix_in_the_base_url_is_kept():
 def test_only_http_base_urls_are_accepted():
     with pytest.raises(ValueError, match="http"):
         ComfyUIClient("ws://127.0.0.1:8188")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_a_server_that_is_down_is_transiently_unavailable():

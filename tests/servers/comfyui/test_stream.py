@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
 import uuid
 
 import pytest
 
-from comfyweb.backoff import Backoff
 from servers.comfyui import (
     Connected,
     Disconnected,
@@ -23,29 +21,12 @@ from servers.comfyui import (
     ProgressText,
     Reconnected,
     Status,
-    Subscription,
     UnknownEvent,
     websocket_url,
 )
 
-from .fakes import FakeClock
+from .fakes import GUARD, FakeClock, closed_port, next_of, quick_backoff
 from .wsserver import ScriptedServer, message
-
-GUARD = 10  # seconds; a guard against hangs, never a synchronisation
-
-
-async def next_of(sub: Subscription, kind: type, *, skip: bool = True):
-    """The next event of `kind`; other events are skipped (or fail, if not `skip`)."""
-    while True:
-        event = await asyncio.wait_for(sub.get(), GUARD)
-        if isinstance(event, kind):
-            return event
-        assert skip, f"expected {kind.__name__}, got {event!r}"
-
-
-def quick_backoff(**kwargs) -> Backoff:
-    options = {"base": 0.01, "cap": 0.04, "jitter": 0.0, "stable_after": 1000.0}
-    return Backoff(**(options | kwargs))
 
 
 def new_stream(server: ScriptedServer, **kwargs) -> EventStream:
@@ -229,12 +210,6 @@ async def test_backoff_resets_once_a_connection_has_been_stable():
             after_stable = await next_of(events, Disconnected)
         assert delays == [0.01, 0.02, 0.04]
         assert after_stable.retry_in == 0.01
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_refused_connections_are_retried_forever_with_growing_delays():
