@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from servers.simulator import routes_files, routes_info, routes_prompt
+from servers.simulator.keys import SIM_KEY
 
 if TYPE_CHECKING:
     from servers.simulator.server import SimulatedComfyUI
@@ -60,7 +61,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    sim: SimulatedComfyUI = request.app["sim"]
+    sim = request.app[SIM_KEY]
     if request.path in ("/ws", "/api/ws"):
         return await handler(request)
     await sim.faults.before_response()
@@ -73,7 +74,7 @@ def create_app(sim: SimulatedComfyUI) -> web.Application:
     app = web.Application(
         middlewares=[origin_middleware, fault_middleware], client_max_size=104857600
     )
-    app["sim"] = sim
+    app[SIM_KEY] = sim
     tables = [routes_prompt.routes, routes_files.routes, routes_info.routes]
     for prefix in ("", "/api"):
         for table in tables:

@@ -69,3 +69,25 @@ def _is_changed(node: dict[str, Any], input_dir: pathlib.Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return "missing"
+
+
+class NodeObjects:
+    """Per-node instance state, kept like ComfyUI's object cache.
+
+    ComfyUI reuses a node's Python object while consecutive prompts contain
+    the same (node id, class): PreviewImage draws its random temp prefix once
+    per object, so the file counter continues (`…_00002_.png`) across prompts.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def set_prompt(self, prompt: dict[str, Any]) -> None:
+        wanted = {(node_id, node["class_type"]) for node_id, node in prompt.items()}
+        self._states = {k: v for k, v in self._states.items() if k in wanted}
+
+    def state(self, node_id: str, class_type: str) -> dict[str, Any]:
+        return self._states.setdefault((node_id, class_type), {})
+
+    def reset(self) -> None:
+        self._states.clear()

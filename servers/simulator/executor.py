@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servers.simulator import catalogue, nodes
-from servers.simulator.cache import CacheEntry, OutputCache
+from servers.simulator.cache import CacheEntry, NodeObjects, OutputCache
 from servers.simulator.config import DataDirs, SimulatorConfig
 from servers.simulator.history import History
 from servers.simulator.hub import Hub
@@ -66,6 +66,7 @@ class Executor:
         self.config = config
         self.dirs = dirs
         self.cache = OutputCache()
+        self.objects = NodeObjects()
         self.rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
         self._interrupt = False
         self._task: asyncio.Task[None] | None = None
@@ -100,6 +101,7 @@ class Executor:
             flags = self.queue.take_flags()
             if flags.get("free_memory"):
                 self.cache.reset()
+                self.objects.reset()
 
     async def _process(self, item: QueueItem, task_id: int) -> None:
         self.running_prompt_id = item.prompt_id
@@ -145,6 +147,7 @@ class Executor:
         prompt_id = item.prompt_id
         self._add_message(run, "execution_start", {"prompt_id": prompt_id}, broadcast=False)
         self.cache.set_prompt(item.prompt, self.dirs.input)
+        self.objects.set_prompt(item.prompt)
         cached = [n for n in item.prompt if self.cache.get(n) is not None]
         self._add_message(
             run, "execution_cached", {"nodes": cached, "prompt_id": prompt_id}, broadcast=False
@@ -221,6 +224,7 @@ class Executor:
             client_id=run.client_id,
             interrupted=lambda: self._interrupt,
             rng=self.rng,
+            state=self.objects.state(node_id, class_type),
         )
         try:
             context.check_interrupt()

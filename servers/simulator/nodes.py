@@ -42,6 +42,8 @@ class NodeContext:
     client_id: str | None
     interrupted: Callable[[], bool]
     rng: random.Random = field(default_factory=random.Random)
+    # This node object's own state, kept across prompts (see cache.NodeObjects).
+    state: dict[str, Any] = field(default_factory=dict)
 
     def check_interrupt(self) -> None:
         if self.interrupted():
@@ -121,7 +123,7 @@ async def _preview_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
         images.save_batch,
         i["images"],
         ctx.dirs.temp,
-        images.temp_prefix(ctx.rng),
+        ctx.state.setdefault("prefix", images.temp_prefix(ctx.rng)),
         "temp",
         text=ctx.png_text(),
         compress_level=1,

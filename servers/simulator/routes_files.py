@@ -14,6 +14,7 @@ from aiohttp import web
 from PIL import Image
 
 from servers.simulator.config import DataDirs
+from servers.simulator.keys import SIM_KEY
 
 if TYPE_CHECKING:
     from servers.simulator.server import SimulatedComfyUI
@@ -24,7 +25,7 @@ _DOWNLOAD_ONLY = {"text/html", "text/html-sandboxed", "application/xhtml+xml", "
 
 
 def _sim(request: web.Request) -> SimulatedComfyUI:
-    return request.app["sim"]
+    return request.app[SIM_KEY]
 
 
 def _annotated(name: str) -> tuple[str, str | None]:

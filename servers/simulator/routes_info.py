@@ -10,6 +10,7 @@ from aiohttp import web
 
 from servers.simulator import catalogue, frames
 from servers.simulator.config import MODEL_FOLDERS
+from servers.simulator.keys import SIM_KEY
 
 if TYPE_CHECKING:
     from servers.simulator.server import SimulatedComfyUI
@@ -25,7 +26,7 @@ The API is at /prompt, /queue, /history and /ws.</p></body></html>
 
 
 def _sim(request: web.Request) -> SimulatedComfyUI:
-    return request.app["sim"]
+    return request.app[SIM_KEY]
 
 
 @routes.get("/")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from servers.simulator.history import SENSITIVE_KEYS
+from servers.simulator.keys import SIM_KEY
 from servers.simulator.prompt_queue import QueueItem
 from servers.simulator.validation import validate_prompt
 
@@ -19,7 +20,7 @@ routes = web.RouteTableDef()
 
 
 def _sim(request: web.Request) -> SimulatedComfyUI:
-    return request.app["sim"]
+    return request.app[SIM_KEY]
 
 
 def queue_info(sim: SimulatedComfyUI) -> dict[str, Any]:
