@@ -115,8 +115,9 @@ class ComfyUIClient:
         """POST /prompt. Raises `PromptRejected` (permanent) on a 400.
 
         Choose `prompt_id` yourself (default: a fresh uuid4) and subscribe to it
-        on the EventStream *before* calling, so no event can outrun the reply.
-        `client_id` must be the EventStream's, or the run's events go elsewhere.
+        on the EventStream; events that outrun this reply are held for it.
+        `client_id` must be the EventStream's, or the run's events go elsewhere
+        (without one ComfyUI sends no lifecycle events at all: poll /history).
         """
         body: dict[str, Any] = {"prompt": dict(prompt), "prompt_id": prompt_id or str(uuid.uuid4())}
         if client_id is not None:

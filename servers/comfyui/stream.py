@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 # ComfyUI keeps one socket per clientId and a second one silently steals (and on
 # close kills) the first one's events (PROTOCOL.md gotcha 8): refuse it here.
-_open_streams: set[tuple[str, str]] = set()
+_open_streams: set[str] = set()
 # How long close() lets a handshake in progress finish, to close it properly.
 _CLOSE_GRACE = 2.0
 
@@ -123,10 +123,9 @@ class EventStream:
         """Start connecting in the background; returns at once."""
         if self._task is not None:
             return
-        key = (self.url, self.client_id)
-        if key in _open_streams:
+        if self.url in _open_streams:  # the URL carries the client id
             raise RuntimeError(f"an EventStream for {self.url} is already open in this process")
-        _open_streams.add(key)
+        _open_streams.add(self.url)
         self._task = asyncio.create_task(self._run(), name=f"comfyui-events {self.url}")
 
     async def close(self) -> None:
@@ -146,7 +145,7 @@ class EventStream:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            _open_streams.discard((self.url, self.client_id))
+            _open_streams.discard(self.url)
         self._router.close()
         for listener in self._listeners:
             listener.finish()
