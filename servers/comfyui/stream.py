@@ -121,6 +121,8 @@ class EventStream:
 
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
+        if self._closing:
+            raise RuntimeError("this EventStream was closed; make a new one")
         if self._task is not None:
             return
         if self.url in _open_streams:  # the URL carries the client id
@@ -178,6 +180,11 @@ class EventStream:
         return sub
 
     def __aiter__(self) -> Subscription:
+        """`async for event in stream`: a new `listen()` for the loop.
+
+        A loop left early leaves that listener queued up (bounded); where that
+        matters, use `async with stream.listen() as events:` which detaches it.
+        """
         return self.listen()
 
     def subscribe(self, prompt_id: str) -> Subscription:

@@ -271,3 +271,22 @@ async def test_close_during_the_handshake_still_closes_properly():
         await stream.close()
         assert await asyncio.wait_for(server.close_codes.get(), GUARD) == 1000
         assert server.accepted == 1
+
+
+async def test_a_closed_stream_cannot_be_restarted():
+    stream = EventStream(f"http://127.0.0.1:{closed_port()}")
+    await stream.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await stream.start()
+    assert [e async for e in stream.listen()] == []
+
+
+async def test_a_listener_left_with_async_with_stops_receiving():
+    async with ScriptedServer().running() as server, new_stream(server) as stream:
+        async with stream.listen() as events:
+            await next_of(events, Status)
+        conn = await server.next_connection()
+        async with stream.listen() as later:
+            await conn.send(message("execution_start", prompt_id="p2", timestamp=1))
+            assert (await next_of(later, ExecutionStart)).prompt_id == "p2"
+        assert events.pending() == []
