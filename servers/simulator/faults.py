@@ -16,10 +16,18 @@ class Faults:
     http_status: int | None = None
     # Extra seconds before every HTTP response.
     delay: float = 0.0
+    # Requests currently held by stall(); tests await `until_held(n)`.
+    held: int = 0
     _flowing: asyncio.Event = field(default_factory=asyncio.Event)
+    _held_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._flowing.set()
+
+    async def until_held(self, count: int) -> None:
+        while self.held < count:
+            self._held_changed.clear()
+            await self._held_changed.wait()
 
     def stall(self) -> None:
         """Hold every HTTP request until `release()`."""
@@ -34,6 +42,12 @@ class Faults:
         self.release()
 
     async def before_response(self) -> None:
-        await self._flowing.wait()
+        if not self._flowing.is_set():
+            self.held += 1
+            self._held_changed.set()
+            try:
+                await self._flowing.wait()
+            finally:
+                self.held -= 1
         if self.delay > 0:
             await asyncio.sleep(self.delay)
