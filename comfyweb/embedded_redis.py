@@ -46,6 +46,7 @@ def command(socket_path: Path) -> list[str]:
         "--appendonly", "no",
         "--dir", str(socket_path.parent),
         "--loglevel", "warning",
+        "--logfile", str(socket_path.parent / "redis.log"),
     ]  # fmt: skip
 
 

@@ -1,0 +1,99 @@
+"""`manage.py serve`: ComfyWeb on one machine with one command.
+
+Starts the embedded Redis when REDIS_URL is unset, migrates, creates the first
+admin, then supervises the web server (daphne) and the worker cluster (django-q2)
+as child processes until Ctrl-C or SIGTERM. Production runs those processes
+separately (see README).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import partial
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from comfyweb import embedded_redis
+from comfyweb.first_run import create_initial_admin
+from comfyweb.supervisor import ChildSpec, Supervisor
+
+MANAGE_PY = str(settings.BASE_DIR / "manage.py")
+
+
+class Command(BaseCommand):
+    help = "Run ComfyWeb (web, worker and, without REDIS_URL, an embedded Redis) supervised."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+    def handle(self, *args, host: str, port: int, **options) -> None:
+        if not 0 < port < 65536:
+            raise CommandError(f"--port {port} is not a TCP port")
+        socket_path = settings.EMBEDDED_REDIS_SOCKET
+        if settings.EMBEDDED_REDIS and embedded_redis.is_answering(socket_path):
+            raise CommandError(
+                f"another ComfyWeb already runs Redis on {socket_path}; "
+                "stop it or set COMFYWEB_DATA_DIR to another directory"
+            )
+        with Supervisor(announce=self._announce) as supervisor:
+            if settings.EMBEDDED_REDIS:
+                socket_path.unlink(missing_ok=True)
+                supervisor.start(
+                    ChildSpec(
+                        "redis",
+                        embedded_redis.command(socket_path),
+                        wait_ready=partial(_wait_for_redis, socket_path),
+                        infrastructure=True,
+                    )
+                )
+            self._prepare_database()
+            for spec in (self._web(host, port), self._worker()):
+                if not supervisor.stopping:
+                    supervisor.start(spec)
+            if not supervisor.stopping:
+                self._announce(f"ComfyWeb is running at {_url(host, port)} (Ctrl-C stops it)")
+                supervisor.watch()
+
+    def _prepare_database(self) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        credentials = create_initial_admin()
+        if credentials:
+            username, password = credentials
+            self._announce(
+                "First run: created the administrator account "
+                f"(shown only this once) username: {username} password: {password}"
+            )
+
+    def _web(self, host: str, port: int) -> ChildSpec:
+        argv = [sys.executable, "-m", "daphne", "--bind", host, "--port", str(port)]
+        return ChildSpec("web", [*argv, "comfyweb.asgi:application"], env=_child_env())
+
+    def _worker(self) -> ChildSpec:
+        return ChildSpec("worker", [sys.executable, MANAGE_PY, "qcluster"], env=_child_env())
+
+    def _announce(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+
+def _wait_for_redis(socket_path, process) -> None:
+    embedded_redis.wait_until_answering(socket_path, process)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "comfyweb.settings")
+    # Children run from the project directory so `comfyweb.asgi` imports.
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(settings.BASE_DIR), env.get("PYTHONPATH")])
+    )
+    return env
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"

@@ -1,0 +1,23 @@
+"""Recurring jobs, (re)created after every migrate so deployments need no set-up step."""
+
+from __future__ import annotations
+
+from django_q.models import Schedule
+
+RECURRING = {
+    # name: (function, every N minutes)
+    "comfyweb.publish_health": ("comfyweb.jobs.publish_health", 1),
+}
+
+
+def ensure_schedules(**kwargs) -> None:
+    for name, (func, minutes) in RECURRING.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+            },
+        )

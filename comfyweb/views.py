@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from comfyweb import health
+from tasks.models import Team
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and `serve`: open to anonymous probes.
+
+    Anonymous callers get the verdict per component; logged-in users also get
+    the details (error text, latencies), which can name internal hosts.
+    """
+    report = health.collect()
+    body = report.as_json()
+    if not request.user.is_authenticated:
+        body["components"] = {name: {"ok": c["ok"]} for name, c in body["components"].items()}
+    return JsonResponse(body, status=200 if report.ok else 503)
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "comfyweb/dashboard.html",
+        {"health": health.collect(), "teams": _teams_with_roles(request.user)},
+    )
+
+
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    return render(request, "comfyweb/account.html", {"teams": _teams_with_roles(request.user)})
+
+
+def _teams_with_roles(user) -> list[tuple[Team, str]]:
+    memberships = {m.team_id: m.get_role_display() for m in user.memberships.all()}
+    return [
+        (team, memberships.get(team.pk, "Staff"))
+        for team in Team.objects.for_user(user).order_by("name")
+    ]

@@ -1,0 +1,118 @@
+"""A real `manage.py serve` in a subprocess, on embedded defaults, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+CREDENTIALS = re.compile(r"username: (\S+) password: (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServeProcess:
+    process: subprocess.Popen
+    url: str
+    lines: list[str] = field(default_factory=list)
+    username: str = ""
+    password: str = ""
+
+    def wait_for_line(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if match := re.search(pattern, line):
+                    return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"serve never printed /{pattern}/; output:\n" + "\n".join(self.lines))
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.url}healthz never turned 200")
+
+    def child_pid(self, name: str) -> int:
+        matches = [re.search(rf"started {name} \(pid (\d+)\)", line) for line in self.lines]
+        return int([m for m in matches if m][-1].group(1))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def start_serve(data_dir: Path) -> ServeProcess:
+    """`serve` as a fresh install would run it: SQLite and embedded Redis in data_dir."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
+    env |= {
+        "COMFYWEB_DATA_DIR": str(data_dir),
+        "SECRET_KEY": "serve-test-secret",
+        "LOG_FORMAT": "text",
+        "WORKER_PROCESSES": "1",
+    }
+    stderr = (data_dir.parent / f"{data_dir.name}-stderr.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    serve = ServeProcess(process, f"http://127.0.0.1:{port}/")
+    threading.Thread(target=_collect, args=(serve,), daemon=True).start()
+    return serve
+
+
+def _collect(serve: ServeProcess) -> None:
+    for line in serve.process.stdout:
+        serve.lines.append(line.rstrip("\n"))
+
+
+def launch(data_dir: Path) -> ServeProcess:
+    serve = start_serve(data_dir)
+    match = serve.wait_for_line(CREDENTIALS.pattern)
+    serve.username, serve.password = match.group(1), match.group(2)
+    serve.wait_for_line("ComfyWeb is running at")
+    serve.wait_healthy()
+    return serve
+
+
+@pytest.fixture(scope="session")
+def running_serve(tmp_path_factory):
+    serve = launch(tmp_path_factory.mktemp("serve") / "data")
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture
+def own_serve(tmp_path):
+    serve = launch(tmp_path / "data")
+    yield serve
+    serve.stop()

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+from django_q.brokers import get_broker
+from django_q.signing import SignedPackage
+from django_q.status import Stat, Status
+
+from comfyweb import health
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def worker_heartbeat():
+    """A cluster status in Redis, written the way a running qcluster writes it."""
+    broker = get_broker()
+    status = Status(pid=4242, cluster_id="test-cluster")
+    status.status = "Idle"
+    status.workers = [4243, 4244]
+    key = Stat.get_key(status.cluster_id)
+    broker.set_stat(key, SignedPackage.dumps(status, True), 30)
+    yield
+    broker.connection.delete(key)
+
+
+@pytest.fixture
+def no_worker():
+    broker = get_broker()
+    for key in broker.connection.keys(f"{Stat.get_key('*')}"):
+        broker.connection.delete(key)
+
+
+def test_healthz_is_503_without_a_worker_heartbeat(client, no_worker):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["components"]["database"] == {"ok": True}
+    assert body["components"]["redis"] == {"ok": True}
+    assert body["components"]["worker"] == {"ok": False}
+
+
+def test_healthz_is_200_when_database_redis_and_worker_are_up(client, worker_heartbeat):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_logged_in_users_see_the_details(client, no_worker):
+    client.force_login(make_user())
+    worker = client.get("/healthz").json()["components"]["worker"]
+    assert worker["detail"] == "WorkerMissing: no worker cluster heartbeat"
+
+
+def test_worker_check_counts_clusters_and_workers(worker_heartbeat):
+    worker = health.check_worker()
+    assert worker.ok
+    assert worker.extra["workers"] >= 2
+
+
+def test_unreachable_redis_is_reported_not_raised(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    component = health.check_redis()
+    assert not component.ok
+    assert component.detail.startswith("ConnectionError")
+
+
+def test_dashboard_shows_the_health_panel(client, no_worker):
+    client.force_login(make_user())
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="health-panel"' in html
+    assert 'data-component="worker"' in html
+    assert "degraded" in html
