@@ -114,6 +114,7 @@ class EventStream:
         self._ever_connected = False
         self._closing = False
         self._sleeping = False
+        self._reconnect_requested = False
         self._current_prompt: str | None = None
         self.server_features: Mapping[str, Any] | None = None
 
@@ -159,6 +160,18 @@ class EventStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def reconnect(self) -> None:
+        """Drop the socket and connect again, through the usual backoff.
+
+        For a caller that suspects the server stopped routing to this socket:
+        ComfyUI forgets a client id when an *older* socket of it finally closes
+        (PROTOCOL.md gotcha 8), e.g. a half-open one from before a network cut,
+        and the newer socket then silently receives nothing.
+        """
+        if self._ws is not None:
+            self._reconnect_requested = True
+            await self._ws.close()
 
     @property
     def connected(self) -> bool:
@@ -256,6 +269,8 @@ class EventStream:
                     await ws.send(json.dumps(message))
                 async for frame in ws:
                     self._handle_frame(frame)
+                if self._reconnect_requested:
+                    return "reconnect requested"
                 return f"closed by server (code {ws.close_code})"
         except ConnectionClosed as exc:
             return f"connection lost: {exc}"
@@ -267,6 +282,7 @@ class EventStream:
             return f"reader error: {type(exc).__name__}: {exc}"
         finally:
             self._ws = None
+            self._reconnect_requested = False
             self._connected.clear()
             # What ran before the gap may be over; do not pin new frames to it.
             self._current_prompt = None

@@ -30,11 +30,12 @@ from servers.comfyui import (
     ProgressText,
     PromptRejected,
     Reconnected,
+    Status,
     Subscription,
 )
 
 from .capture import workflow
-from .fakes import GUARD, next_of, quick_backoff
+from .fakes import GUARD, FakeClock, next_of, quick_backoff
 
 PNG_MAGIC = bytes.fromhex("89504e470d0a1a0a")
 
@@ -186,6 +187,62 @@ async def test_stream_reconnects_after_the_server_drops_sockets_and_the_run_goes
     assert events[-1] == Executing(prompt_id=prompt_id, node=None)
     assert stream.stats.reconnects == 1
     assert (await client.get_history(prompt_id)).succeeded
+
+
+async def greeted(events: Subscription) -> None:
+    """Until the connect `status` (the one with `sid`): the server has the socket."""
+    while (await next_of(events, Status)).sid is None:
+        pass
+
+
+async def test_backoff_against_dropped_sockets_grows_is_capped_and_resets_when_stable(
+    comfyui_sim,
+):
+    clock = FakeClock()
+    stream = EventStream(comfyui_sim.base_url, backoff=quick_backoff(clock=clock, stable_after=30))
+    events = stream.listen()
+    async with stream:
+        delays = []
+        for _ in range(4):
+            await greeted(events)
+            await comfyui_sim.drop_websockets()
+            delays.append((await next_of(events, Disconnected)).retry_in)
+        await greeted(events)
+        clock.advance(31)  # the connection has now been up long enough
+        await comfyui_sim.drop_websockets()
+        after_stable = (await next_of(events, Disconnected)).retry_in
+    assert delays == [0.01, 0.02, 0.04, 0.04]
+    assert after_stable == 0.01
+    assert stream.stats.reconnects == 4
+
+
+async def test_stream_rides_out_a_server_that_refuses_connections(comfyui_sim, client):
+    slept: asyncio.Queue[float] = asyncio.Queue()
+
+    async def recorded_sleep(delay: float) -> None:
+        await slept.put(delay)
+        await asyncio.sleep(delay)
+
+    stream = EventStream(
+        comfyui_sim.base_url,
+        backoff=quick_backoff(clock=FakeClock()),
+        sleep=recorded_sleep,
+    )
+    events = stream.listen()
+    async with stream:
+        await greeted(events)
+        await comfyui_sim.refuse_connections()
+        await comfyui_sim.drop_websockets()
+        delays = [await asyncio.wait_for(slept.get(), GUARD) for _ in range(4)]
+        assert stream.stats.failed_attempts >= 3
+        assert not stream.connected
+        await comfyui_sim.accept_connections()
+        await next_of(events, Reconnected)
+        await greeted(events)
+        # Back in business: a prompt submitted now is tracked to its end.
+        prompt_id, sub = await submit(client, stream, slow(steps=1))
+        assert (await run_to_end(sub))[-1] == Executing(prompt_id=prompt_id, node=None)
+    assert delays == [0.01, 0.02, 0.04, 0.04]
 
 
 @pytest.mark.parametrize(

@@ -290,3 +290,15 @@ async def test_a_listener_left_with_async_with_stops_receiving():
             await conn.send(message("execution_start", prompt_id="p2", timestamp=1))
             assert (await next_of(later, ExecutionStart)).prompt_id == "p2"
         assert events.pending() == []
+
+
+async def test_a_requested_reconnect_goes_through_the_backoff():
+    async with ScriptedServer().running() as server, new_stream(server) as stream:
+        events = stream.listen()
+        await server.next_connection()
+        await stream.wait_connected()
+        await stream.reconnect()
+        lost = await next_of(events, Disconnected)
+        assert (lost.reason, lost.retry_in) == ("reconnect requested", 0.01)
+        await server.next_connection()
+        assert (await next_of(events, Reconnected)).reconnects == 1
