@@ -30,8 +30,11 @@ from servers.comfyui import (
     ProgressText,
     PromptRejected,
     Reconnected,
+    ServerError,
+    ServerTimeout,
     Status,
     Subscription,
+    Timeouts,
 )
 
 from .capture import workflow
@@ -307,3 +310,38 @@ async def test_history_can_be_listed_and_cleared(client, stream):
     await client.clear_history()
     assert await client.get_histories() == {}
     await client.clear_queue()
+
+
+async def test_server_errors_are_transient_and_clear_when_the_server_recovers(comfyui_sim, client):
+    comfyui_sim.faults.http_status = 500
+    with pytest.raises(ServerError) as caught:
+        await client.submit(slow(steps=1))
+    assert caught.value.retryable
+    with pytest.raises(ServerError):
+        await client.get_queue()
+    comfyui_sim.faults.clear()
+    assert (await client.get_queue()).remaining == 0
+
+
+async def test_a_stalled_server_times_out(comfyui_sim):
+    comfyui_sim.faults.stall()
+    timeouts = Timeouts(connect=5, read=0.2, write=5, pool=5)
+    try:
+        async with ComfyUIClient(comfyui_sim.base_url, timeouts=timeouts) as impatient:
+            with pytest.raises(ServerTimeout):
+                await impatient.system_stats()
+    finally:
+        comfyui_sim.faults.release()
+
+
+async def test_a_prompt_lost_in_a_crash_is_told_by_reconnect_and_reconciliation(
+    comfyui_sim, client, stream
+):
+    prompt_id, sub = await submit(client, stream, slow(steps=2000))
+    await next_of(sub, Progress)
+    await comfyui_sim.crash()
+    await comfyui_sim.start()
+    await next_of(sub, Reconnected)
+    # What the monitor does after any gap: neither queued nor in history -> lost.
+    assert prompt_id not in (await client.get_queue()).prompt_ids()
+    assert await client.get_history(prompt_id) is None
