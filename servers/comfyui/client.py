@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -235,7 +236,8 @@ class ComfyUIClient:
         form = {"type": type, "subfolder": subfolder}
         if overwrite:
             form["overwrite"] = "true"
-        files = {"image": (filename, image, "application/octet-stream")}
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        files = {"image": (filename, image, mime)}
         response = await self._request("POST", "/upload/image", data=form, files=files)
         return FileRef.from_json(_json(response))
 

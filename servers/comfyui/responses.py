@@ -13,8 +13,6 @@ from typing import Any
 
 from .errors import NodeErrors, ProtocolError, parse_node_errors
 
-JSON = Any
-
 
 def expect(condition: bool, what: str) -> None:
     if not condition:
