@@ -8,14 +8,14 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell bin/find-python)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEMO ?=
+DEMO ?= 2
 # Tests need a SECRET_KEY but no secret: DEBUG stays off as in production.
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DATA_DIR=$${COMFYWEB_DATA_DIR:-var/test}
 
 .PHONY: help run test lint format migrations-check pytest bench clean
 
 help:
-	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis)"
+	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis, $(DEMO) simulated ComfyUI servers)"
 	@echo "make test    lint, migrations check and the whole test suite"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make format  apply ruff's fixes and formatting"

@@ -136,6 +136,9 @@ class Supervisor:
             code = child.process.poll() if child.process else None
             if code is None:
                 continue
+            # A leader that died abruptly can leave forked helpers behind (django-q's
+            # sentinel keeps spawning workers): clear its group before a restart.
+            _signal_group(child.process, signal.SIGKILL)
             delay = child.backoff.failed()
             child.restart_at = now + delay
             self.announce(f"{child.spec.name} exited with code {code}; restarting in {delay:.1f}s")

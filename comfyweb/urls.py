@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from comfyweb import views
 
@@ -21,4 +24,10 @@ urlpatterns = [
         name="password_change",
     ),
     path("admin/", admin.site.urls),
+    # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.
+    path(
+        "favicon.ico",
+        login_not_required(RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
+        name="favicon",
+    ),
 ]

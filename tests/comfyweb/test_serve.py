@@ -50,11 +50,15 @@ def test_static_files_are_served_without_a_cdn(running_serve):
     assert "text/css" in css.headers["content-type"]
 
 
-def test_a_killed_worker_is_restarted(own_serve):
+def test_a_killed_worker_is_restarted_and_leaves_no_orphans(own_serve):
     worker = own_serve.child_pid("worker")
-    psutil.Process(worker).kill()
+    old_family = [psutil.Process(worker), *psutil.Process(worker).children(recursive=True)]
+    assert len(old_family) > 1  # qcluster forks a sentinel and its workers
+    old_family[0].kill()
     own_serve.wait_for_line(r"worker exited with code -9; restarting in")
     own_serve.wait_for_line(rf"started worker \(pid (?!{worker}\b)\d+\)")
+    _, leftovers = psutil.wait_procs(old_family, timeout=5)
+    assert not leftovers, [p.cmdline() for p in leftovers]
     own_serve.wait_healthy()
 
 

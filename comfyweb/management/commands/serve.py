@@ -2,13 +2,15 @@
 
 Starts the embedded Redis when REDIS_URL is unset, migrates, creates the first
 admin, then supervises the web server (daphne) and the worker cluster (django-q2)
-as child processes until Ctrl-C or SIGTERM. Production runs those processes
-separately (see README).
+as child processes until Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI
+servers (registering them in the fleet arrives with the fleet's Server model).
+Production runs those processes separately (see README).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from functools import partial
 
@@ -21,6 +23,7 @@ from comfyweb.first_run import create_initial_admin
 from comfyweb.supervisor import ChildSpec, Supervisor
 
 MANAGE_PY = str(settings.BASE_DIR / "manage.py")
+DEMO_BASE_PORT = 8188  # ComfyUI's own default port
 
 
 class Command(BaseCommand):
@@ -29,10 +32,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
         parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+        parser.add_argument(
+            "--demo",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also run N simulated ComfyUI servers on free ports from 8188 up",
+        )
 
-    def handle(self, *args, host: str, port: int, **options) -> None:
+    def handle(self, *args, host: str, port: int, demo: int, **options) -> None:
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port")
+        if not 0 <= demo <= 32:
+            raise CommandError(f"--demo {demo}: run between 0 and 32 simulated servers")
         socket_path = settings.EMBEDDED_REDIS_SOCKET
         if settings.EMBEDDED_REDIS and embedded_redis.is_answering(socket_path):
             raise CommandError(
@@ -51,7 +63,10 @@ class Command(BaseCommand):
                     )
                 )
             self._prepare_database()
-            for spec in (self._web(host, port), self._worker()):
+            specs = [self._web(host, port), self._worker()]
+            if demo:
+                specs.append(self._simulators(demo))
+            for spec in specs:
                 if not supervisor.stopping:
                     supervisor.start(spec)
             if not supervisor.stopping:
@@ -75,6 +90,12 @@ class Command(BaseCommand):
     def _worker(self) -> ChildSpec:
         return ChildSpec("worker", [sys.executable, MANAGE_PY, "qcluster"], env=_child_env())
 
+    def _simulators(self, count: int) -> ChildSpec:
+        base_port = first_free_port_run(DEMO_BASE_PORT, count)
+        argv = [sys.executable, "-m", "servers.simulator", "--count", str(count)]
+        argv += ["--base-port", str(base_port), "--data-dir", str(settings.DATA_DIR / "demo")]
+        return ChildSpec("simulators", argv, env=_child_env())
+
     def _announce(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
@@ -92,6 +113,23 @@ def _child_env() -> dict[str, str]:
         filter(None, [str(settings.BASE_DIR), env.get("PYTHONPATH")])
     )
     return env
+
+
+def first_free_port_run(start: int, count: int, *, limit: int = 200) -> int:
+    """The first port >= start such that it and the next count-1 ports are free on loopback."""
+    for base in range(start, start + limit):
+        if all(_port_free(base + offset) for offset in range(count)):
+            return base
+    raise CommandError(f"no {count} consecutive free ports between {start} and {start + limit}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _url(host: str, port: int) -> str:
