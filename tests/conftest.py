@@ -13,6 +13,12 @@ from django.conf import settings
 from comfyweb import embedded_redis
 
 
+def pytest_configure(config) -> None:
+    # Async tests touch the database from worker threads; persistent connections
+    # there would outlive the test run and block dropping the PostgreSQL test database.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_server():
     process = None
