@@ -97,7 +97,12 @@ class Executor:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
+                    # A simulator bug must not wedge the queue with a prompt
+                    # that "runs" forever.
                     logger.exception("simulator: prompt %s crashed the worker", item.prompt_id)
+                    if self.queue.is_running(task_id):
+                        self.queue.task_done(task_id)
+                        self.hub.queue_updated()
             flags = self.queue.take_flags()
             if flags.get("free_memory"):
                 self.cache.reset()

@@ -62,9 +62,12 @@ class Hub:
         await self.drop_all()
 
     async def drop_all(self) -> None:
-        for ws in list(self._open):
+        async def close(ws: web.WebSocketResponse) -> None:
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.GOING_AWAY)
+
+        # Concurrently: one client slow to answer the close must not hold up the rest.
+        await asyncio.gather(*(close(ws) for ws in list(self._open)))
 
     # -- producing -------------------------------------------------------
     def send_sync(self, event: str | int, data: Any, sid: str | None = None) -> None:

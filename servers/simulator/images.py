@@ -57,12 +57,11 @@ def scale(batch: Batch, method: str, width: int, height: int, crop: str) -> Batc
             w = max(1, round(image.width * h / image.height))
         elif h == 0:
             h = max(1, round(image.height * w / image.width))
-        source = image
         if crop == "center":
-            source = ImageOps.fit(image, (w, h), method=_RESAMPLING[method])
-            out.append(source)
-            continue
-        out.append(source.resize((w, h), _RESAMPLING[method]))
+            # Crop to the target aspect ratio around the centre, then resize.
+            out.append(ImageOps.fit(image, (w, h), method=_RESAMPLING[method]))
+        else:
+            out.append(image.resize((w, h), _RESAMPLING[method]))
     return out
 
 
@@ -160,12 +159,10 @@ def save_batch(
 
 
 def tensor_repr(batch: Batch) -> str:
-    """What ComfyUI shows for an IMAGE in execution_error.current_inputs."""
+    """An IMAGE in execution_error.current_inputs: ComfyUI shows the tensor's
+    str(), abbreviated like torch does; the first pixel stands for the rest."""
     if not batch:
         return "tensor([])"
-    r, g, b = (round(c / 255, 4) for c in batch[0].convert("RGB").getpixel((0, 0)))
-    row = f"[{r:.4f}, {g:.4f}, {b:.4f}]"
-    return (
-        f"tensor([[[[{', '.join([row] * 1)}],\n          ...]]]) "
-        f"shape=[{len(batch)}, {batch[0].height}, {batch[0].width}, 3]"
-    )
+    pixel = batch[0].convert("RGB").getpixel((0, 0))
+    row = "[" + ", ".join(f"{channel / 255:.4f}" for channel in pixel) + "]"
+    return f"tensor([[[[{row},\n          ...,\n          {row}]]]])"

@@ -72,6 +72,9 @@ class PromptQueue:
         """Remove the running item; the caller writes history, then `on_change`."""
         return self._running.pop(task_id)
 
+    def is_running(self, task_id: int) -> bool:
+        return task_id in self._running
+
     def remaining(self) -> int:
         return len(self._heap) + len(self._running)
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import TextIO
 
-from servers.simulator.config import SimulatorConfig, default_models
+from servers.simulator.config import SimulatorConfig, default_models, default_node_seconds
 from servers.simulator.server import SimulatedComfyUI
 
 
@@ -39,14 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speed",
-        type=float,
-        default=1.0,
-        help="speed factor of the servers (2 = twice as fast); divides --time-scale",
+        default="1",
+        help="speed factor (2 = twice as fast; divides --time-scale); a comma-separated "
+        "list gives each server its own, repeating the list (heterogeneous fleet)",
     )
     parser.add_argument(
         "--models",
         default=None,
-        help="comma-separated checkpoint file names (default: a small built-in list)",
+        help="comma-separated checkpoint file names (default: a small built-in list); "
+        "separate per-server lists with ';', repeated over the servers",
+    )
+    parser.add_argument(
+        "--node-seconds",
+        default="",
+        help="simulated work per node class, e.g. KSampler=0.05,VAEDecode=0.1 "
+        "(KSampler: per step), before time scaling",
     )
     parser.add_argument(
         "--failure-rate", type=float, default=0.0, help="probability that a prompt fails"
@@ -59,19 +66,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _speeds(text: str) -> list[float]:
+    try:
+        speeds = [float(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--speed: {exc}") from exc
+    if not speeds or any(speed <= 0 for speed in speeds):
+        raise ValueError("--speed must be positive")
+    return speeds
+
+
+def _node_seconds(text: str) -> dict[str, float]:
+    seconds = default_node_seconds()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            seconds[name.strip()] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"--node-seconds: expected Class=seconds, got {part!r}") from exc
+    return seconds
+
+
 def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[SimulatedComfyUI]:
     if options.count < 1:
         raise ValueError("--count must be at least 1")
-    if options.speed <= 0:
-        raise ValueError("--speed must be positive")
+    speeds = _speeds(options.speed)
+    model_lists = None
+    if options.models is not None:
+        model_lists = [
+            [name.strip() for name in group.split(",") if name.strip()]
+            for group in options.models.split(";")
+        ]
     servers = []
     for index in range(options.count):
         models = default_models()
-        if options.models is not None:
-            models["checkpoints"] = [m.strip() for m in options.models.split(",") if m.strip()]
+        if model_lists is not None:
+            models["checkpoints"] = model_lists[index % len(model_lists)]
         config = SimulatorConfig(
-            time_scale=options.time_scale / options.speed,
+            time_scale=options.time_scale / speeds[index % len(speeds)],
             models=models,
+            node_seconds=_node_seconds(options.node_seconds),
             failure_rate=options.failure_rate,
         )
         port = options.base_port + index if options.base_port else 0

@@ -70,7 +70,7 @@ async def test_interrupt_of_running_prompt_sends_execution_interrupted(
 async def test_interrupt_naming_another_prompt_is_ignored(
     http: httpx.AsyncClient, ws: ClientConnection
 ) -> None:
-    prompt_id = await _submit(http, slow_prompt(steps=3))
+    prompt_id = await _submit(http, slow_prompt(steps=20))
     await until(ws, "progress", prompt_id=prompt_id)
     await http.post("/interrupt", json={"prompt_id": "someone-else"})
     frames = await run_to_completion(ws, prompt_id)

@@ -3,6 +3,7 @@ connections, error statuses, stalls, a crash mid-prompt, clean stop."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -17,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
+from servers.simulator.runner import add_arguments, build_servers
 
 from .helpers import GUARD, next_message, slow_prompt, until
 
@@ -46,15 +48,17 @@ async def test_reconnect_during_a_run_gets_the_current_node_then_the_rest(
         connect(comfyui_sim.ws_url + "?clientId=a") as first,
     ):
         await next_message(first)
-        response = await http.post("/prompt", json={"prompt": slow_prompt(6), "client_id": "a"})
-        prompt_id = response.json()["prompt_id"]
+        body = {"prompt": slow_prompt(500), "client_id": "a"}
+        prompt_id = (await http.post("/prompt", json=body)).json()["prompt_id"]
         await until(first, "progress", prompt_id=prompt_id)
         await comfyui_sim.drop_websockets()
         async with connect(comfyui_sim.ws_url + "?clientId=a") as second:
             status = await next_message(second)
             assert status["data"]["sid"] == "a"
             assert await next_message(second) == {"type": "executing", "data": {"node": "2"}}
-            await until(second, "execution_success", prompt_id=prompt_id)
+            await until(second, "progress", prompt_id=prompt_id, node="2")
+            await http.post("/interrupt", json={"prompt_id": prompt_id})
+            await until(second, "execution_interrupted", prompt_id=prompt_id)
 
 
 async def test_http_fault_status_answers_every_request_but_not_the_websocket(
@@ -166,3 +170,39 @@ def test_module_entry_point_starts_servers_and_stops_on_sigterm(tmp_path) -> Non
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         process.wait(timeout=GUARD)
+
+
+def test_runner_builds_a_heterogeneous_fleet_from_options(tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = parser.parse_args(
+        [
+            "--count",
+            "3",
+            "--base-port",
+            "9000",
+            "--speed",
+            "1,2",
+            "--models",
+            "a.safetensors,b.safetensors;c.safetensors",
+            "--node-seconds",
+            "KSampler=0.5",
+        ]
+    )
+    servers = build_servers(options, tmp_path)
+    assert [s.port for s in servers] == [9000, 9001, 9002]
+    assert [s.config.time_scale for s in servers] == [1.0, 0.5, 1.0]
+    assert [s.config.models["checkpoints"] for s in servers] == [
+        ["a.safetensors", "b.safetensors"],
+        ["c.safetensors"],
+        ["a.safetensors", "b.safetensors"],
+    ]
+    assert servers[0].config.node_seconds["KSampler"] == 0.5
+
+
+@pytest.mark.parametrize("bad", [["--speed", "0"], ["--count", "0"], ["--node-seconds", "X=y"]])
+def test_runner_rejects_bad_options(tmp_path, bad: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(ValueError, match=r"--"):
+        build_servers(parser.parse_args(bad), tmp_path)
