@@ -51,3 +51,17 @@ def test_account_page_lists_teams_and_roles(client):
     html = client.get("/account/").content.decode()
     assert "Studio" in html
     assert "Viewer" in html
+
+
+def test_admin_lists_teams_with_member_counts_and_edits_roles_on_the_user_page(client):
+    team = make_team("Lighting")
+    member = make_user("grace", team=team, role=Role.VIEWER)
+    client.force_login(make_user(superuser=True))
+
+    changelist = client.get("/admin/tasks/team/").content.decode()
+    assert "Lighting" in changelist
+    assert '<td class="field-member_count">1</td>' in changelist
+
+    user_page = client.get(f"/admin/auth/user/{member.pk}/change/").content.decode()
+    assert "team membership" in user_page.lower()
+    assert 'value="viewer" selected' in user_page
