@@ -7,6 +7,9 @@ validation errors, output files and caching. Modules, one job each:
 
     server.py         SimulatedComfyUI: start/stop, fault injection
     app.py            aiohttp app, routes under / and /api, the Origin check
+    keys.py           the app key handlers find the simulator under
+    faults.py         HTTP error status, stalls and delays for tests
+    config.py         SimulatorConfig (models, speed, durations, failure rate), data dirs
     routes_prompt.py  /prompt /queue /interrupt /history /free
     routes_files.py   /view /upload/image
     routes_info.py    /system_stats /object_info /models /features ...
@@ -21,12 +24,13 @@ validation errors, output files and caching. Modules, one job each:
     cache.py          "last prompt only" output cache
     progress.py       progress_state / progress / previews
     nodes.py          node implementations; images.py: Pillow work and files
-    runner.py         run N servers until a signal
+    runner.py         run N servers until a signal (__main__.py, comfyui_sim command)
 
 Run N servers in a child process (what `manage.py serve --demo N` uses)::
 
     python -m servers.simulator --count 3 --base-port 8188 [--host 127.0.0.1]
-        [--time-scale 1.0] [--speed 1.0] [--data-dir DIR] [--models a.safetensors,...]
+        [--time-scale 1.0] [--speed 1,2] [--data-dir DIR] [--failure-rate 0.0]
+        [--models a.safetensors,b.safetensors;c.safetensors] [--node-seconds KSampler=0.05]
 
 It prints one line per server, ``comfyui-sim <n> http://127.0.0.1:<port>``,
 then ``ready``, and runs until SIGINT/SIGTERM. `--base-port 0` picks free ports.

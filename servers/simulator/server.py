@@ -15,6 +15,7 @@ again brings it back on the same port with empty queue and history).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import socket
 
@@ -42,7 +43,8 @@ class SimulatedComfyUI:
     ):
         self.host = host
         self.port = port
-        self.config = config or SimulatorConfig()
+        # A copy: one config object may describe several servers of a fleet.
+        self.config = dataclasses.replace(config) if config else SimulatorConfig()
         if config is None or time_scale != 1.0:
             self.config.time_scale = time_scale
         self.dirs = DataDirs(pathlib.Path(data_dir))

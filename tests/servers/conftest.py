@@ -13,7 +13,6 @@ from servers.simulator import SimulatedComfyUI, SimulatorConfig
 
 # Tests run simulated work ten times faster than the recorded timings.
 TEST_TIME_SCALE = 0.1
-SHARED_DIR = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared"
 
 
 @pytest.fixture
@@ -27,9 +26,6 @@ async def comfyui_sim(tmp_path: pathlib.Path) -> AsyncIterator[SimulatedComfyUI]
         yield sim
     finally:
         await sim.stop()
-
-
-StartSims = Callable[..., Any]
 
 
 @pytest.fixture

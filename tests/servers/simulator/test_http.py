@@ -3,12 +3,14 @@ errors, upload naming, history paging, model lists."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
 import httpx
 import pytest
 from PIL import Image
+from websockets.asyncio.client import connect
 
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 
@@ -179,3 +181,30 @@ async def test_empty_200s_have_no_content_type(http: httpx.AsyncClient) -> None:
         assert response.status_code == 200
         assert response.content == b""
         assert "content-type" not in response.headers
+
+
+async def test_websocket_also_answers_under_api(comfyui_sim: SimulatedComfyUI) -> None:
+    url = comfyui_sim.base_url.replace("http", "ws", 1) + "/api/ws?clientId=viaapi"
+    async with connect(url) as socket:
+        status = json.loads(await asyncio.wait_for(socket.recv(), 20))
+    assert status == {
+        "type": "status",
+        "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "viaapi"},
+    }
+
+
+async def test_feature_flags_are_answered_only_as_the_first_message(
+    comfyui_sim: SimulatedComfyUI,
+) -> None:
+    flags = json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    async with connect(comfyui_sim.ws_url) as socket:
+        await socket.recv()
+        await socket.send(flags)
+        reply = json.loads(await asyncio.wait_for(socket.recv(), 20))
+        assert reply == {
+            "type": "feature_flags",
+            "data": {"supports_preview_metadata": True, "max_upload_size": 104857600},
+        }
+        await socket.send(flags)
+        await socket.close()
+        assert [frame async for frame in socket] == []
