@@ -1,0 +1,247 @@
+"""The fleet: ComfyUI servers, what we know about them, and how they are balanced.
+
+`Server` is configuration (admins edit it); `ServerState` is observation (only
+the monitor and dispatch write it, with `update()`), kept apart so an admin
+saving a form never overwrites fresh health data and vice versa.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class ServerKind(models.TextChoices):
+    STATIC = "static", "Fixed server"
+    SIMULATED = "simulated", "Simulated (demo)"
+    CONTAINER = "container", "Docker container"
+    LOCAL = "local", "Local install"
+
+
+class Health(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+    UNKNOWN = "unknown", "Unknown"
+
+
+def validate_base_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValidationError("Enter the server's base URL, e.g. http://gpu-1.internal:8188")
+    if parts.query or parts.fragment:
+        raise ValidationError("The base URL takes no query string or fragment.")
+
+
+def validate_headers(value: object) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationError('Headers are a JSON object of strings: {"Authorization": "..."}')
+
+
+def validate_tags(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(tag, str) and tag for tag in value):
+        raise ValidationError('Tags are a JSON list of words: ["sdxl", "a100"]')
+
+
+class ServerQuerySet(models.QuerySet):
+    def enabled(self) -> ServerQuerySet:
+        return self.filter(enabled=True)
+
+
+class Server(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.CharField(
+        "base URL", max_length=300, validators=[validate_base_url], help_text="http://host:8188"
+    )
+    enabled = models.BooleanField(default=True)
+    kind = models.CharField(max_length=12, choices=ServerKind.choices, default=ServerKind.STATIC)
+    priority = models.IntegerField(
+        default=100, help_text="Breaks ties between equally loaded servers: lower goes first."
+    )
+    weight = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01)],
+        help_text="Relative speed: a server with weight 2 takes twice the load of weight 1.",
+    )
+    max_inflight = models.PositiveSmallIntegerField(
+        "max in flight",
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Prompts ComfyWeb keeps on this server at once (one running, one ready).",
+    )
+    is_primary = models.BooleanField(
+        "primary",
+        default=False,
+        help_text="Used alone when health data is stale (the monitor is down).",
+    )
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    auth_headers = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_headers],
+        help_text="Extra HTTP headers for a ComfyUI behind a reverse proxy.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ServerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        super().save(*args, **kwargs)
+        ServerState.objects.get_or_create(server=self)
+
+    @property
+    def client_id(self) -> str:
+        """The WebSocket client id every prompt we send here carries (stable per deployment)."""
+        return f"comfyweb-{FleetSettings.load().deployment_id.hex[:12]}-{self.pk}"
+
+
+class ServerState(models.Model):
+    """What the monitor last saw of a server; written with update(), never by forms."""
+
+    server = models.OneToOneField(Server, on_delete=models.CASCADE, related_name="state")
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_healthy_at = models.DateTimeField(null=True, blank=True)
+    unhealthy_since = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    response_ms = models.FloatField(null=True, blank=True)
+    # Load: the server's own queue (B1) and the prompts we have on it.
+    queue_running = models.PositiveIntegerField(default=0)
+    queue_pending = models.PositiveIntegerField(default=0)
+    queue_source = models.CharField(max_length=20, blank=True)  # "queue" or "system_stats"
+    load_checked_at = models.DateTimeField(null=True, blank=True)
+    inflight = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Affinity (B3 generalised): the workflow this server ran last and when.
+    last_workflow_key = models.CharField(max_length=64, blank=True)
+    last_workflow_at = models.DateTimeField(null=True, blank=True)
+    # System stats (S5).
+    comfyui_version = models.CharField(max_length=40, blank=True)
+    device_name = models.CharField(max_length=200, blank=True)
+    vram_total = models.BigIntegerField(null=True, blank=True)
+    vram_free = models.BigIntegerField(null=True, blank=True)
+    # Capabilities (S8), refreshed on a TTL and when the server restarts.
+    node_classes = models.JSONField(default=list, blank=True)
+    model_files = models.JSONField(default=dict, blank=True)  # folder -> [file names]
+    capabilities_at = models.DateTimeField(null=True, blank=True)
+    # Monitor statistics: event counts by type, rate, reconnects, cache hits.
+    event_stats = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.health}"
+
+    def locked_workflow(self, window: timedelta, now=None) -> str | None:
+        """The workflow this server is sticky for, if it ran one within `window`."""
+        now = now or timezone.now()
+        if (
+            self.last_workflow_key
+            and self.last_workflow_at
+            and now - self.last_workflow_at < window
+        ):
+            return self.last_workflow_key
+        return None
+
+
+class FailureKind(models.TextChoices):
+    HEALTH = "health", "Health check"
+    QUEUE = "queue", "Queue check"
+    SUBMIT = "submit", "Submit"
+    STREAM = "stream", "Event stream"
+
+
+class FailureRecord(models.Model):
+    """One failed check, submit or dropped stream (B5); `recovered_at` when it healed."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="failures")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=10, choices=FailureKind.choices)
+    reason = models.TextField()
+    marked_unhealthy = models.BooleanField(default=False)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["server", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.kind} failure at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class FleetSettings(models.Model):
+    """The fleet's tunables (B4, B6, B7), one row, edited in the admin."""
+
+    auto_switch = models.BooleanField(
+        "automatic failover",
+        default=True,
+        help_text="Send work to the next best server when one fails. "
+        "Off: only the primary server is used.",
+    )
+    lock_window = models.PositiveIntegerField(
+        "affinity window (s)",
+        default=30,
+        help_text="A server keeps a workflow it ran this recently.",
+    )
+    load_cache_age = models.PositiveIntegerField(
+        "load info max age (s)", default=15, help_text="Older load data counts as stale."
+    )
+    health_timeout = models.FloatField("health check timeout (s)", default=10.0)
+    queue_timeout = models.FloatField("queue check timeout (s)", default=5.0)
+    health_interval = models.FloatField("health check interval (s)", default=5.0)
+    failures_before_unhealthy = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)]
+    )
+    recheck_backoff_base = models.FloatField("re-check backoff base (s)", default=5.0)
+    recheck_backoff_cap = models.FloatField("re-check backoff cap (s)", default=120.0)
+    capabilities_ttl = models.PositiveIntegerField("node catalogue cache TTL (s)", default=600)
+    deployment_id = models.UUIDField(default=uuid.uuid4, editable=False)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "fleet settings"
+
+    def __str__(self) -> str:
+        return "Fleet settings"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> FleetSettings:
+        settings, _ = cls.objects.get_or_create(pk=1)
+        return settings
+
+
+class BalancerDecision(models.Model):
+    """Why a task went where it went (B9); the fleet page shows the latest."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    chosen = models.ForeignKey(
+        Server, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    workflow_key = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=300)
+    candidates = models.JSONField(default=list)  # [{"server", "load", ...}]
+    excluded = models.JSONField(default=dict)  # server name -> why not
+    mode = models.CharField(max_length=20, default="balanced")  # balanced|primary|waiting
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} → {self.chosen or 'none'}: {self.reason}"
