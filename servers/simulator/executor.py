@@ -11,7 +11,6 @@ the final status and `executing {node: null}`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servers.simulator import catalogue, nodes
+from servers.simulator.aio import cancel_and_wait
 from servers.simulator.cache import CacheEntry, NodeObjects, OutputCache
 from servers.simulator.config import DataDirs, SimulatorConfig
 from servers.simulator.history import History
@@ -77,11 +77,8 @@ class Executor:
         self._task = asyncio.get_running_loop().create_task(self._worker())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def interrupt(self) -> None:
         """Set the flag the running node notices at its next check."""

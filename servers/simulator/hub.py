@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from servers.simulator import frames
+from servers.simulator.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,8 @@ class Hub:
         self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
 
     async def stop(self) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
-            self._publisher = None
+        await cancel_and_wait(self._publisher)
+        self._publisher = None
         await self.drop_all()
 
     async def drop_all(self) -> None:

@@ -41,12 +41,16 @@ def types(frames: list[dict[str, Any] | bytes]) -> list[str]:
     ]
 
 
+def empty_image(width: int = 64, height: int = 64, color: int = 65280) -> dict[str, Any]:
+    return {
+        "class_type": "EmptyImage",
+        "inputs": {"width": width, "height": height, "batch_size": 1, "color": color},
+    }
+
+
 def slow_prompt(steps: int, seconds_per_step: float = 0.1, nonce: int = 0) -> dict[str, Any]:
     return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 65280},
-        },
+        "1": empty_image(),
         "2": {
             "class_type": "SlowProgress",
             "inputs": {
@@ -62,9 +66,6 @@ def slow_prompt(steps: int, seconds_per_step: float = 0.1, nonce: int = 0) -> di
 
 def empty_save(width: int = 32, height: int = 32, color: int = 0) -> dict[str, Any]:
     return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": width, "height": height, "batch_size": 1, "color": color},
-        },
+        "1": empty_image(width, height, color),
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "e"}},
     }

@@ -15,7 +15,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 
-from .helpers import empty_save, next_message, run_to_completion, slow_prompt, types, until
+from .helpers import (
+    empty_image,
+    empty_save,
+    next_message,
+    run_to_completion,
+    slow_prompt,
+    types,
+    until,
+)
 
 
 @pytest.fixture
@@ -116,10 +124,7 @@ async def test_image_nodes_write_real_pngs_of_the_right_size(
     http: httpx.AsyncClient, ws: ClientConnection
 ) -> None:
     prompt = {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 128, "height": 64, "batch_size": 1, "color": 0xFF0000},
-        },
+        "1": empty_image(128, 64, 0xFF0000),
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
         "3": {
             "class_type": "ImageBlur",
@@ -212,10 +217,7 @@ async def test_failing_node_reports_execution_error_and_skips_downstream(
     http: httpx.AsyncClient, ws: ClientConnection
 ) -> None:
     prompt = {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
-        },
+        "1": empty_image(8, 8, 0),
         "2": {"class_type": "FailNode", "inputs": {"image": ["1", 0], "message": "boom"}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "f"}},
     }
