@@ -71,7 +71,6 @@ class Executor:
         self._interrupt = False
         self._task: asyncio.Task[None] | None = None
         self.running_prompt_id: str | None = None
-        self.prompts_done = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._worker())
@@ -132,7 +131,6 @@ class Executor:
             self.hub.send_sync(
                 "executing", {"node": None, "prompt_id": item.prompt_id}, run.client_id
             )
-        self.prompts_done += 1
 
     def _add_message(self, run: _Run, event: str, data: dict[str, Any], broadcast: bool) -> None:
         data = {**data, "timestamp": _now_ms()}

@@ -49,7 +49,6 @@ class Hub:
         # Set by the executor: whose prompt runs and its last executing node.
         self.client_id: str | None = None
         self.last_node_id: str | None = None
-        self.events_sent = 0
 
     def start(self) -> None:
         self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
@@ -95,18 +94,16 @@ class Hub:
             targets = [(sid, self.sockets[sid])]
         else:
             return
-        for target_sid, ws in targets:
-            payload = self._encode(event, data, target_sid)
-            if payload is None:
-                continue
+        payload = self._encode(event, data)
+        for _, ws in targets:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 if isinstance(payload, bytes):
                     await ws.send_bytes(payload)
                 else:
                     await ws.send_str(payload)
-                self.events_sent += 1
 
-    def _encode(self, event: str | int, data: Any, sid: str) -> str | bytes | None:
+    @staticmethod
+    def _encode(event: str | int, data: Any) -> str | bytes:
         if event == frames.PREVIEW_IMAGE:
             return frames.preview_image(data.image_format, data.image)
         if event == frames.PREVIEW_IMAGE_WITH_METADATA:
@@ -118,7 +115,6 @@ class Hub:
     async def _send_now(self, ws: web.WebSocketResponse, event: str, data: Any) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_str(json.dumps({"type": event, "data": data}))
-            self.events_sent += 1
 
     # -- the /ws endpoint ------------------------------------------------
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
