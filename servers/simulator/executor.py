@@ -160,13 +160,11 @@ class Executor:
         for output_id in item.outputs:
             plan.add_output(output_id)
         success = True
-        fail_at_first = (
-            self.config.failure_rate > 0 and self.rng.random() < self.config.failure_rate
-        )
+        # failure_rate: the first node that really executes raises (cached ones can't).
+        doomed = self.config.failure_rate > 0 and self.rng.random() < self.config.failure_rate
         while not plan.empty():
             node_id = plan.pick()
-            error = await self._run_node(run, node_id, fail_at_first)
-            fail_at_first = fail_at_first and not run.executed and error is None
+            error = await self._run_node(run, node_id, doomed)
             if error is not None:
                 self._report_failure(run, node_id, error)
                 success = False

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -147,19 +148,31 @@ async def test_several_simulators_each_have_their_own_port_and_models(
     assert lists == [["a.safetensors"], ["b.safetensors"]]
 
 
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
 @pytest.mark.slow
-def test_module_entry_point_starts_servers_and_stops_on_sigterm(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "servers.simulator"],
+        [sys.executable, str(REPO / "manage.py"), "comfyui_sim"],
+    ],
+    ids=["python -m servers.simulator", "manage.py comfyui_sim"],
+)
+def test_command_starts_servers_and_stops_on_sigterm(command: list[str]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "servers.simulator", "--count", "2", "--base-port", "0"],
+        [*command, "--count", "3", "--base-port", "0"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(3)]
-        assert lines[2] == "ready"
-        urls = [line.split()[-1] for line in lines[:2]]
+        lines = [process.stdout.readline().strip() for _ in range(4)]
+        assert lines[3] == "ready"
+        urls = [line.split()[-1] for line in lines[:3]]
         for url in urls:
             assert url.startswith("http://127.0.0.1:")
             assert httpx.get(url + "/system_stats", timeout=GUARD).status_code == 200
