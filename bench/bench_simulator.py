@@ -1,6 +1,9 @@
 """Benchmark of the ComfyUI simulator: POST /prompt latency and WS events/s.
 
-Starts one simulator in-process on 127.0.0.1 (loopback only), then
+Starts one simulator in-process on 127.0.0.1 (loopback only); the client
+shares its event loop, so the figures include the client's own work too (a
+server thread with its own loop measured worse: the two then fight over the
+GIL). Then it
 1. posts a bounded number of trivial prompts one after another and prints the
    POST /prompt round-trip percentiles (the recorded ComfyUI took a median of
    1.5 ms on an idle queue, PROTOCOL.md §8);

@@ -65,7 +65,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.path in ("/ws", "/api/ws"):
         return await handler(request)
     await sim.faults.before_response()
-    if sim.faults.http_status is not None:
+    if sim.faults.fails(request.path):
         return web.Response(status=sim.faults.http_status)
     return await handler(request)
 

@@ -74,6 +74,17 @@ def object_info(config: SimulatorConfig, input_dir: pathlib.Path) -> dict[str, d
 def input_spec(
     class_type: str, config: SimulatorConfig, input_dir: pathlib.Path
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """(required, optional) input specs, each `{name: [TYPE or choices, opts?]}`."""
-    info = node_info(class_type, config, input_dir)["input"]
-    return info.get("required", {}), info.get("optional", {})
+    """(required, optional) input specs, each `{name: [TYPE or choices, opts?]}`.
+
+    Read-only views of the recorded entry: validation runs on every POST
+    /prompt, so only the file-list combos are rebuilt, nothing is deep-copied.
+    """
+    recorded = _recorded()[class_type]["input"]
+    required = dict(recorded.get("required", {}))
+    for (cls, name), folder in _MODEL_COMBOS.items():
+        if cls == class_type and name in required:
+            required[name] = [config.model_list(folder), *required[name][1:]]
+    if class_type == "LoadImage":
+        # LoadImage checks its file itself (custom validation), not the combo.
+        required["image"] = [[], *required["image"][1:]]
+    return required, recorded.get("optional", {})

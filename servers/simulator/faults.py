@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 class Faults:
     # Answer every HTTP request (not the WebSocket) with this status, empty body.
     http_status: int | None = None
+    # Only these request paths get `http_status` (e.g. {"/queue"}); None: all of them.
+    failing_paths: frozenset[str] | None = None
     # Extra seconds before every HTTP response.
     delay: float = 0.0
     # Requests currently held by stall(); tests await `until_held(n)`.
@@ -38,8 +40,14 @@ class Faults:
 
     def clear(self) -> None:
         self.http_status = None
+        self.failing_paths = None
         self.delay = 0.0
         self.release()
+
+    def fails(self, path: str) -> bool:
+        return self.http_status is not None and (
+            self.failing_paths is None or path in self.failing_paths
+        )
 
     async def before_response(self) -> None:
         if not self._flowing.is_set():
