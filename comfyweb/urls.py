@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.templatetags.static import static
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from comfyweb import views
@@ -23,6 +23,7 @@ urlpatterns = [
         auth_views.PasswordChangeView.as_view(success_url="/account/"),
         name="password_change",
     ),
+    path("servers/", include("servers.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.
     path(

@@ -7,6 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from comfyweb import health
+from servers import status_panel
 from tasks.models import Team
 
 
@@ -28,11 +29,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "comfyweb/dashboard.html",
-        {"health": health.collect(), "teams": _teams_with_roles(request.user)},
-    )
+    context = status_panel.table_context()
+    context |= {"health": health.collect(), "teams": _teams_with_roles(request.user)}
+    return render(request, "comfyweb/dashboard.html", context)
 
 
 @require_GET

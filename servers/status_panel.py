@@ -1,0 +1,127 @@
+"""The fleet's live panels: the Servers table, the dashboard's compact panel and a
+server's detail card, rendered on the server and pushed through `comfyweb.live`.
+
+The monitor calls `publish_server()` whenever something visible about a server
+changed; pages subscribe to the "servers" topic (and "server" keyed by id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import OuterRef, Subquery
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from comfyweb import live, topics
+from servers.models import FailureRecord, FleetSettings, Health, Server
+
+TOPIC = "servers"
+DETAIL_TOPIC = "server"
+ROWS_TARGET = "server-rows"
+COMPACT_TARGET = "fleet-panel"
+
+
+def detail_target(server_id: int) -> str:
+    return f"server-{server_id}-status"
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    total: int
+    healthy: int
+    unhealthy: int
+    unknown: int
+    inflight: int
+    queued: int
+
+    @property
+    def status(self) -> str:
+        if self.total == 0:
+            return "empty"
+        return "ok" if self.healthy == self.total else "degraded"
+
+
+def servers_with_state():
+    """Servers with their state and latest failure, in one query."""
+    latest = FailureRecord.objects.filter(server=OuterRef("pk")).order_by("-at")
+    return (
+        Server.objects.select_related("state")
+        .annotate(
+            last_failure_at=Subquery(latest.values("at")[:1]),
+            last_failure_reason=Subquery(latest.values("reason")[:1]),
+        )
+        .order_by("priority", "name")
+    )
+
+
+def summarize(servers) -> FleetSummary:
+    states = [s.state for s in servers if s.enabled and hasattr(s, "state")]
+    return FleetSummary(
+        total=len(states),
+        healthy=sum(st.health == Health.HEALTHY for st in states),
+        unhealthy=sum(st.health == Health.UNHEALTHY for st in states),
+        unknown=sum(st.health == Health.UNKNOWN for st in states),
+        inflight=sum(st.inflight for st in states),
+        queued=sum(st.queue_pending for st in states),
+    )
+
+
+def table_context(servers=None) -> dict:
+    servers = list(servers if servers is not None else servers_with_state())
+    fleet = FleetSettings.load()
+    window = timedelta(seconds=fleet.lock_window)
+    now = timezone.now()
+    for server in servers:
+        server.locked_for = server.state.locked_workflow(window, now) if server.state else None
+    return {"servers": servers, "summary": summarize(servers), "fleet": fleet}
+
+
+def render_rows(context: dict | None = None) -> str:
+    return render_to_string("servers/list.html#server-rows", context or table_context())
+
+
+def render_compact(context: dict | None = None) -> str:
+    return render_to_string("servers/compact.html", context or table_context())
+
+
+def render_detail(server_id: int) -> str:
+    server = servers_with_state().filter(pk=server_id).first()
+    if server is None:
+        return f'<section id="{detail_target(server_id)}" class="card">Removed.</section>'
+    context = table_context([server]) | {"server": server}
+    return render_to_string("servers/detail.html#server-status", context)
+
+
+def publish_server(server_id: int) -> None:
+    """Push the fleet table, the compact panel and this server's card to browsers."""
+    context = table_context()
+    live.publish_fragment(TOPIC, ROWS_TARGET, render_rows(context))
+    live.publish_fragment(TOPIC, COMPACT_TARGET, render_compact(context))
+    live.publish_fragment(
+        DETAIL_TOPIC, detail_target(server_id), render_detail(server_id), key=str(server_id)
+    )
+
+
+def _signed_in(user, key: str | None = None) -> bool:
+    return user.is_authenticated and user.is_active
+
+
+def _fleet_snapshot(user, key: str | None) -> topics.Snapshot:
+    context = table_context()
+    return [(ROWS_TARGET, render_rows(context)), (COMPACT_TARGET, render_compact(context))]
+
+
+def _detail_allowed(user, key: str | None) -> bool:
+    return _signed_in(user) and key is not None and key.isdigit()
+
+
+fleet_topic = topics.Topic(
+    name=TOPIC, allowed=lambda user, key: key is None and _signed_in(user), snapshot=_fleet_snapshot
+)
+detail_topic = topics.Topic(
+    name=DETAIL_TOPIC,
+    allowed=_detail_allowed,
+    snapshot=lambda user, key: [(detail_target(int(key)), render_detail(int(key)))],
+)

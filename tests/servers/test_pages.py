@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from comfyweb.consumers import LiveConsumer
+from servers import status_panel
+from servers.models import FailureKind, FailureRecord, Health, Server, ServerState
+from tests.factories import make_user
+
+
+def make_server(name: str = "gpu-1", health: str = Health.HEALTHY, **fields) -> Server:
+    fields.setdefault("base_url", "http://127.0.0.1:9")
+    server = Server.objects.create(name=name, **fields)
+    ServerState.objects.filter(server=server).update(
+        health=health, queue_running=1, queue_pending=3, inflight=1
+    )
+    return server
+
+
+@pytest.mark.django_db
+def test_servers_page_shows_each_server_with_health_and_load(client):
+    make_server("gpu-1")
+    make_server("gpu-2", health=Health.UNHEALTHY, kind="simulated")
+    client.force_login(make_user())
+    html = client.get("/servers/").content.decode()
+    assert 'class="health-healthy"' in html
+    assert 'class="health-unhealthy"' in html
+    assert "Simulated (demo)" in html
+    assert "1 / 3" in html  # running / pending
+    assert "Test</button>" not in html  # only staff may test
+
+
+@pytest.mark.django_db
+def test_server_detail_lists_failures_and_capabilities(client):
+    server = make_server()
+    FailureRecord.objects.create(server=server, kind=FailureKind.HEALTH, reason="refused")
+    ServerState.objects.filter(server=server).update(
+        node_classes=["KSampler", "SaveImage"], model_files={"checkpoints": ["a.safetensors"]}
+    )
+    client.force_login(make_user())
+    html = client.get(f"/servers/{server.pk}/").content.decode()
+    assert "refused" in html
+    assert "2 node classes" in html
+    assert "a.safetensors" in html
+    assert server.client_id in html
+
+
+@pytest.mark.django_db
+def test_dashboard_has_the_compact_fleet_panel(client):
+    make_server("gpu-1")
+    make_server("gpu-2", health=Health.UNHEALTHY)
+    client.force_login(make_user())
+    html = client.get("/").content.decode()
+    assert 'id="fleet-panel"' in html
+    assert "1/2 healthy" in html
+
+
+@pytest.mark.django_db
+def test_non_staff_cannot_run_the_test_action(client):
+    server = make_server()
+    client.force_login(make_user())
+    response = client.post(f"/servers/{server.pk}/test")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_test_action_reports_latency_and_queue_of_a_live_server(client, comfyui_sim):
+    server = await sync_to_async(make_server)(base_url=comfyui_sim.base_url)
+    await sync_to_async(client.force_login)(await sync_to_async(make_user)(staff=True))
+    response = await sync_to_async(client.post)(f"/servers/{server.pk}/test", follow=True)
+    text = [str(m) for m in response.context["messages"]]
+    assert len(text) == 1
+    assert text[0].startswith("gpu-1: healthy, ")
+    assert "queue 0 running / 0 pending" in text[0]
+
+
+@pytest.mark.django_db
+def test_test_action_reports_an_unreachable_server(client):
+    server = make_server(base_url="http://127.0.0.1:9")  # discard port: nothing listens
+    client.force_login(make_user(staff=True))
+    response = client.post(f"/servers/{server.pk}/test", follow=True)
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.startswith("gpu-1: unreachable")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_publish_server_pushes_rows_and_compact_panel_to_subscribers():
+    server = await sync_to_async(make_server)()
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = await sync_to_async(make_user)()
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"action": "subscribe", "topic": "servers"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
+    await communicator.receive_json_from(timeout=5)  # snapshot: rows
+    await communicator.receive_json_from(timeout=5)  # snapshot: compact panel
+
+    await sync_to_async(ServerState.objects.filter(server=server).update)(health=Health.UNHEALTHY)
+    await sync_to_async(status_panel.publish_server)(server.pk)
+    rows = await communicator.receive_json_from(timeout=5)
+    compact = await communicator.receive_json_from(timeout=5)
+    assert rows["target"] == "server-rows"
+    assert 'class="health-unhealthy"' in rows["html"]
+    assert compact["target"] == "fleet-panel"
+    assert "0/1 healthy" in compact["html"]
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_admin_bulk_test_and_fleet_settings_singleton(client):
+    server = make_server(base_url="http://127.0.0.1:9")
+    client.force_login(make_user(superuser=True))
+    response = client.post(
+        "/admin/servers/server/",
+        {"action": "test_servers", "_selected_action": [server.pk]},
+        follow=True,
+    )
+    assert any("gpu-1: ServerUnavailable" in str(m) for m in response.context["messages"])
+    settings_page = client.get("/admin/servers/fleetsettings/")
+    assert settings_page.status_code == 302
+    assert settings_page["Location"] == "/admin/servers/fleetsettings/1/change/"
