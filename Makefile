@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell bin/find-python)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEMO ?= 2
+DEMO ?= 3
 # Tests need a SECRET_KEY but no secret: DEBUG stays off as in production.
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DATA_DIR=$${COMFYWEB_DATA_DIR:-var/test}
 
