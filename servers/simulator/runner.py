@@ -160,4 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve(options))
     except ValueError as exc:
         parser.error(str(exc))
+    except OSError as exc:
+        # Typically "address already in use": say so without a traceback.
+        print(f"comfyui-sim: cannot listen: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -28,3 +28,5 @@ class Command(BaseCommand):
             asyncio.run(serve(namespace, out=self.stdout))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        except OSError as exc:
+            raise CommandError(f"cannot listen: {exc}") from exc

@@ -127,7 +127,6 @@ async def test_stop_leaves_no_tasks_behind(tmp_path) -> None:
     async with connect(sim.ws_url) as socket:
         await next_message(socket)
         await sim.stop()
-    await asyncio.sleep(0)  # let cancelled callbacks settle; not a synchronisation
     assert asyncio.all_tasks() - before == set()
     assert not (tmp_path / "temp").exists() or not any((tmp_path / "temp").iterdir())
 
