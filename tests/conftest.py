@@ -1,16 +1,20 @@
-"""Shared test set-up: a real Redis for every test session.
+"""Shared test set-up: a real Redis, a real `serve`, a real browser.
 
-With REDIS_URL set (CI, `.ci/run`) the tests use that server. Without it they
+With REDIS_URL set (CI, `.ci/run`) the tests use that Redis. Without it they
 start the embedded redis-server on a socket under COMFYWEB_DATA_DIR, exactly as
 `serve` would, and stop it at the end.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings
 
 from comfyweb import embedded_redis
+from tests import browser
+from tests.serve_process import launch
 
 
 def pytest_configure(config) -> None:
@@ -28,3 +32,30 @@ def redis_server():
     if process is not None:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def running_serve(tmp_path_factory):
+    """One `serve` for the whole session: SQLite and embedded Redis in a temp dir."""
+    serve = launch(tmp_path_factory.mktemp("serve") / "data")
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture
+def own_serve(tmp_path):
+    """A `serve` of the test's own, for tests that kill or stop it."""
+    serve = launch(tmp_path / "data")
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture
+def page():
+    """A Playwright page in Debian's Chromium that records console errors."""
+    if not browser.CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium package (see .ci/run)")
+        pytest.skip("Debian's chromium package is not installed: apt-get install chromium")
+    with browser.open_page() as page:
+        yield page

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 CREDENTIALS = re.compile(r"username: (\S+) password: (\S+)")
 
 
@@ -102,17 +101,3 @@ def launch(data_dir: Path) -> ServeProcess:
     serve.wait_for_line("ComfyWeb is running at")
     serve.wait_healthy()
     return serve
-
-
-@pytest.fixture(scope="session")
-def running_serve(tmp_path_factory):
-    serve = launch(tmp_path_factory.mktemp("serve") / "data")
-    yield serve
-    serve.stop()
-
-
-@pytest.fixture
-def own_serve(tmp_path):
-    serve = launch(tmp_path / "data")
-    yield serve
-    serve.stop()

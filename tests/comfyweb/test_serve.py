@@ -10,6 +10,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.serve_process import launch, start_serve
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,7 +32,12 @@ def test_serve_becomes_healthy_and_the_printed_admin_can_log_in(running_serve):
     health = httpx.get(f"{running_serve.url}healthz", timeout=5).json()
     assert health == {
         "status": "ok",
-        "components": {"database": {"ok": True}, "redis": {"ok": True}, "worker": {"ok": True}},
+        "components": {
+            "database": {"ok": True},
+            "redis": {"ok": True},
+            "worker": {"ok": True},
+            "monitor": {"ok": True},
+        },
     }
     with _login(running_serve, running_serve.username, running_serve.password) as client:
         dashboard = client.get("/")
@@ -69,6 +76,7 @@ def test_sigterm_stops_serve_and_every_child_within_ten_seconds(own_serve):
     assert any("redis-server" in cmd for cmd in names.values())
     assert any("daphne" in cmd for cmd in names.values())
     assert any("qcluster" in cmd for cmd in names.values())
+    assert any("manage.py monitor" in cmd for cmd in names.values())
 
     started = time.monotonic()
     own_serve.process.send_signal(signal.SIGTERM)
@@ -79,8 +87,6 @@ def test_sigterm_stops_serve_and_every_child_within_ten_seconds(own_serve):
 
 
 def test_second_run_on_the_same_data_keeps_the_admin_and_prints_no_password(tmp_path):
-    from tests.comfyweb.conftest import launch, start_serve
-
     first = launch(tmp_path / "data")
     first.stop()
     second = start_serve(tmp_path / "data")
