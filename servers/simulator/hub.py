@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Preview:
-    """A preview image for the nodes' ProgressBar; encoded per recipient."""
+    """A ProgressBar preview; sent as a type-1 or type-4 frame, by the recipient's flags."""
 
     image_format: str
     image: bytes
@@ -68,6 +68,7 @@ class Hub:
 
     # -- producing -------------------------------------------------------
     def send_sync(self, event: str | int, data: Any, sid: str | None = None) -> None:
+        """Queue a message (ComfyUI's PromptServer.send_sync): sid None = every socket."""
         self._messages.put_nowait((event, data, sid))
 
     def queue_updated(self) -> None:
@@ -89,13 +90,13 @@ class Hub:
 
     async def _deliver(self, event: str | int, data: Any, sid: str | None) -> None:
         if sid is None:
-            targets = list(self.sockets.items())
+            targets = list(self.sockets.values())
         elif sid in self.sockets:
-            targets = [(sid, self.sockets[sid])]
+            targets = [self.sockets[sid]]
         else:
             return
         payload = self._encode(event, data)
-        for _, ws in targets:
+        for ws in targets:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 if isinstance(payload, bytes):
                     await ws.send_bytes(payload)
