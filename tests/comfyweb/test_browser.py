@@ -20,7 +20,8 @@ def test_admin_logs_in_and_sees_the_dashboard_update_live(page, running_serve):
     page.wait_for_selector("body[data-live='open']", timeout=15_000)
     # The socket's snapshot replaced the panel: still the same, all healthy.
     page.wait_for_selector("#health-panel .badge.ok")
-    assert page.locator("#health-panel [data-component]").count() == 3
+    # database, redis, worker, monitor
+    assert page.locator("#health-panel [data-component]").count() == 4
     nav = page.locator("nav.mainnav a").all_inner_texts()
     assert nav[0] == "Dashboard"
     assert "Admin" in nav

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
 from comfyweb import health
+from servers.monitor import heartbeat
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -25,13 +27,26 @@ def worker_heartbeat():
 
 
 @pytest.fixture
+def monitor_heartbeat():
+    """A monitor heartbeat in Redis, written the way `manage.py monitor` writes it."""
+    cache.set(heartbeat.KEY, heartbeat.beat_value(servers=3), timeout=30)
+    yield
+    cache.delete(heartbeat.KEY)
+
+
+@pytest.fixture
+def no_monitor():
+    cache.delete(heartbeat.KEY)
+
+
+@pytest.fixture
 def no_worker():
     broker = get_broker()
     for key in broker.connection.keys(f"{Stat.get_key('*')}"):
         broker.connection.delete(key)
 
 
-def test_healthz_is_503_without_a_worker_heartbeat(client, no_worker):
+def test_healthz_is_503_without_a_worker_heartbeat(client, no_worker, monitor_heartbeat):
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
@@ -39,9 +54,18 @@ def test_healthz_is_503_without_a_worker_heartbeat(client, no_worker):
     assert body["components"]["database"] == {"ok": True}
     assert body["components"]["redis"] == {"ok": True}
     assert body["components"]["worker"] == {"ok": False}
+    assert body["components"]["monitor"] == {"ok": True}
 
 
-def test_healthz_is_200_when_database_redis_and_worker_are_up(client, worker_heartbeat):
+def test_healthz_is_503_without_a_monitor_heartbeat(client, worker_heartbeat, no_monitor):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["components"]["monitor"] == {"ok": False}
+
+
+def test_healthz_is_200_when_database_redis_worker_and_monitor_are_up(
+    client, worker_heartbeat, monitor_heartbeat
+):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
@@ -52,6 +76,19 @@ def test_logged_in_users_see_the_details(client, no_worker):
     client.force_login(make_user())
     worker = client.get("/healthz").json()["components"]["worker"]
     assert worker["detail"] == "WorkerMissing: no worker cluster heartbeat"
+
+
+def test_logged_in_users_see_why_the_monitor_is_missing(client, no_monitor):
+    client.force_login(make_user())
+    monitor = client.get("/healthz").json()["components"]["monitor"]
+    assert monitor["detail"] == "MonitorMissing: no monitor heartbeat"
+
+
+def test_monitor_check_reports_the_servers_watched(monitor_heartbeat):
+    monitor = heartbeat.check_monitor()
+    assert monitor.ok
+    assert monitor.extra["servers"] == 3
+    assert "watching 3 server(s)" in monitor.detail
 
 
 def test_worker_check_counts_clusters_and_workers(worker_heartbeat):

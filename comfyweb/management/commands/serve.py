@@ -63,7 +63,11 @@ class Command(BaseCommand):
                     )
                 )
             self._prepare_database()
-            specs = [self._web(host, port), self._worker()]
+            specs = [
+                self._web(host, port),
+                self._worker(),
+                ChildSpec("monitor", [sys.executable, MANAGE_PY, "monitor"], env=_child_env()),
+            ]
             if demo:
                 specs.append(self._simulators(demo))
             for spec in specs:

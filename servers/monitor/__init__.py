@@ -1,0 +1,17 @@
+"""The monitor process (`manage.py monitor`, issue 4): the fleet's eyes.
+
+Modules, one job each:
+    monitor.py       Monitor: reconcile watchers with the DB, event stats, heartbeat
+    watcher.py       ServerWatcher: one server's EventStream and check loop
+    checks.py        one /system_stats + /queue check, with timeouts
+    state.py         ServerState / FailureRecord writes (health, failures, re-admission)
+    capabilities.py  node classes and model files, TTL cache with hit/miss counts
+    registry.py      the enabled servers, and the start/stop plan when they change
+    tunables.py      FleetSettings as the monitor reads them
+    stats.py         the event_stats JSON
+    publish.py       publish a server's status to browsers when something visible changed
+    heartbeat.py     heartbeat in Redis and the /healthz "monitor" check
+    handlers.py      ExecutionHandler: where execution events go
+"""
+
+from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Which servers the monitor should watch, and what changed since the last look.
+
+Read from the database every couple of seconds so that servers added, edited,
+disabled or removed in the admin are picked up without restarting the monitor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from servers.models import FleetSettings, Server
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a watcher needs to know about one server; compared to detect edits."""
+
+    id: int
+    name: str
+    base_url: str
+    client_id: str
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def connection(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """The fields that need a new socket and HTTP client when they change."""
+        return (self.base_url, self.client_id, self.headers)
+
+    def header_dict(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+def enabled_servers() -> dict[int, ServerSpec]:
+    """Sync (ORM): every enabled server, by id."""
+    # Server.client_id loads FleetSettings per call; build the ids from one load.
+    deployment = FleetSettings.load().deployment_id.hex[:12]
+    return {
+        server.pk: ServerSpec(
+            id=server.pk,
+            name=server.name,
+            base_url=server.base_url,
+            client_id=f"comfyweb-{deployment}-{server.pk}",
+            headers=tuple(sorted((server.auth_headers or {}).items())),
+        )
+        for server in Server.objects.enabled()
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: tuple[ServerSpec, ...]  # new, or edited in a way that needs a new connection
+    stop: tuple[int, ...]  # gone, disabled, or about to be restarted
+    rename: tuple[ServerSpec, ...]  # edited without touching the connection
+
+
+def plan(current: Mapping[int, ServerSpec], wanted: Mapping[int, ServerSpec]) -> Plan:
+    """Pure: the watchers to stop and start to go from `current` to `wanted`."""
+    stop = [sid for sid in current if sid not in wanted]
+    start = [spec for sid, spec in wanted.items() if sid not in current]
+    rename = []
+    for sid, spec in wanted.items():
+        old = current.get(sid)
+        if old is None or old == spec:
+            continue
+        if old.connection != spec.connection:
+            stop.append(sid)
+            start.append(spec)
+        else:
+            rename.append(spec)
+    return Plan(tuple(start), tuple(sorted(stop)), tuple(rename))

@@ -1,0 +1,180 @@
+"""Writes of what the monitor observed into `ServerState` and `FailureRecord` (B4, B5).
+
+All functions are sync (ORM) and run through `database_sync_to_async`. Every
+write is a `filter(...).update(...)` of the fields the monitor owns, so the web
+process and dispatch (which write `inflight`, `last_used_at`, the lock) are
+never overwritten with stale copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from servers.models import FailureKind, FailureRecord, Health, ServerState
+
+from .checks import CheckOutcome
+from .tunables import Tunables
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a check did to a server's health, for logging and scheduling."""
+
+    before: str
+    after: str
+    consecutive_failures: int
+
+    @property
+    def marked_unhealthy(self) -> bool:
+        return self.after == Health.UNHEALTHY and self.before != Health.UNHEALTHY
+
+    @property
+    def readmitted(self) -> bool:
+        return self.before == Health.UNHEALTHY and self.after == Health.HEALTHY
+
+
+def _close_open(server_id: int, now: datetime, kinds: tuple[str, ...] | None = None) -> int:
+    records = FailureRecord.objects.filter(server_id=server_id, recovered_at__isnull=True)
+    if kinds is not None:
+        records = records.filter(kind__in=kinds)
+    return records.update(recovered_at=now)
+
+
+def _system_fields(outcome: CheckOutcome) -> dict[str, Any]:
+    stats = outcome.stats
+    assert stats is not None
+    fields: dict[str, Any] = {"comfyui_version": (stats.comfyui_version or "")[:40]}
+    if stats.devices:
+        device = stats.devices[0]  # ComfyUI runs prompts on its first device
+        fields |= {
+            "device_name": device.name[:200],
+            "vram_total": device.vram_total,
+            "vram_free": device.vram_free,
+        }
+    return fields
+
+
+def _queue_fields(
+    server_id: int, outcome: CheckOutcome, now: datetime, queue_remaining: int | None
+) -> dict[str, Any]:
+    if outcome.queue is not None:
+        _close_open(server_id, now, (FailureKind.QUEUE,))
+        return {
+            "queue_running": len(outcome.queue.running),
+            "queue_pending": len(outcome.queue.pending),
+            "queue_source": "queue",
+            "load_checked_at": now,
+        }
+    # B1: /queue failed but the server answers /system_stats, so it stays a
+    # candidate. /system_stats carries no queue, so the load comes from the last
+    # `status` event of our socket (ComfyUI's queue_remaining: running + pending);
+    # without one, the previous counts stand.
+    FailureRecord.objects.create(
+        server_id=server_id, at=now, kind=FailureKind.QUEUE, reason=outcome.queue_error or "?"
+    )
+    fields: dict[str, Any] = {"queue_source": "system_stats", "load_checked_at": now}
+    if queue_remaining is not None:
+        running = min(1, queue_remaining)
+        fields |= {"queue_running": running, "queue_pending": queue_remaining - running}
+    return fields
+
+
+def record_success(
+    server_id: int,
+    outcome: CheckOutcome,
+    *,
+    next_check_at: datetime,
+    queue_remaining: int | None = None,
+    now: datetime | None = None,
+) -> Transition:
+    """The server answered /system_stats: healthy, and re-admitted if it was not."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        before = ServerState.objects.filter(server_id=server_id).values_list("health", flat=True)
+        before_health = before.first() or Health.UNKNOWN
+        fields = {
+            "health": Health.HEALTHY,
+            "last_checked_at": now,
+            "last_healthy_at": now,
+            "unhealthy_since": None,
+            "next_check_at": next_check_at,
+            "consecutive_failures": 0,
+            "response_ms": outcome.response_ms,
+        }
+        fields |= _system_fields(outcome)
+        # Re-admission closes every open record (the history shows when it healed);
+        # a healthy check closes the failed health checks that did not tip it over.
+        _close_open(
+            server_id, now, None if before_health == Health.UNHEALTHY else (FailureKind.HEALTH,)
+        )
+        fields |= _queue_fields(server_id, outcome, now, queue_remaining)
+        ServerState.objects.filter(server_id=server_id).update(**fields)
+    return Transition(before_health, Health.HEALTHY, 0)
+
+
+def record_failure(
+    server_id: int, reason: str, tunables: Tunables, *, now: datetime | None = None
+) -> Transition:
+    """A failed health check; the n-th in a row marks the server unhealthy and unlocks it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        states = ServerState.objects.filter(server_id=server_id)
+        states.update(consecutive_failures=F("consecutive_failures") + 1, last_checked_at=now)
+        row = states.values("health", "consecutive_failures").first()
+        if row is None:  # the server was deleted under us
+            return Transition(Health.UNKNOWN, Health.UNKNOWN, 0)
+        before, failures = row["health"], row["consecutive_failures"]
+        mark = before != Health.UNHEALTHY and failures >= tunables.failures_before_unhealthy
+        FailureRecord.objects.create(
+            server_id=server_id,
+            at=now,
+            kind=FailureKind.HEALTH,
+            reason=reason[:2000],
+            marked_unhealthy=mark,
+        )
+        if mark:
+            # B5: release the lock so the balancer does not keep steering the
+            # workflow at a dead server.
+            states.update(
+                health=Health.UNHEALTHY,
+                unhealthy_since=now,
+                response_ms=None,
+                last_workflow_key="",
+                last_workflow_at=None,
+            )
+    return Transition(before, Health.UNHEALTHY if mark else before, failures)
+
+
+def set_next_check(server_id: int, at: datetime) -> None:
+    ServerState.objects.filter(server_id=server_id).update(next_check_at=at)
+
+
+def record_stream_drop(server_id: int, reason: str, *, now: datetime | None = None) -> None:
+    FailureRecord.objects.create(
+        server_id=server_id, at=now or timezone.now(), kind=FailureKind.STREAM, reason=reason
+    )
+
+
+def record_stream_back(server_id: int, *, now: datetime | None = None) -> None:
+    _close_open(server_id, now or timezone.now(), (FailureKind.STREAM,))
+
+
+def write_capabilities(
+    server_id: int, node_classes: list[str], model_files: dict[str, list[str]], at: datetime
+) -> None:
+    ServerState.objects.filter(server_id=server_id).update(
+        node_classes=node_classes, model_files=model_files, capabilities_at=at
+    )
+
+
+def write_event_stats(server_id: int, stats: dict[str, Any]) -> None:
+    ServerState.objects.filter(server_id=server_id).update(event_stats=stats)

@@ -1,0 +1,119 @@
+"""A monitor against in-process simulated ComfyUI servers, with fast fleet settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from comfyweb.backoff import Backoff
+from servers.comfyui import Event
+from servers.models import FleetSettings, Server
+from servers.monitor.monitor import Monitor
+
+# Fast enough that a whole failover story takes a few seconds.
+FAST = {
+    "health_interval": 0.2,
+    "health_timeout": 2.0,
+    "queue_timeout": 2.0,
+    "failures_before_unhealthy": 2,
+    "recheck_backoff_base": 0.2,
+    "recheck_backoff_cap": 0.8,
+    "capabilities_ttl": 600,
+}
+TICK = 0.3
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    *,
+    within: float = 20.0,
+    what: str = "condition",
+) -> Any:
+    """Poll `condition` (sync ORM functions run in a thread) until it is truthy."""
+    sync = not asyncio.iscoroutinefunction(condition)
+    check = database_sync_to_async(condition) if sync else condition
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.events: list[tuple[int, Event]] = []
+
+    async def handle(self, server_id: int, event: Event) -> None:
+        self.events.append((server_id, event))
+
+
+@pytest.fixture
+def fast_settings(db) -> FleetSettings:
+    fleet = FleetSettings.load()
+    for name, value in FAST.items():
+        setattr(fleet, name, value)
+    fleet.save()
+    return fleet
+
+
+@pytest.fixture
+def make_server(fast_settings) -> Callable[..., Awaitable[Server]]:
+    async def make(sim, name: str | None = None, **fields: Any) -> Server:
+        def create() -> Server:
+            return Server.objects.create(
+                name=name or f"sim-{sim.port}", base_url=sim.base_url, **fields
+            )
+
+        return await database_sync_to_async(create)()
+
+    return make
+
+
+class RunningMonitor:
+    def __init__(self, monitor: Monitor, task: asyncio.Task[None], stop: asyncio.Event):
+        self.monitor = monitor
+        self.task = task
+        self.stop = stop
+        self.published: list[int] = []
+        self.handler: RecordingHandler = monitor.shared.handler  # type: ignore[assignment]
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+@pytest.fixture
+async def start_monitor(fast_settings) -> AsyncIterator[Callable[..., Awaitable[RunningMonitor]]]:
+    running: list[RunningMonitor] = []
+
+    async def start(**options: Any) -> RunningMonitor:
+        published: list[int] = []
+        options.setdefault("on_visible_change", published.append)
+        options.setdefault("handler", RecordingHandler())
+        monitor = Monitor(
+            tick=TICK,
+            stream_backoff=lambda: Backoff(base=0.1, cap=0.5, jitter=0.05),
+            **options,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(monitor.run(stop))
+        handle = RunningMonitor(monitor, task, stop)
+        handle.published = published
+        running.append(handle)
+        return handle
+
+    try:
+        yield start
+    finally:
+        for handle in running:
+            with contextlib.suppress(Exception):
+                await handle.close()
