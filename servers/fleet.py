@@ -1,0 +1,176 @@
+"""The balancer's database side: snapshot the fleet, record and log each decision.
+
+`servers.balancer` decides; this module only reads `Server` + `ServerState`,
+writes `BalancerDecision` rows (B9) and the affinity/LRU marks dispatch leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
+
+from servers import balancer
+from servers.balancer import Decision, Policy, ServerSnapshot
+from servers.models import BalancerDecision, FleetSettings, Server, ServerState
+
+logger = logging.getLogger("servers.balancer")
+
+# The fleet page shows the latest few; older rows only cost space.
+KEEP_DECISIONS = 500
+_REASON_LENGTH = BalancerDecision._meta.get_field("reason").max_length or 300
+
+
+def snapshot(now: datetime | None = None) -> list[ServerSnapshot]:
+    """Every server with its latest state, in one query.
+
+    `now` is accepted for symmetry with `pick_server`; the snapshot holds raw
+    timestamps and `choose()` judges their age.
+    """
+    del now
+    return [_snapshot_of(server) for server in Server.objects.select_related("state")]
+
+
+def _snapshot_of(server: Server) -> ServerSnapshot:
+    try:
+        state = server.state
+    except ObjectDoesNotExist:
+        # A server created without save() (bulk_create, fixtures) has no state row
+        # yet: it counts as never checked, which keeps it out of balanced mode.
+        state = ServerState(server=server)
+    known = state.capabilities_at is not None
+    return ServerSnapshot(
+        id=server.pk,
+        name=server.name,
+        enabled=server.enabled,
+        health=state.health,
+        unhealthy_since=state.unhealthy_since,
+        inflight=state.inflight,
+        max_inflight=server.max_inflight,
+        queue_running=state.queue_running,
+        queue_pending=state.queue_pending,
+        weight=server.weight,
+        priority=server.priority,
+        is_primary=server.is_primary,
+        tags=frozenset(_strings(server.tags)),
+        node_classes=frozenset(_strings(state.node_classes)) if known else None,
+        model_files=balancer.model_index(_lists(state.model_files)) if known else None,
+        last_used_at=state.last_used_at,
+        last_workflow_key=state.last_workflow_key,
+        last_workflow_at=state.last_workflow_at,
+        load_checked_at=state.load_checked_at,
+    )
+
+
+def _strings(value: Any) -> Iterable[str]:
+    # JSON columns hold whatever was written; a bad row must not break balancing.
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _lists(value: Any) -> Mapping[str, Iterable[str]]:
+    if not isinstance(value, dict):
+        return {}
+    return {folder: _strings(names) for folder, names in value.items() if isinstance(folder, str)}
+
+
+def policy() -> Policy:
+    settings = FleetSettings.load()
+    return Policy(
+        auto_switch=settings.auto_switch,
+        lock_window=timedelta(seconds=settings.lock_window),
+        load_cache_age=timedelta(seconds=settings.load_cache_age),
+    )
+
+
+def pick_server(
+    graph: Mapping[str, Any],
+    *,
+    tags: Iterable[str] = (),
+    workflow_key: str | None = None,
+    record: bool = True,
+) -> Decision:
+    """Choose the server for `graph` now; record and log why (B9).
+
+    If the balancer itself raises, the primary alone is used (B6, single-server
+    mode) and the error is logged with its traceback.
+    """
+    requirements = balancer.requirements_from_graph(graph, workflow_key=workflow_key, tags=tags)
+    now = timezone.now()
+    servers = snapshot(now)
+    try:
+        decision = balancer.choose(servers, requirements, policy(), now)
+    except Exception as error:
+        logger.exception("balancer failed; single-server mode")
+        decision = balancer.single_server(servers, f"{type(error).__name__}: {error}")
+    if record:
+        _record(decision, requirements.workflow_key, now)
+    _log(decision, requirements.workflow_key)
+    return decision
+
+
+def _record(decision: Decision, workflow_key: str, now: datetime) -> None:
+    row = BalancerDecision.objects.create(
+        at=now,
+        chosen_id=decision.server_id,
+        workflow_key=workflow_key,
+        reason=_clip(decision.reason),
+        candidates=[c.as_dict() for c in decision.candidates],
+        excluded=dict(decision.excluded),
+        mode=decision.mode,
+    )
+    _prune(row.pk)
+
+
+def _prune(newest_pk: int) -> None:
+    # One indexed lookup for the oldest row to keep, then a range delete; ids grow
+    # with insertion, so this keeps the newest KEEP_DECISIONS whatever their `at`.
+    cutoff = (
+        BalancerDecision.objects.filter(pk__lte=newest_pk)
+        .order_by("-pk")
+        .values_list("pk", flat=True)[KEEP_DECISIONS - 1 : KEEP_DECISIONS]
+    )
+    oldest_kept = next(iter(cutoff), None)
+    if oldest_kept is not None:
+        BalancerDecision.objects.filter(pk__lt=oldest_kept).delete()
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= _REASON_LENGTH else reason[: _REASON_LENGTH - 1] + "…"
+
+
+def _log(decision: Decision, workflow_key: str) -> None:
+    logger.info(
+        "balancer %s → %s: %s",
+        decision.mode,
+        decision.server_name or "nobody",
+        decision.reason,
+        extra={
+            "chosen": decision.server_name,
+            "mode": decision.mode,
+            "workflow_key": workflow_key,
+            "candidates": [c.as_dict() for c in decision.candidates],
+            "excluded": dict(decision.excluded),
+        },
+    )
+
+
+def recent_decisions(limit: int = 20) -> list[BalancerDecision]:
+    """The newest decisions first, with their chosen server, for the fleet pages."""
+    return list(BalancerDecision.objects.select_related("chosen").order_by("-at", "-pk")[:limit])
+
+
+def note_dispatched(server_id: int, workflow_key: str, now: datetime | None = None) -> bool:
+    """Mark that a prompt of `workflow_key` was sent to the server now (affinity, LRU).
+
+    A single UPDATE, so concurrent dispatchers never lose each other's marks to a
+    read-modify-write. False if the server has no state row (it was deleted).
+    """
+    now = now or timezone.now()
+    updated = ServerState.objects.filter(server_id=server_id).update(
+        last_used_at=now, last_workflow_key=workflow_key, last_workflow_at=now
+    )
+    return updated == 1
