@@ -304,10 +304,13 @@ def _why_not(
         return _unhealthy(server, now)
     if strict and server.health != HEALTHY:
         return f"health {server.health}: not checked yet"
+    # What it lacks before whether it is busy: a full server frees up, a missing
+    # node does not, and the reason should say what will not change by waiting.
+    if gaps := _capability_gaps(server, requirements, strict=strict):
+        return "; ".join(gaps)
     if server.inflight >= server.max_inflight:
         return f"full: {server.inflight}/{server.max_inflight} in flight"
-    gaps = _capability_gaps(server, requirements, strict=strict)
-    return "; ".join(gaps) if gaps else None
+    return None
 
 
 def _unhealthy(server: ServerSnapshot, now: datetime) -> str:
@@ -447,6 +450,8 @@ def _nobody_can(
         if all(s.node_classes is None for s in healthy):
             return f"capabilities of the {_count(len(healthy), 'healthy server')} are not known yet"
         details = "; ".join(f"{s.name}: {excluded[s.name]}" for s in healthy[:_LIST_LIMIT])
+        if len(healthy) > _LIST_LIMIT:
+            details += f"; and {len(healthy) - _LIST_LIMIT} more"
         return f"no healthy server can run it ({details})"
     if len(able) == 1:
         return f"the only server that can run it, {able[0].name}, is {excluded[able[0].name]}"

@@ -124,6 +124,11 @@ def test_task_tags_must_all_be_on_the_server():
     assert decision.excluded["gpu-1"] == "missing tags: a100"
 
 
+def test_a_full_server_that_lacks_a_node_is_excluded_for_the_node():
+    decision = pick([snap(1, inflight=2, node_classes=frozenset({"SaveImage"})), snap(2)])
+    assert decision.excluded["gpu-1"] == "missing nodes: KSampler"
+
+
 def test_every_gap_of_an_incapable_server_is_named():
     requirements = needs(
         "KSampler", "BarNode", "FooNode2", models=[("loras", "y.safetensors")], tags=["a100"]
@@ -328,6 +333,14 @@ def test_waiting_reasons_name_the_most_fundamental_problem():
         (
             [snap(1, inflight=2), snap(2, node_classes=None)],
             "the only server that can run it, gpu-1, is full: 2/2 in flight",
+        ),
+        (
+            [
+                snap(1, node_classes=frozenset({"KSampler"})),
+                snap(2, node_classes=frozenset({"SaveImage"})),
+            ],
+            "no healthy server can run it (gpu-1: missing nodes: SaveImage; "
+            "gpu-2: missing nodes: KSampler)",
         ),
         (
             [snap(1, node_classes=None), snap(2, node_classes=None)],
