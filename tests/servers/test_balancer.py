@@ -481,8 +481,10 @@ def test_never_picks_a_disabled_unhealthy_full_or_incapable_server(servers, requ
     )
     assert requirements.tags <= chosen.tags
     if decision.mode == "balanced":
+        assert policy.auto_switch
         assert _eligible(chosen, requirements)
     else:
+        # Failover off or stale data: the primary or nobody.
         assert chosen.is_primary
 
 
