@@ -1,0 +1,82 @@
+"""Servers added, edited, disabled or removed in the admin are picked up live (S6)."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+
+from servers.models import Health, Server, ServerState
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_server_added_in_the_database_is_watched_within_seconds(
+    start_comfyui_sims, make_server, start_monitor
+):
+    first, second = await start_comfyui_sims(2)
+    await make_server(first)
+    running = await start_monitor()
+    await wait_until(lambda: len(running.monitor.watchers) == 1, what="first watched")
+
+    added = await make_server(second)
+    await wait_until(lambda: added.pk in running.monitor.watchers, what="new server watched")
+    await wait_until(
+        lambda: ServerState.objects.filter(server=added, health=Health.HEALTHY).exists(),
+        what="new server checked",
+    )
+    watcher = running.monitor.watchers[added.pk]
+    await wait_until(lambda: watcher.stream_stats.connected, what="its event stream open")
+    assert watcher.stream_stats.client_id == await database_sync_to_async(lambda: added.client_id)()
+
+
+async def test_disabled_and_removed_servers_stop_being_watched(
+    start_comfyui_sims, make_server, start_monitor
+):
+    sims = await start_comfyui_sims(2)
+    disabled, removed = [await make_server(sim) for sim in sims]
+    running = await start_monitor()
+    await wait_until(lambda: len(running.monitor.watchers) == 2, what="both watched")
+    watcher = running.monitor.watchers[disabled.pk]
+
+    await database_sync_to_async(Server.objects.filter(pk=disabled.pk).update)(enabled=False)
+    await wait_until(lambda: disabled.pk not in running.monitor.watchers, what="disabled dropped")
+    assert not watcher.stream_stats.connected
+
+    await database_sync_to_async(removed.delete)()
+    await wait_until(lambda: not running.monitor.watchers, what="removed dropped")
+    # And the simulators see no socket of ours any more.
+    await wait_until(lambda: all(not sim.hub.sockets for sim in sims), what="sockets closed")
+
+
+async def test_changed_url_restarts_the_watcher_on_the_new_address(
+    start_comfyui_sims, make_server, start_monitor
+):
+    old, new = await start_comfyui_sims(2)
+    server = await make_server(old, name="moving")
+    running = await start_monitor()
+    await wait_until(lambda: server.pk in running.monitor.watchers)
+    first = running.monitor.watchers[server.pk]
+
+    def move() -> None:
+        server.base_url = new.base_url
+        server.save()
+
+    await database_sync_to_async(move)()
+    await wait_until(
+        lambda: running.monitor.watchers.get(server.pk) not in (None, first), what="restarted"
+    )
+    assert running.monitor.watchers[server.pk].spec.base_url == new.base_url
+    await wait_until(lambda: running.monitor.watchers[server.pk].stream_stats.connected)
+
+
+async def test_renamed_server_keeps_its_watcher(start_comfyui_sims, make_server, start_monitor):
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim, name="before")
+    running = await start_monitor()
+    await wait_until(lambda: server.pk in running.monitor.watchers)
+    watcher = running.monitor.watchers[server.pk]
+    await database_sync_to_async(Server.objects.filter(pk=server.pk).update)(name="after")
+    await wait_until(lambda: watcher.spec.name == "after", what="renamed")
+    assert running.monitor.watchers[server.pk] is watcher

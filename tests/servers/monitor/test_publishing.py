@@ -1,0 +1,98 @@
+"""Browsers hear about a server only when something they can see changed (B8)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from comfyweb.consumers import LiveConsumer
+from servers.models import FailureRecord, Health, ServerState
+from servers.monitor.publish import ChangePublisher, visible_fingerprint
+from tests.factories import make_user
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HAS_STATUS_PANEL = importlib.util.find_spec("servers.status_panel") is not None
+
+
+async def test_publisher_calls_the_hook_only_when_the_visible_state_changes(
+    start_comfyui_sims, make_server
+):
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+    calls: list[int] = []
+    publisher = ChangePublisher(calls.append)
+    state = ServerState.objects.filter(server=server)
+
+    assert await publisher.refresh(server.pk)
+    assert not await publisher.refresh(server.pk)
+    # Invisible: a newer check time, a few MB of VRAM.
+    await database_sync_to_async(state.update)(vram_total=8 * 1024**3, vram_free=4 * 1024**3)
+    assert await publisher.refresh(server.pk)
+    await database_sync_to_async(state.update)(vram_free=4 * 1024**3 - 5_000_000)
+    assert not await publisher.refresh(server.pk)
+    # Visible: health, queue, a new failure.
+    await database_sync_to_async(state.update)(health=Health.UNHEALTHY)
+    assert await publisher.refresh(server.pk)
+    await database_sync_to_async(state.update)(queue_pending=3)
+    assert await publisher.refresh(server.pk)
+    await database_sync_to_async(FailureRecord.objects.create)(
+        server=server, kind="health", reason="x"
+    )
+    assert await publisher.refresh(server.pk)
+    assert calls == [server.pk] * 5
+
+
+async def test_fingerprint_of_a_deleted_server_is_none(start_comfyui_sims, make_server):
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+    await database_sync_to_async(server.delete)()
+    assert await database_sync_to_async(visible_fingerprint)(server.pk) is None
+
+
+async def test_a_failing_hook_does_not_stop_the_publisher(start_comfyui_sims, make_server):
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+
+    def broken(server_id: int) -> None:
+        raise RuntimeError("template error")
+
+    assert await ChangePublisher(broken).refresh(server.pk)
+
+
+@pytest.mark.skipif(not HAS_STATUS_PANEL, reason="servers.status_panel not there yet")
+async def test_browser_subscribed_to_servers_sees_a_server_go_down(
+    start_comfyui_sims, make_server, start_monitor
+):
+    from servers import status_panel
+
+    sims = await start_comfyui_sims(3)
+    servers = [await make_server(sim) for sim in sims]
+    await start_monitor(on_visible_change=None)  # the real publisher
+    await wait_until(
+        lambda: ServerState.objects.filter(server__in=servers, health=Health.HEALTHY).count() == 3,
+        what="all healthy",
+    )
+    user = await database_sync_to_async(make_user)()
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"action": "subscribe", "topic": "servers"})
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "subscribed"
+
+    await sims[2].crash()
+    victim = servers[2]
+    row = f'id="server-{victim.pk}" class="health-unhealthy"'
+    # The snapshot and any updates rendered before the failover come first; a
+    # guard timeout on each receive ends a hang.
+    while True:
+        message = await communicator.receive_json_from(timeout=20)
+        if message.get("target") == status_panel.ROWS_TARGET and row in message["html"]:
+            break
+    await communicator.disconnect()

@@ -1,0 +1,103 @@
+"""Pure parts of the monitor: the reconcile plan, the capability cache, handler loading."""
+
+from __future__ import annotations
+
+import pytest
+
+from servers.comfyui import Disconnected, ExecutionStart, Reconnected, Status, SystemStats
+from servers.monitor.capabilities import CapabilityCache, restart_signature
+from servers.monitor.handlers import LoggingHandler, is_execution_event, load_handler
+from servers.monitor.registry import ServerSpec, plan
+
+
+def spec(sid: int, url: str = "http://a:1", name: str = "s", **headers: str) -> ServerSpec:
+    return ServerSpec(
+        id=sid, name=name, base_url=url, client_id=f"c-{sid}", headers=tuple(headers.items())
+    )
+
+
+def test_plan_starts_new_servers_and_stops_gone_ones():
+    result = plan({1: spec(1), 2: spec(2)}, {2: spec(2), 3: spec(3)})
+    assert result.start == (spec(3),)
+    assert result.stop == (1,)
+    assert result.rename == ()
+
+
+def test_plan_restarts_a_server_whose_url_or_headers_changed():
+    moved = spec(1, "http://b:2")
+    authed = spec(2, Authorization="Bearer x")
+    result = plan({1: spec(1), 2: spec(2)}, {1: moved, 2: authed})
+    assert set(result.start) == {moved, authed}
+    assert result.stop == (1, 2)
+
+
+def test_plan_renames_without_a_restart():
+    result = plan({1: spec(1)}, {1: spec(1, name="new")})
+    assert result.start == ()
+    assert result.stop == ()
+    assert result.rename == (spec(1, name="new"),)
+
+
+def _stats(version: str = "0.3.64", vram: int = 8) -> SystemStats:
+    raw = {
+        "system": {"comfyui_version": version, "python_version": "3.12", "argv": ["main.py"]},
+        "devices": [{"name": "cuda:0", "type": "cuda", "vram_total": vram, "vram_free": 1}],
+    }
+    return SystemStats.from_json(raw)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_capability_cache_counts_hits_until_the_ttl_runs_out():
+    clock = FakeClock()
+    cache = CapabilityCache(clock)
+    assert not cache.lookup(1, ttl=10)
+    cache.stored(1)
+    clock.now = 5
+    assert cache.lookup(1, ttl=10)
+    assert cache.lookup(1, ttl=10)
+    clock.now = 11
+    assert not cache.lookup(1, ttl=10)
+    assert cache.counts(1) == {"hits": 2, "misses": 2, "hit_rate": 0.5}
+
+
+def test_capability_cache_is_invalidated_by_a_restart_or_a_new_signature():
+    cache = CapabilityCache(FakeClock())
+    assert not cache.lookup(1, ttl=60, stats=_stats())
+    cache.stored(1)
+    assert cache.lookup(1, ttl=60, stats=_stats(vram=8))
+    assert not cache.lookup(1, ttl=60, stats=_stats(version="0.3.65"))  # upgraded
+    cache.stored(1)
+    cache.invalidate(1)  # e.g. the stream reconnected
+    assert not cache.lookup(1, ttl=60)
+    assert restart_signature(_stats()) == restart_signature(_stats())
+
+
+def test_execution_events_are_prompt_events_and_connection_changes():
+    assert is_execution_event(ExecutionStart(prompt_id="p"))
+    assert is_execution_event(Reconnected(url="ws://x", downtime=1.0, reconnects=1))
+    assert is_execution_event(Disconnected(reason="gone", retry_in=1.0))
+    assert not is_execution_event(Status(queue_remaining=0))
+
+
+class CustomHandler:
+    async def handle(self, server_id, event) -> None:
+        pass
+
+
+def test_handler_comes_from_settings_by_dotted_path(settings):
+    assert isinstance(load_handler(), LoggingHandler)
+    settings.MONITOR_EXECUTION_HANDLER = f"{__name__}.CustomHandler"
+    assert isinstance(load_handler(), CustomHandler)
+
+
+def test_a_handler_without_handle_is_refused(settings):
+    settings.MONITOR_EXECUTION_HANDLER = "servers.monitor.capabilities.CapabilityCache"
+    with pytest.raises(TypeError):
+        load_handler()
