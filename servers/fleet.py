@@ -158,9 +158,15 @@ def _log(decision: Decision, workflow_key: str) -> None:
     )
 
 
-def recent_decisions(limit: int = 20) -> list[BalancerDecision]:
-    """The newest decisions first, with their chosen server, for the fleet pages."""
-    return list(BalancerDecision.objects.select_related("chosen").order_by("-at", "-pk")[:limit])
+def recent_decisions(limit: int = 20, *, server_id: int | None = None) -> list[BalancerDecision]:
+    """The newest decisions first, with their chosen server, for the fleet pages.
+
+    `server_id`: only those that chose that server (its detail page).
+    """
+    decisions = BalancerDecision.objects.select_related("chosen").order_by("-at", "-pk")
+    if server_id is not None:
+        decisions = decisions.filter(chosen_id=server_id)
+    return list(decisions[:limit])
 
 
 def note_dispatched(server_id: int, workflow_key: str, now: datetime | None = None) -> bool:

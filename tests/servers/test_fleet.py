@@ -129,6 +129,21 @@ def test_only_the_newest_decisions_are_kept(monkeypatch):
     assert [d.workflow_key for d in fleet.recent_decisions(limit=2)] == ["wf-7", "wf-6"]
 
 
+def test_recent_decisions_of_one_server_for_its_page():
+    now = timezone.now()
+    first = make_server("gpu-1", priority=1, state=healthy_state(now))
+    second = make_server("gpu-2", priority=2, state=healthy_state(now, inflight=1))
+    fleet.pick_server(GRAPH, workflow_key="to-first")
+    ServerState.objects.filter(server=first).update(inflight=2)
+    fleet.pick_server(GRAPH, workflow_key="to-second")
+    with CaptureQueriesContext(connection) as queries:
+        mine = fleet.recent_decisions(server_id=second.pk)
+        names = [d.chosen.name for d in mine]
+    assert [d.workflow_key for d in mine] == ["to-second"]
+    assert names == ["gpu-2"]
+    assert len(queries) == 1
+
+
 def test_a_long_reason_is_cut_to_fit_the_column():
     now = timezone.now()
     graph = {str(n): {"class_type": f"Custom{n:03d}Node" * 8, "inputs": {}} for n in range(40)}
