@@ -99,8 +99,11 @@ def record_success(
     """The server answered /system_stats: healthy, and re-admitted if it was not."""
     now = now or timezone.now()
     with transaction.atomic():
-        before = ServerState.objects.filter(server_id=server_id).values_list("health", flat=True)
-        before_health = before.first() or Health.UNKNOWN
+        before_health = (
+            ServerState.objects.filter(server_id=server_id).values_list("health", flat=True).first()
+        )
+        if before_health is None:  # deleted since the check started
+            return Transition(Health.UNKNOWN, Health.UNKNOWN, 0)
         fields = {
             "health": Health.HEALTHY,
             "last_checked_at": now,
@@ -159,9 +162,11 @@ def set_next_check(server_id: int, at: datetime) -> None:
 
 
 def record_stream_drop(server_id: int, reason: str, *, now: datetime | None = None) -> None:
-    FailureRecord.objects.create(
-        server_id=server_id, at=now or timezone.now(), kind=FailureKind.STREAM, reason=reason
-    )
+    # The socket also drops when the server was just deleted: nothing to record then.
+    if ServerState.objects.filter(server_id=server_id).exists():
+        FailureRecord.objects.create(
+            server_id=server_id, at=now or timezone.now(), kind=FailureKind.STREAM, reason=reason
+        )
 
 
 def record_stream_back(server_id: int, *, now: datetime | None = None) -> None:
