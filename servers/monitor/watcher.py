@@ -3,13 +3,15 @@
 A `ServerWatcher` owns the server's `EventStream` (client id = `Server.client_id`)
 and an HTTP client. Its check loop polls `/system_stats` and `/queue` every
 `health_interval` while the server is healthy and on a backoff while it is
-unhealthy (B5); its event loop feeds execution events to the handler and
-notes dropped and restored streams.
+unhealthy (B5), and at once when its event stream drops or comes back; its
+event loop feeds execution events to the handler and notes dropped and restored
+streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +80,8 @@ class ServerWatcher:
         self.queue_remaining: int | None = None
         self.checks = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by the event loop to run the next check now instead of after the delay.
+        self._wake = asyncio.Event()
 
     @property
     def server_id(self) -> int:
@@ -132,7 +136,16 @@ class ServerWatcher:
                 # A database hiccup must not end the watch; try again later.
                 logger.exception("check of server %s failed", self.spec.name)
                 delay = tunables.health_interval
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
+
+    def check_now(self) -> None:
+        """Run the next check at once (the event stream saw the server go or come back)."""
+        self._wake.set()
 
     async def check_once(self, tunables: Tunables) -> float:
         """One health + load check, written to the database; returns the next delay."""
@@ -241,6 +254,9 @@ class ServerWatcher:
         if isinstance(event, Status):
             self.queue_remaining = event.queue_remaining
         elif isinstance(event, Disconnected):
+            # A lost socket is the earliest sign of a dead server: check now
+            # rather than up to a whole interval later (faster failover).
+            self.check_now()
             await database_sync_to_async(state.record_stream_drop)(
                 self.spec.id, f"event stream lost: {event.reason}"
             )
@@ -249,6 +265,8 @@ class ServerWatcher:
             if isinstance(event, Reconnected):
                 # ComfyUI may have restarted behind the gap: its nodes and models too.
                 self._shared.capabilities.invalidate(self.spec.id)
+                # It answers again: re-admit it without waiting out the backoff.
+                self.check_now()
             await database_sync_to_async(state.record_stream_back)(self.spec.id)
         if is_execution_event(event):
             await self._shared.handler.handle(self.spec.id, event)

@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from channels.db import database_sync_to_async
 
 from servers.models import FailureKind, FailureRecord, Health, ServerState
 
@@ -162,3 +163,25 @@ async def test_queue_failure_falls_back_to_system_stats_and_stays_healthy(
         lambda: [FailureRecord.objects.filter(server=server, marked_unhealthy=True).count()]
     )
     assert marked == [0]
+
+
+async def test_event_stream_changes_trigger_a_check_without_waiting_for_the_schedule(
+    start_comfyui_sims, make_server, start_monitor, fast_settings
+):
+    # Intervals far longer than the test may take: only the stream can explain a quick check.
+    fast_settings.health_interval = 120
+    fast_settings.recheck_backoff_base = fast_settings.recheck_backoff_cap = 120
+    fast_settings.failures_before_unhealthy = 1
+    await database_sync_to_async(fast_settings.save)()
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+    running = await start_monitor()
+    state_of = ServerState.objects.filter(server=server)
+    await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists())
+    watcher = running.monitor.watchers[server.pk]
+    await wait_until(lambda: watcher.stream_stats.connected)
+
+    await sim.crash()  # the socket drops: checked at once, found dead
+    await wait_until(lambda: state_of.filter(health=Health.UNHEALTHY).exists(), what="down")
+    await sim.start()  # the socket comes back: checked at once, re-admitted
+    await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists(), what="back")
