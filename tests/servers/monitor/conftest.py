@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from channels.db import database_sync_to_async
 
 from comfyweb.backoff import Backoff
 from servers.comfyui import Event
-from servers.models import FleetSettings, Server
+from servers.models import FleetSettings, Health, Server, ServerState
 from servers.monitor.monitor import Monitor
+from servers.monitor.watcher import ServerWatcher
+from servers.simulator import SimulatedComfyUI
 
 # Fast enough that a whole failover story takes a few seconds.
 FAST = {
@@ -117,3 +120,30 @@ async def start_monitor(fast_settings) -> AsyncIterator[Callable[..., Awaitable[
         for handle in running:
             with contextlib.suppress(Exception):
                 await handle.close()
+
+
+@dataclass
+class Watched:
+    sim: SimulatedComfyUI
+    server: Server
+    running: RunningMonitor
+    watcher: ServerWatcher
+
+    @property
+    def state(self):
+        return ServerState.objects.filter(server=self.server)
+
+
+@pytest.fixture
+async def watched(start_comfyui_sims, make_server, start_monitor) -> Watched:
+    """One simulated server, watched by a running monitor: healthy, stream open."""
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+    running = await start_monitor()
+    await wait_until(
+        lambda: ServerState.objects.filter(server=server, health=Health.HEALTHY).exists(),
+        what="healthy",
+    )
+    watcher = running.monitor.watchers[server.pk]
+    await wait_until(lambda: watcher.stream_stats.connected, what="event stream open")
+    return Watched(sim, server, running, watcher)

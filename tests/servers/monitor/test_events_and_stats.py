@@ -18,16 +18,8 @@ from .conftest import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_execution_events_of_our_prompts_reach_the_handler(
-    start_comfyui_sims, make_server, start_monitor
-):
-    (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
-    running = await start_monitor()
-    await wait_until(lambda: server.pk in running.monitor.watchers)
-    watcher = running.monitor.watchers[server.pk]
-    await wait_until(lambda: watcher.stream_stats.connected, what="stream open")
-
+async def test_execution_events_of_our_prompts_reach_the_handler(watched):
+    sim, server, watcher, running = watched.sim, watched.server, watched.watcher, watched.running
     async with ComfyUIClient(sim.base_url) as client:
         receipt = await client.submit(empty_save(), client_id=watcher.spec.client_id)
 
@@ -42,15 +34,8 @@ async def test_execution_events_of_our_prompts_reach_the_handler(
     assert all(event.prompt_id == receipt.prompt_id for _, event in running.handler.events)
 
 
-async def test_event_statistics_are_written_per_server(
-    start_comfyui_sims, make_server, start_monitor
-):
-    (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
-    running = await start_monitor()
-    await wait_until(lambda: server.pk in running.monitor.watchers)
-    watcher = running.monitor.watchers[server.pk]
-    await wait_until(lambda: watcher.stream_stats.connected)
+async def test_event_statistics_are_written_per_server(watched):
+    sim, server, watcher = watched.sim, watched.server, watched.watcher
     async with ComfyUIClient(sim.base_url) as client:
         await client.submit(slow_prompt(3, 0.05), client_id=watcher.spec.client_id)
 

@@ -109,14 +109,8 @@ async def test_stopped_server_is_marked_unhealthy_unlocked_and_readmitted_on_res
     print(f"detection {detection:.2f}s, re-admission {readmission:.2f}s")
 
 
-async def test_readmission_stamps_recovered_at_on_every_open_failure(
-    start_comfyui_sims, make_server, start_monitor
-):
-    (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
-    await start_monitor()
-    state_of = ServerState.objects.filter(server=server)
-    await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists())
+async def test_readmission_stamps_recovered_at_on_every_open_failure(watched):
+    sim, server, state_of = watched.sim, watched.server, watched.state
     await sim.crash()
     await wait_until(lambda: state_of.filter(health=Health.UNHEALTHY).exists())
     await sim.start()
@@ -132,14 +126,9 @@ async def test_readmission_stamps_recovered_at_on_every_open_failure(
     assert FailureKind.STREAM in kinds  # the dropped event stream is on record too
 
 
-async def test_queue_failure_falls_back_to_system_stats_and_stays_healthy(
-    start_comfyui_sims, make_server, start_monitor
-):
-    (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
-    await start_monitor()
-    state_of = ServerState.objects.filter(server=server)
-    await wait_until(lambda: state_of.filter(health=Health.HEALTHY, queue_source="queue").exists())
+async def test_queue_failure_falls_back_to_system_stats_and_stays_healthy(watched):
+    sim, server, state_of = watched.sim, watched.server, watched.state
+    await wait_until(lambda: state_of.filter(queue_source="queue").exists())
 
     sim.faults.failing_paths = frozenset({"/queue"})
     sim.faults.http_status = 500
