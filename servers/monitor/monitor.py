@@ -46,7 +46,7 @@ class Monitor:
         self.tick = tick
         self._heartbeat = heartbeat
         self.shared = Shared(
-            tunables=Tunables(),
+            tunables=Tunables.defaults(),
             capabilities=CapabilityCache(),
             handler=handler or load_handler(),
             publisher=ChangePublisher(on_visible_change),
@@ -107,7 +107,7 @@ class Monitor:
             sid = watcher.server_id
             stats = event_stats(watcher.stream_stats, self.shared.capabilities.counts(sid))
             await database_sync_to_async(state.write_event_stats)(sid, stats)
-            await self.shared.publisher.refresh(sid)
+            await self.shared.publisher.refresh(sid, lock_window=self.shared.tunables.lock_window)
 
     async def beat(self) -> None:
         if self._heartbeat:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from servers.models import FleetSettings, Server
+from servers.models import Server
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,12 @@ class ServerSpec:
 
 def enabled_servers() -> dict[int, ServerSpec]:
     """Sync (ORM): every enabled server, by id."""
-    # Server.client_id loads FleetSettings per call; build the ids from one load.
-    deployment = FleetSettings.load().deployment_id.hex[:12]
     return {
         server.pk: ServerSpec(
             id=server.pk,
             name=server.name,
             base_url=server.base_url,
-            client_id=f"comfyweb-{deployment}-{server.pk}",
+            client_id=server.client_id,
             headers=tuple(sorted((server.auth_headers or {}).items())),
         )
         for server in Server.objects.enabled()

@@ -9,13 +9,14 @@ from servers.models import FleetSettings
 
 @dataclass(frozen=True)
 class Tunables:
-    health_timeout: float = 10.0
-    queue_timeout: float = 5.0
-    health_interval: float = 5.0
-    failures_before_unhealthy: int = 2
-    recheck_backoff_base: float = 5.0
-    recheck_backoff_cap: float = 120.0
-    capabilities_ttl: float = 600.0
+    health_timeout: float
+    queue_timeout: float
+    health_interval: float
+    failures_before_unhealthy: int
+    recheck_backoff_base: float
+    recheck_backoff_cap: float
+    capabilities_ttl: float
+    lock_window: float
 
     @classmethod
     def from_settings(cls, fleet: FleetSettings) -> Tunables:
@@ -27,7 +28,13 @@ class Tunables:
             recheck_backoff_base=fleet.recheck_backoff_base,
             recheck_backoff_cap=fleet.recheck_backoff_cap,
             capabilities_ttl=float(fleet.capabilities_ttl),
+            lock_window=float(fleet.lock_window),
         )
+
+    @classmethod
+    def defaults(cls) -> Tunables:
+        """The model's defaults, until the first read of the database."""
+        return cls.from_settings(FleetSettings())
 
 
 def load_tunables() -> Tunables:

@@ -159,7 +159,7 @@ class ServerWatcher:
             delay = await self._healthy(outcome, tunables)
         else:
             delay = await self._failed(outcome, tunables)
-        await self._shared.publisher.refresh(self.spec.id)
+        await self._shared.publisher.refresh(self.spec.id, lock_window=tunables.lock_window)
         return delay
 
     async def _healthy(self, outcome: CheckOutcome, tunables: Tunables) -> float:
@@ -260,7 +260,9 @@ class ServerWatcher:
             await database_sync_to_async(state.record_stream_drop)(
                 self.spec.id, f"event stream lost: {event.reason}"
             )
-            await self._shared.publisher.refresh(self.spec.id)
+            await self._shared.publisher.refresh(
+                self.spec.id, lock_window=self._shared.tunables.lock_window
+            )
         elif isinstance(event, Connected | Reconnected):
             if isinstance(event, Reconnected):
                 # ComfyUI may have restarted behind the gap: its nodes and models too.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from comfyweb.consumers import LiveConsumer
 from servers.models import FailureRecord, Health, ServerState
@@ -96,3 +98,17 @@ async def test_browser_subscribed_to_servers_sees_a_server_go_down(
         if message.get("target") == status_panel.ROWS_TARGET and row in message["html"]:
             break
     await communicator.disconnect()
+
+
+async def test_an_expired_lock_is_a_visible_change(start_comfyui_sims, make_server):
+    (sim,) = await start_comfyui_sims(1)
+    server = await make_server(sim)
+    calls: list[int] = []
+    publisher = ChangePublisher(calls.append)
+    state = ServerState.objects.filter(server=server)
+    long_ago = timezone.now() - timedelta(seconds=60)
+    await database_sync_to_async(state.update)(last_workflow_key="wf", last_workflow_at=long_ago)
+    assert await publisher.refresh(server.pk, lock_window=120)  # locked
+    assert not await publisher.refresh(server.pk, lock_window=120)
+    assert await publisher.refresh(server.pk, lock_window=30)  # the lock ran out
+    assert calls == [server.pk, server.pk]
