@@ -78,7 +78,6 @@ class ServerWatcher:
         # ComfyUI's own count (running + pending) from the last `status` event:
         # the load figure when /queue fails (B1).
         self.queue_remaining: int | None = None
-        self.checks = 0
         self._tasks: list[asyncio.Task[None]] = []
         # Set by the event loop to run the next check now instead of after the delay.
         self._wake = asyncio.Event()
@@ -154,7 +153,6 @@ class ServerWatcher:
             health_timeout=tunables.health_timeout,
             queue_timeout=tunables.queue_timeout,
         )
-        self.checks += 1
         if outcome.healthy:
             delay = await self._healthy(outcome, tunables)
         else:
