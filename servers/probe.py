@@ -1,18 +1,20 @@
 """An on-demand check of one server: the "Test" button, the admin action, the API.
 
-Runs the same two requests the monitor polls (/system_stats for health, /queue
-for load) with the fleet's timeouts, and reports what happened without raising.
+Runs the monitor's own check (/system_stats for health, /queue for load, side by
+side, with the fleet's timeouts) once, now, and reports what happened without raising.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from servers.comfyui import ComfyUIClient, ComfyUIError, Timeouts
+from asgiref.sync import sync_to_async
+
+from servers.comfyui import ComfyUIClient
 from servers.models import FleetSettings, Server
+from servers.monitor.checks import check_server
 
 
 @dataclass(frozen=True)
@@ -29,31 +31,23 @@ class ProbeResult:
 
 
 async def probe(server: Server, fleet: FleetSettings) -> ProbeResult:
-    health = Timeouts(connect=fleet.health_timeout, read=fleet.health_timeout)
-    load = Timeouts(connect=fleet.queue_timeout, read=fleet.queue_timeout)
-    started = time.perf_counter()
     async with ComfyUIClient(server.base_url, headers=server.auth_headers, get_retries=0) as client:
-        try:
-            stats = await client.system_stats(timeouts=health)
-        except ComfyUIError as error:
-            return ProbeResult(False, None, None, None, f"{type(error).__name__}: {error}")
-        response_ms = (time.perf_counter() - started) * 1000
-        try:
-            queue = await client.get_queue(timeouts=load)
-        except ComfyUIError as error:
-            # Healthy but /queue is unavailable: B1's fallback reports no load figures.
-            return ProbeResult(
-                True, response_ms, None, None, f"/queue failed: {error}", stats.comfyui_version
-            )
-    return ProbeResult(
-        True, response_ms, len(queue.running), len(queue.pending), None, stats.comfyui_version
-    )
+        outcome = await check_server(
+            client, health_timeout=fleet.health_timeout, queue_timeout=fleet.queue_timeout
+        )
+    if outcome.stats is None:
+        return ProbeResult(False, None, None, None, outcome.health_error)
+    version = outcome.stats.comfyui_version
+    if outcome.queue is None:
+        # Healthy but /queue is unavailable: B1's fallback has no load figures.
+        error = f"/queue failed: {outcome.queue_error}"
+        return ProbeResult(True, outcome.response_ms, None, None, error, version)
+    running, pending = len(outcome.queue.running), len(outcome.queue.pending)
+    return ProbeResult(True, outcome.response_ms, running, pending, None, version)
 
 
 async def probe_many(servers: list[Server]) -> dict[int, ProbeResult]:
     """Probe several servers in parallel (the admin's bulk action)."""
-    from asgiref.sync import sync_to_async
-
     fleet = await sync_to_async(FleetSettings.load)()
     results = await asyncio.gather(*(probe(server, fleet) for server in servers))
     return {server.pk: result for server, result in zip(servers, results, strict=True)}

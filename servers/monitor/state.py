@@ -64,13 +64,25 @@ def _system_fields(outcome: CheckOutcome) -> dict[str, Any]:
 
 
 def _queue_fields(
-    server_id: int, outcome: CheckOutcome, now: datetime, queue_remaining: int | None
+    server_id: int,
+    outcome: CheckOutcome,
+    now: datetime,
+    queue_remaining: int | None,
+    own_client_id: str | None,
 ) -> dict[str, Any]:
     if outcome.queue is not None:
         _close_open(server_id, now, (FailureKind.QUEUE,))
+
+        # The balancer adds our in-flight prompts to the server's queue, so the
+        # queue counted here is everybody else's: our own prompts would count twice.
+        def others(items) -> int:
+            return sum(
+                1 for item in items if own_client_id is None or item.client_id != own_client_id
+            )
+
         return {
-            "queue_running": len(outcome.queue.running),
-            "queue_pending": len(outcome.queue.pending),
+            "queue_running": others(outcome.queue.running),
+            "queue_pending": others(outcome.queue.pending),
             "queue_source": "queue",
             "load_checked_at": now,
         }
@@ -94,6 +106,7 @@ def record_success(
     *,
     next_check_at: datetime,
     queue_remaining: int | None = None,
+    own_client_id: str | None = None,
     now: datetime | None = None,
 ) -> Transition:
     """The server answered /system_stats: healthy, and re-admitted if it was not."""
@@ -119,7 +132,7 @@ def record_success(
         _close_open(
             server_id, now, None if before_health == Health.UNHEALTHY else (FailureKind.HEALTH,)
         )
-        fields |= _queue_fields(server_id, outcome, now, queue_remaining)
+        fields |= _queue_fields(server_id, outcome, now, queue_remaining, own_client_id)
         ServerState.objects.filter(server_id=server_id).update(**fields)
     return Transition(before_health, Health.HEALTHY, 0)
 

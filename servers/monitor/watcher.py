@@ -168,6 +168,7 @@ class ServerWatcher:
             outcome,
             next_check_at=timezone.now() + timedelta(seconds=delay),
             queue_remaining=self.queue_remaining,
+            own_client_id=self.spec.client_id,
         )
         extra = self._log_extra(health=Health.HEALTHY, response_ms=outcome.response_ms)
         if transition.readmitted:

@@ -3,7 +3,7 @@
 Starts the embedded Redis when REDIS_URL is unset, migrates, creates the first
 admin, then supervises the web server (daphne) and the worker cluster (django-q2)
 as child processes until Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI
-servers (registering them in the fleet arrives with the fleet's Server model).
+servers and registers them in the fleet as kind "simulated".
 Production runs those processes separately (see README).
 """
 
@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from comfyweb import embedded_redis
 from comfyweb.first_run import create_initial_admin
 from comfyweb.supervisor import ChildSpec, Supervisor
+from servers import demo as demo_fleet
 
 MANAGE_PY = str(settings.BASE_DIR / "manage.py")
 DEMO_BASE_PORT = 8188  # ComfyUI's own default port
@@ -63,13 +64,18 @@ class Command(BaseCommand):
                     )
                 )
             self._prepare_database()
+            demo_port = first_free_port_run(DEMO_BASE_PORT, demo) if demo else 0
+            if demo:
+                registered = demo_fleet.register(demo, demo_port)
+                self._announce("Demo servers: " + ", ".join(s.name for s in registered))
             specs = [
                 self._web(host, port),
                 self._worker(),
                 ChildSpec("monitor", [sys.executable, MANAGE_PY, "monitor"], env=_child_env()),
             ]
             if demo:
-                specs.append(self._simulators(demo))
+                argv = demo_fleet.simulator_argv(demo, demo_port, settings.DATA_DIR / "demo")
+                specs.append(ChildSpec("simulators", argv, env=_child_env()))
             for spec in specs:
                 if not supervisor.stopping:
                     supervisor.start(spec)
@@ -93,12 +99,6 @@ class Command(BaseCommand):
 
     def _worker(self) -> ChildSpec:
         return ChildSpec("worker", [sys.executable, MANAGE_PY, "qcluster"], env=_child_env())
-
-    def _simulators(self, count: int) -> ChildSpec:
-        base_port = first_free_port_run(DEMO_BASE_PORT, count)
-        argv = [sys.executable, "-m", "servers.simulator", "--count", str(count)]
-        argv += ["--base-port", str(base_port), "--data-dir", str(settings.DATA_DIR / "demo")]
-        return ChildSpec("simulators", argv, env=_child_env())
 
     def _announce(self, line: str) -> None:
         self.stdout.write(line)

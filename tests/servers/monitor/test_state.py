@@ -24,9 +24,12 @@ STATS = SystemStats.from_json(
 THREE = dataclasses.replace(Tunables.defaults(), failures_before_unhealthy=3)
 
 
-def _queue(running: int, pending: int) -> QueueState:
+def _queue(running: int, pending: int, *, ours: int = 0) -> QueueState:
+    """`ours` of the pending items carry our monitor's client id."""
+
     def item(n: int) -> QueueItem:
-        return QueueItem.from_json([n, f"p{n}", {}, {}, []])
+        extra = {"client_id": "ours"} if n >= running + pending - ours else {}
+        return QueueItem.from_json([n, f"p{n}", {}, extra, []])
 
     return QueueState(
         running=tuple(item(n) for n in range(running)),
@@ -116,3 +119,10 @@ def test_a_deleted_server_is_ignored_not_an_error(server):
     )
     state.record_stream_drop(server_id, "gone")
     assert not FailureRecord.objects.exists()
+
+
+def test_our_own_prompts_are_not_counted_as_the_servers_queue(server):
+    state.record_success(
+        server.pk, ok(_queue(1, 3, ours=2)), next_check_at=timezone.now(), own_client_id="ours"
+    )
+    assert (_state(server).queue_running, _state(server).queue_pending) == (1, 1)
