@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from servers.balancer import Policy, Requirements, ServerSnapshot, choose
+from servers.balancer import Policy, ServerSnapshot, choose
+from servers.requirements import Requirements
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NODES = [f"Node{n}" for n in range(200)]

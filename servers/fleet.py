@@ -17,6 +17,7 @@ from django.utils import timezone
 from servers import balancer
 from servers.balancer import Decision, Policy, ServerSnapshot
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
+from servers.requirements import model_index, requirements_from_graph
 
 logger = logging.getLogger("servers.balancer")
 
@@ -58,7 +59,7 @@ def _snapshot_of(server: Server) -> ServerSnapshot:
         is_primary=server.is_primary,
         tags=frozenset(_strings(server.tags)),
         node_classes=frozenset(_strings(state.node_classes)) if known else None,
-        model_files=balancer.model_index(_lists(state.model_files)) if known else None,
+        model_files=model_index(_lists(state.model_files)) if known else None,
         last_used_at=state.last_used_at,
         last_workflow_key=state.last_workflow_key,
         last_workflow_at=state.last_workflow_at,
@@ -98,7 +99,7 @@ def pick_server(
     If the balancer itself raises, the primary alone is used (B6, single-server
     mode) and the error is logged with its traceback.
     """
-    requirements = balancer.requirements_from_graph(graph, workflow_key=workflow_key, tags=tags)
+    requirements = requirements_from_graph(graph, workflow_key=workflow_key, tags=tags)
     now = timezone.now()
     servers = snapshot(now)
     try:

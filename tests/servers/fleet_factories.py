@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from servers.balancer import Requirements, ServerSnapshot
+from servers.balancer import ServerSnapshot
 from servers.models import Server, ServerState
+from servers.requirements import Requirements
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".." / "shared" / "comfyui" / "workflows"

@@ -10,17 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servers.balancer import (
-    UNHEALTHY,
-    Decision,
-    Policy,
+from servers.balancer import UNHEALTHY, Decision, Policy, ServerSnapshot, choose, single_server
+from servers.requirements import (
     Requirements,
-    ServerSnapshot,
-    choose,
     has_model,
     model_index,
     requirements_from_graph,
-    single_server,
     workflow_key_of,
 )
 from servers.simulator.catalogue import class_names

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from servers import balancer, fleet
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
+from servers.requirements import workflow_key_of
 from tests.servers.fleet_factories import CATALOGUE, WORKFLOWS, healthy_state, make_server
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +78,7 @@ def test_pick_server_records_and_logs_its_decision(caplog):
     assert (decision.mode, decision.server_id) == ("balanced", idle.pk)
     row = BalancerDecision.objects.get()
     assert (row.chosen, row.mode, row.reason) == (idle, "balanced", decision.reason)
-    assert row.workflow_key == balancer.workflow_key_of(GRAPH)
+    assert row.workflow_key == workflow_key_of(GRAPH)
     assert [c["server"] for c in row.candidates] == ["gpu-idle", "gpu-busy"]
     assert row.candidates[1]["load"] == 2
     assert row.excluded == {"gpu-off": "disabled"}
@@ -179,7 +180,7 @@ def test_a_dispatched_workflow_stays_on_its_server_for_the_next_run():
     make_capable = {"node_classes": sorted(CATALOGUE | {"EmptyImage", "SlowProgress"})}
     ServerState.objects.update(**make_capable)
     assert fleet.pick_server(graph).server_id == first.pk  # priority decides the first run
-    key = balancer.workflow_key_of(graph)
+    key = workflow_key_of(graph)
     fleet.note_dispatched(second.pk, key)
     graph["2"]["inputs"]["nonce"] = 99  # the next seed of the sweep
     assert fleet.pick_server(graph).server_id == second.pk
