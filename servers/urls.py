@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.server_list, name="list"),
     path("<int:pk>/", views.server_detail, name="detail"),
     path("<int:pk>/test", views.server_test, name="test"),
+    path("<int:pk>/outage", views.server_outage, name="outage"),
 ]

@@ -8,8 +8,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from servers import status_panel
-from servers.models import BalancerDecision, FleetSettings, Server
+from servers.models import BalancerDecision, FleetSettings, Server, ServerKind
 from servers.probe import probe
+from servers.simulator.control import ControlError, simulate_outage
 
 
 @require_GET
@@ -51,3 +52,22 @@ def server_test(request: HttpRequest, pk: int) -> HttpResponse:
             f"{result.queue_running} running / {result.queue_pending} pending",
         )
     return redirect(request.POST.get("next") or "servers:detail", pk=pk)
+
+
+OUTAGE_SECONDS = 30
+
+
+@staff_member_required
+@require_POST
+def server_outage(request: HttpRequest, pk: int) -> HttpResponse:
+    """Demo only: take a simulated server down for a while to watch failover."""
+    server = get_object_or_404(Server, pk=pk, kind=ServerKind.SIMULATED)
+    try:
+        async_to_sync(simulate_outage)(server.base_url, OUTAGE_SECONDS)
+    except ControlError as error:
+        messages.error(request, f"{server.name}: could not start an outage — {error}")
+    else:
+        messages.info(
+            request, f"{server.name} is down for {OUTAGE_SECONDS} s; watch it fail over and return."
+        )
+    return redirect("servers:detail", pk=pk)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from servers.simulator import routes_files, routes_info, routes_prompt
+from servers.simulator import routes_control, routes_files, routes_info, routes_prompt
 from servers.simulator.keys import SIM_KEY
 
 if TYPE_CHECKING:
@@ -83,4 +83,5 @@ def create_app(sim: SimulatedComfyUI) -> web.Application:
                 path = prefix + route.path if route.path != "/" or not prefix else prefix + "/"
                 app.router.add_route(route.method, path, route.handler)
         app.router.add_get(prefix + "/ws", sim.hub.handle)
+    app.router.add_routes(routes_control.routes)
     return app

@@ -15,6 +15,7 @@ again brings it back on the same port with empty queue and history).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import pathlib
 import socket
@@ -51,6 +52,7 @@ class SimulatedComfyUI:
         self.faults = Faults()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._outage: asyncio.Future | None = None
         self._build_state()
 
     def _build_state(self) -> None:
@@ -92,6 +94,8 @@ class SimulatedComfyUI:
 
     async def stop(self) -> None:
         """Close sockets, cancel execution; safe to call twice."""
+        if self._outage is not None and self._outage is not asyncio.current_task():
+            self._outage.cancel()  # a stopped simulator stays stopped
         await self.executor.stop()
         await self.hub.stop()
         if self._runner is not None:
@@ -113,6 +117,18 @@ class SimulatedComfyUI:
         if self._site is not None:
             await self._site.stop()
             self._site = None
+
+    def schedule_outage(self, seconds: float) -> None:
+        """Crash now and start again after `seconds` (the demo's outage control)."""
+        if self._outage is not None and not self._outage.done():
+            return
+        self._outage = asyncio.ensure_future(self._outage_for(seconds))
+
+    async def _outage_for(self, seconds: float) -> None:
+        await self.crash()
+        await asyncio.sleep(seconds)
+        if self._runner is None:
+            await self.start()
 
     async def accept_connections(self) -> None:
         if self._site is None and self._runner is not None:

@@ -121,3 +121,20 @@ def test_admin_bulk_test_and_fleet_settings_singleton(client):
     settings_page = client.get("/admin/servers/fleetsettings/")
     assert settings_page.status_code == 302
     assert settings_page["Location"] == "/admin/servers/fleetsettings/1/change/"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_staff_can_take_a_simulated_server_down_for_the_demo(client, comfyui_sim):
+    server = await sync_to_async(make_server)(base_url=comfyui_sim.base_url, kind="simulated")
+    await sync_to_async(client.force_login)(await sync_to_async(make_user)(staff=True))
+    response = await sync_to_async(client.post)(f"/servers/{server.pk}/outage", follow=True)
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message == "gpu-1 is down for 30 s; watch it fail over and return."
+
+
+@pytest.mark.django_db
+def test_only_simulated_servers_offer_an_outage(client):
+    server = make_server(kind="static")
+    client.force_login(make_user(staff=True))
+    assert client.post(f"/servers/{server.pk}/outage").status_code == 404
+    assert "Simulate outage" not in client.get(f"/servers/{server.pk}/").content.decode()
