@@ -37,13 +37,17 @@ def test_server_detail_lists_failures_and_capabilities(client):
     server = make_server()
     FailureRecord.objects.create(server=server, kind=FailureKind.HEALTH, reason="refused")
     ServerState.objects.filter(server=server).update(
-        node_classes=["KSampler", "SaveImage"], model_files={"checkpoints": ["a.safetensors"]}
+        node_classes=["KSampler", "SaveImage"],
+        model_files={"checkpoints": ["a.safetensors"], "loras": []},
+        event_stats={"capabilities": {"hits": 9, "misses": 1, "hit_rate": 0.9}},
     )
     client.force_login(make_user())
     html = client.get(f"/servers/{server.pk}/").content.decode()
     assert "refused" in html
     assert "2 node classes" in html
     assert "a.safetensors" in html
+    assert "loras" not in html  # empty folders are left out
+    assert "9 hits, 1 misses (90% hit rate)" in html
     assert server.client_id in html
 
 
