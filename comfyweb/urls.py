@@ -24,6 +24,7 @@ urlpatterns = [
         name="password_change",
     ),
     path("servers/", include("servers.urls")),
+    path("", include("tasks.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.
     path(
