@@ -1,0 +1,100 @@
+"""Submitting work (S4): runs of a graph become pending tasks in our queue.
+
+The workflows/templates side renders each run's graph and parameters and calls
+`submit_runs()`; everything after that (ordering, dispatch) is the queue's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from servers.requirements import workflow_key_of
+from tasks.models import Batch, Priority, Status, Task, TaskEvent
+
+
+@dataclass(frozen=True)
+class Run:
+    """One task to create: the rendered API-format graph and the parameter values."""
+
+    graph: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SubmitResult:
+    tasks: list[Task]
+    batch: Batch | None  # only when more than one run was submitted
+
+
+def submit_runs(
+    *,
+    team,
+    submitter,
+    runs: Sequence[Run],
+    workflow_version=None,
+    template=None,
+    priority: int = Priority.NORMAL,
+    description: str = "",
+) -> SubmitResult:
+    """Create one pending task per run (a batch when there are several) and wake dispatch.
+
+    Raises PermissionDenied if `submitter` may not submit for `team`, and
+    ValidationError for an empty run list or an unknown priority. Dispatch is
+    enqueued only after the transaction commits, so a worker never looks for
+    tasks that are not visible yet.
+    """
+    if not team.can_submit(submitter):
+        raise PermissionDenied("You cannot submit work for this team.")
+    if not runs:
+        raise ValidationError("Nothing to submit: no runs.")
+    if priority not in Priority.values:
+        raise ValidationError(f"Unknown priority {priority!r}.")
+    now = timezone.now()
+    with transaction.atomic():
+        batch = None
+        if len(runs) > 1:
+            batch = Batch.objects.create(
+                team=team, submitter=submitter, description=description[:200]
+            )
+        tasks = [
+            Task.objects.create(
+                team=team,
+                submitter=submitter,
+                workflow_version=workflow_version,
+                template=template,
+                params=run.params,
+                graph=run.graph,
+                workflow_key=workflow_key_of(run.graph),
+                priority=priority,
+                status=Status.PENDING,
+                batch=batch,
+                created_at=now,
+            )
+            for run in runs
+        ]
+        TaskEvent.objects.bulk_create(
+            TaskEvent(
+                task=task,
+                at=now,
+                from_status="",
+                to_status=Status.PENDING,
+                message="submitted",
+                data={"by": getattr(submitter, "username", ""), "batch": batch and batch.pk},
+            )
+            for task in tasks
+        )
+        transaction.on_commit(_wake)
+    return SubmitResult(tasks=tasks, batch=batch)
+
+
+def _wake() -> None:
+    # Imported late: dispatch pulls in the ComfyUI client and the balancer.
+    from tasks.dispatch import wake_dispatch
+
+    wake_dispatch()

@@ -1,0 +1,164 @@
+"""The one place that changes `Task.status` (D2, STYLE habit 5).
+
+Every state change in ComfyWeb — dispatch, the monitor's execution handler
+(`tasks/execution.py`), output collection, cancel, reconciliation — goes through
+`transition()`:
+
+    moved = transition(
+        task_id,
+        (Status.DISPATCHED, Status.RUNNING),  # the states it may leave
+        Status.COMPLETED,                      # the state it enters
+        message="Outputs stored",
+        data={"outputs": 3},                   # kept on the TaskEvent row
+        where={"prompt_id": prompt_id},        # optional: only this attempt
+        progress_fraction=1.0,                 # any other Task fields to set
+    )
+    if moved:
+        ...  # we won: act on it (publish, collect, wake dispatch)
+
+What it guarantees:
+
+- **Conditional**: a single `UPDATE ... WHERE status = <seen> AND server = <seen>`
+  that must match one row. A task that is already elsewhere (another worker or
+  the handler moved it first) is left alone and `False` comes back, so two
+  callers can never both act on one change. Never read-check-then-save a task.
+- **One `TaskEvent` per change**, in the same database transaction, with the
+  exact `from_status` the row left.
+- **Timestamps**: entering `dispatched` sets `dispatched_at`, `running` sets
+  `started_at`, a finished state sets `finished_at` (unless passed explicitly).
+- **Slot release**: leaving an active state (`dispatched`/`running`) for any
+  other state gives the task's server slot back (`ServerState.inflight - 1`,
+  never below 0), exactly once, because only the caller that won the update
+  releases it. Do not decrement `inflight` anywhere else.
+- **Signal**: `task_transitioned` is sent after the transaction commits
+  (`task_id`, `from_status`, `to_status`, `server_id`, `message`), so publishing
+  to browsers can hook in without this module knowing about sockets.
+
+What it does not do: wake dispatch. A caller that freed a slot and wants the
+next task sent at once calls `tasks.dispatch.wake_dispatch()` (cheap; safe to
+call often).
+
+`where` guards against stale events: the execution handler passes
+`where={"prompt_id": event.prompt_id}` so an event of an earlier attempt never
+moves the task's current attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import Signal
+from django.utils import timezone
+
+from servers.models import ServerState
+from tasks.models import Status, Task, TaskEvent
+
+# Sent on commit: sender=Task, task_id, from_status, to_status, server_id, message.
+task_transitioned = Signal()
+
+_STAMPS: Mapping[str, str] = {
+    Status.DISPATCHED: "dispatched_at",
+    Status.RUNNING: "started_at",
+    Status.COMPLETED: "finished_at",
+    Status.FAILED: "finished_at",
+    Status.CANCELED: "finished_at",
+}
+# A row that keeps changing under us (progress updates do not touch status or
+# server, so this only happens with real contention on the status itself).
+_MAX_TRIES = 5
+
+
+def transition(
+    task_id: int,
+    from_statuses: str | Iterable[str],
+    to_status: str,
+    *,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+    where: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    **fields: Any,
+) -> bool:
+    """Move the task from one of `from_statuses` to `to_status`; True if it happened.
+
+    `fields` are further `Task` fields to set in the same UPDATE (server,
+    prompt_id, error_*, attempts, not_before, F() expressions...). `where` adds
+    conditions the row must also meet. See the module docstring for the contract.
+    """
+    allowed = {from_statuses} if isinstance(from_statuses, str) else set(from_statuses)
+    now = at or timezone.now()
+    values: dict[str, Any] = {"status": to_status, **fields}
+    stamp = _STAMPS.get(to_status)
+    if stamp and stamp not in values:
+        values[stamp] = now
+    for _ in range(_MAX_TRIES):
+        seen = (
+            Task.objects.filter(pk=task_id, **(where or {})).values("status", "server_id").first()
+        )
+        if seen is None or seen["status"] not in allowed:
+            return False
+        # Compare-and-swap on exactly what we read: if another writer got there
+        # first the update matches nothing and we read again.
+        with transaction.atomic():
+            moved = Task.objects.filter(
+                pk=task_id, status=seen["status"], server_id=seen["server_id"], **(where or {})
+            ).update(**values)
+            if moved != 1:
+                continue
+            TaskEvent.objects.create(
+                task_id=task_id,
+                at=now,
+                from_status=seen["status"],
+                to_status=to_status,
+                message=message,
+                data=dict(data or {}),
+            )
+            left_slot = seen["status"] in Status.active() and to_status not in Status.active()
+            if left_slot and seen["server_id"] is not None:
+                release_slot(seen["server_id"])
+            transaction.on_commit(
+                lambda s=seen: task_transitioned.send(
+                    sender=Task,
+                    task_id=task_id,
+                    from_status=s["status"],
+                    to_status=to_status,
+                    server_id=s["server_id"],
+                    message=message,
+                )
+            )
+        return True
+    return False
+
+
+def claim_slot(server_id: int, max_inflight: int) -> bool:
+    """Take one of the server's `max_inflight` slots; True only if one was free.
+
+    A conditional UPDATE, so concurrent dispatchers never exceed the limit.
+    """
+    return (
+        ServerState.objects.filter(server_id=server_id, inflight__lt=max_inflight).update(
+            inflight=F("inflight") + 1
+        )
+        == 1
+    )
+
+
+def release_slot(server_id: int) -> None:
+    """Give one slot back (never below 0).
+
+    Low level: `transition()` calls it when a task leaves an active state, and
+    dispatch calls it when it claimed a slot but could not claim the task. Any
+    other caller would release a slot twice.
+    """
+    ServerState.objects.filter(server_id=server_id, inflight__gt=0).update(
+        inflight=F("inflight") - 1
+    )
+
+
+def record(task_id: int, message: str, data: Mapping[str, Any] | None = None) -> None:
+    """A timeline entry without a state change (e.g. "waiting: no free server")."""
+    TaskEvent.objects.create(task_id=task_id, message=message, data=dict(data or {}))

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from servers.requirements import workflow_key_of
+from tasks.models import Priority, Role, Status, TaskEvent
+from tasks.submission import Run, submit_runs
+from tests.factories import make_team, make_user
+from tests.tasks.queue_factories import trivial_graph
+
+pytestmark = pytest.mark.django_db
+
+
+def test_one_run_makes_one_pending_task_with_its_workflow_key_and_no_batch():
+    team = make_team()
+    graph = trivial_graph(seed=7)
+    result = submit_runs(
+        team=team,
+        submitter=make_user(team=team),
+        runs=[Run(graph, {"seed": 7})],
+        priority=Priority.HIGH,
+    )
+    (task,) = result.tasks
+    assert result.batch is None
+    task.refresh_from_db()
+    assert task.status == Status.PENDING
+    assert task.priority == Priority.HIGH
+    assert task.params == {"seed": 7}
+    assert task.workflow_key == workflow_key_of(graph)
+    assert TaskEvent.objects.get(task=task).message == "submitted"
+
+
+def test_several_runs_share_a_batch_and_a_seed_sweep_shares_a_workflow_key():
+    team = make_team()
+    runs = [Run(trivial_graph(seed=s), {"seed": s}) for s in range(5)]
+    result = submit_runs(team=team, submitter=make_user(team=team), runs=runs, description="sweep")
+    assert result.batch is not None
+    assert result.batch.description == "sweep"
+    assert {t.batch_id for t in result.tasks} == {result.batch.pk}
+    assert len({t.workflow_key for t in result.tasks}) == 1
+
+
+def test_viewers_and_outsiders_cannot_submit():
+    team = make_team()
+    for user in (make_user(team=team, role=Role.VIEWER), make_user(team=make_team())):
+        with pytest.raises(PermissionDenied):
+            submit_runs(team=team, submitter=user, runs=[Run(trivial_graph(), {})])
+
+
+def test_an_empty_run_list_is_refused():
+    team = make_team()
+    with pytest.raises(ValidationError):
+        submit_runs(team=team, submitter=make_user(team=team), runs=[])
+
+
+def test_dispatch_is_enqueued_only_after_commit(django_capture_on_commit_callbacks, monkeypatch):
+    woken = []
+    monkeypatch.setattr("tasks.dispatch.wake_dispatch", lambda: woken.append(1))
+    team = make_team()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        submit_runs(team=team, submitter=make_user(team=team), runs=[Run(trivial_graph(), {})])
+    assert woken == []
+    for callback in callbacks:
+        callback()
+    assert woken == [1]
