@@ -1,0 +1,423 @@
+"""Templates at run time (S3): clean values, render graphs, expand batches, suggest.
+
+Everything here is pure (no database writes, no HTTP): a template's parameters
+are read, never saved. `expand_runs` is what the submit views hand to
+`tasks.submission.submit_runs`.
+
+Image parameters: the form stores the upload in Django storage and the value is
+`{"upload": "<storage path>", "name": "<generated file name>"}`. `render` puts
+the generated file name into the graph (`LoadImage.inputs.image`); the
+dispatcher uploads the stored file to the chosen server (POST /upload/image)
+and replaces the input with the name the server answers, since a server only
+knows files that were uploaded to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from servers.models import ServerState
+from servers.requirements import MODEL_INPUTS, SEED_INPUTS, model_index
+from tasks.models import ParameterType, Template, TemplateParameter, WorkflowVersion
+from tasks.validation import input_specs
+
+# Fresh seeds stay below 2**32: every seed input of core ComfyUI accepts that.
+SEED_LIMIT = 2**32
+MAX_RUNS = 1000
+
+
+class Run(NamedTuple):
+    """One prompt to queue: its rendered graph and the parameter values behind it."""
+
+    graph: dict[str, Any]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SeedSweep:
+    """N runs with seeds start, start+1, ... on one seed parameter."""
+
+    parameter: str
+    start: int
+
+
+@dataclass(frozen=True)
+class ValueList:
+    """One run per value of one parameter (values already cleaned)."""
+
+    parameter: str
+    values: Sequence[Any]
+
+
+# -- values ------------------------------------------------------------------------
+
+
+def parameters_of(template: Template) -> list[TemplateParameter]:
+    cached = getattr(template, "_prefetched_objects_cache", {}).get("parameters")
+    return list(cached) if cached is not None else list(template.parameters.all())
+
+
+def clean_value(param: TemplateParameter, raw: Any) -> Any:
+    """One raw value (form text or JSON) → the typed value; ValueError says why."""
+    kind = param.type
+    if kind == ParameterType.IMAGE:
+        if isinstance(raw, Mapping) and raw.get("upload"):
+            return dict(raw)
+        if isinstance(raw, str) and raw:
+            return raw  # a file name already on the servers
+        raise ValueError("Upload an image.")
+    if kind == ParameterType.BOOL:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "on", "yes"}:
+            return True
+        if text in {"", "0", "false", "off", "no"}:
+            return False
+        raise ValueError("Enter yes or no.")
+    if kind == ParameterType.TEXT:
+        return "" if raw is None else str(raw)
+    if kind == ParameterType.CHOICE:
+        for choice in param.choices or []:
+            if raw == choice or str(raw) == str(choice):
+                return choice
+        raise ValueError(
+            f"{raw!r} is not one of the choices: {', '.join(map(str, param.choices))}."
+        )
+    if kind in (ParameterType.INT, ParameterType.SEED):
+        value = _to_int(raw)
+        if kind == ParameterType.SEED and value < 0:
+            raise ValueError("A seed is 0 or more.")
+    else:
+        value = _to_float(raw)
+    if param.minimum is not None and value < param.minimum:
+        raise ValueError(f"At least {_number(param.minimum)}.")
+    if param.maximum is not None and value > param.maximum:
+        raise ValueError(f"At most {_number(param.maximum)}.")
+    return value
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("Enter a whole number.")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise ValueError("Enter a whole number.") from None
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("Enter a number.")
+    try:
+        value = float(str(raw).strip()) if not isinstance(raw, int | float) else float(raw)
+    except ValueError:
+        raise ValueError("Enter a number.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("Enter a finite number.")
+    return value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def clean_values(
+    template: Template, raw: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Raw values by parameter name → (typed values, errors by name); defaults fill gaps."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for param in parameters_of(template):
+        given = raw.get(param.name)
+        if given is None or (given == "" and param.type != ParameterType.TEXT):
+            if param.default is None and param.type != ParameterType.BOOL:
+                errors[param.name] = "This value is required."
+                continue
+            given = param.default if param.default is not None else False
+        try:
+            values[param.name] = clean_value(param, given)
+        except ValueError as exc:
+            errors[param.name] = str(exc)
+    return values, errors
+
+
+# -- rendering ---------------------------------------------------------------------
+
+
+def graph_value(param: TemplateParameter, value: Any) -> Any:
+    """What goes into the graph for a value (an upload becomes its file name)."""
+    if isinstance(value, Mapping) and "upload" in value:
+        return value.get("name") or str(value["upload"]).rsplit("/", 1)[-1]
+    return value
+
+
+def render_graph(
+    graph: Mapping[str, Any], params: Iterable[TemplateParameter], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    rendered = copy.deepcopy(dict(graph))
+    for param in params:
+        if param.name not in values:
+            continue
+        node = rendered.get(param.node_id)
+        if not isinstance(node, dict) or not isinstance(node.get("inputs"), dict):
+            raise KeyError(f"Node {param.node_id} is not in the graph")
+        node["inputs"][param.input_name] = graph_value(param, values[param.name])
+    return rendered
+
+
+def render(template: Template, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of the template's graph with the (cleaned) values set on their inputs."""
+    return render_graph(template.workflow_version.graph, parameters_of(template), values)
+
+
+def graph_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Inputs whose value differs: [{node_id, class_type, input_name, before, after}]."""
+    changes = []
+    for node_id, node in after.items():
+        old_inputs = (before.get(node_id) or {}).get("inputs") or {}
+        for name, value in (node.get("inputs") or {}).items():
+            if old_inputs.get(name) != value:
+                changes.append(
+                    {
+                        "node_id": node_id,
+                        "class_type": node.get("class_type", ""),
+                        "input_name": name,
+                        "before": old_inputs.get(name),
+                        "after": value,
+                    }
+                )
+    return changes
+
+
+def unified_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    old = json.dumps(before, indent=2, sort_keys=True).splitlines()
+    new = json.dumps(after, indent=2, sort_keys=True).splitlines()
+    return "\n".join(difflib.unified_diff(old, new, "version", "rendered", lineterm="", n=2))
+
+
+# -- batches -----------------------------------------------------------------------
+
+
+def fresh_seed() -> int:
+    return secrets.randbelow(SEED_LIMIT)
+
+
+def reseed(graph: dict[str, Any]) -> dict[str, Any]:
+    """A fresh random seed on every literal seed-like input, so ComfyUI's cache can't answer."""
+    for node in graph.values():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            continue
+        for name in SEED_INPUTS:
+            value = inputs.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                inputs[name] = fresh_seed()
+    return graph
+
+
+def expand_runs(
+    *,
+    graph: Mapping[str, Any] | None = None,
+    template: Template | None = None,
+    values: Mapping[str, Any] | None = None,
+    count: int = 1,
+    sweep: SeedSweep | None = None,
+    value_list: ValueList | None = None,
+) -> list[Run]:
+    """The runs one submission makes.
+
+    A plain `graph` run `count` times gets fresh seeds per run when count > 1.
+    A `template` with cleaned `values`: `sweep` gives `count` runs with seeds
+    start..start+count-1 on one seed parameter; `value_list` one run per value;
+    otherwise `count` runs, each with fresh seeds on its seed parameters (or on
+    the graph's seed-like inputs when the template binds none) when count > 1.
+    """
+    if (graph is None) == (template is None):
+        raise ValueError("Give either a graph or a template.")
+    if not 1 <= count <= MAX_RUNS:
+        raise ValueError(f"count must be between 1 and {MAX_RUNS}")
+    if graph is not None:
+        if count == 1:
+            return [Run(copy.deepcopy(dict(graph)), {})]
+        return [Run(reseed(copy.deepcopy(dict(graph))), {}) for _ in range(count)]
+    assert template is not None
+    params = parameters_of(template)
+    base = dict(values or {})
+    variants: list[dict[str, Any]]
+    if sweep is not None:
+        variants = [base | {sweep.parameter: sweep.start + i} for i in range(count)]
+    elif value_list is not None:
+        if len(value_list.values) > MAX_RUNS:
+            raise ValueError(f"at most {MAX_RUNS} values")
+        variants = [base | {value_list.parameter: v} for v in value_list.values]
+    else:
+        variants = [dict(base) for _ in range(count)]
+    seeds = [p.name for p in params if p.type == ParameterType.SEED]
+    vary_seeds = sweep is None and len(variants) > 1
+    runs = []
+    for variant in variants:
+        if vary_seeds:
+            variant.update({name: fresh_seed() for name in seeds})
+        rendered = render_graph(template.workflow_version.graph, params, variant)
+        if vary_seeds and not seeds:
+            reseed(rendered)
+        runs.append(Run(rendered, variant))
+    return runs
+
+
+# -- suggestions -------------------------------------------------------------------
+
+
+@dataclass
+class Suggestion:
+    """A parameter the template editor offers, ready to become a TemplateParameter."""
+
+    name: str
+    label: str
+    node_id: str
+    input_name: str
+    type: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] = field(default_factory=list)
+    help: str = ""
+
+
+# input name -> (type, label, fallback min, fallback max)
+_NUMERIC = {
+    "steps": (ParameterType.INT, "Steps", 1, 150),
+    "cfg": (ParameterType.FLOAT, "CFG scale", 0.0, 30.0),
+    "denoise": (ParameterType.FLOAT, "Denoise", 0.0, 1.0),
+    "width": (ParameterType.INT, "Width", 16, 8192),
+    "height": (ParameterType.INT, "Height", 16, 8192),
+    "batch_size": (ParameterType.INT, "Batch size", 1, 64),
+    "blur_radius": (ParameterType.INT, "Blur radius", 1, 31),
+    "sigma": (ParameterType.FLOAT, "Sigma", 0.1, 10.0),
+    "scale_by": (ParameterType.FLOAT, "Scale", 0.01, 8.0),
+    "strength": (ParameterType.FLOAT, "Strength", 0.0, 2.0),
+}
+_TEXT = {("CLIPTextEncode", "text"), ("FailNode", "message")}
+_COMBO_LABELS = {"sampler_name": "Sampler", "scheduler": "Scheduler"}
+
+
+def suggest_parameters(
+    version: WorkflowVersion,
+    catalogue: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    models: Mapping[str, Iterable[str]] | None = None,
+) -> list[Suggestion]:
+    """Inputs of the graph worth exposing, typed, with bounds from the catalogue if known.
+
+    `models` is folder -> file names known on the fleet (for checkpoint choices).
+    """
+    found: list[Suggestion] = []
+    prompts = 0
+    for node_id, node in sorted(version.graph.items(), key=lambda kv: _node_order(kv[0])):
+        class_type = node.get("class_type", "")
+        inputs = node.get("inputs") or {}
+        info = (catalogue or {}).get(class_type) or {}
+        required, optional = input_specs(info) if info else ({}, {})
+        specs = required | optional
+        for name, value in inputs.items():
+            if isinstance(value, list):
+                continue  # links are not parameters
+            spec = specs.get(name) or []
+            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+            suggestion = _suggest(node_id, class_type, name, value, spec, opts, models)
+            if suggestion is None:
+                continue
+            if suggestion.type == ParameterType.TEXT and class_type == "CLIPTextEncode":
+                prompts += 1
+                suggestion.label = "Prompt" if prompts == 1 else "Negative prompt"
+            found.append(suggestion)
+    return _unique_names(found)
+
+
+def _node_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
+
+
+def _suggest(node_id, class_type, name, value, spec, opts, models) -> Suggestion | None:
+    base = {"node_id": node_id, "input_name": name, "default": value}
+    if name in SEED_INPUTS and isinstance(value, int):
+        return Suggestion(
+            name="seed",
+            label="Seed",
+            type=ParameterType.SEED,
+            minimum=0,
+            help="Same seed, same image; a batch can sweep seeds.",
+            **base,
+        )
+    if name in _NUMERIC and isinstance(value, int | float) and not isinstance(value, bool):
+        kind, label, low, high = _NUMERIC[name]
+        return Suggestion(
+            name=name,
+            label=label,
+            type=kind,
+            minimum=opts.get("min", low),
+            maximum=_upper_bound(name, opts.get("max", high), high),
+            **base,
+        )
+    if (class_type, name) in _TEXT:
+        return Suggestion(name="prompt", label="Prompt", type=ParameterType.TEXT, **base)
+    if name in MODEL_INPUTS and isinstance(value, str):
+        folder = MODEL_INPUTS[name]
+        choices = sorted(set((models or {}).get(folder, [])) | {value})
+        if spec and isinstance(spec[0], list) and spec[0]:
+            choices = sorted(set(spec[0]) | {value})
+        return Suggestion(
+            name=name.removesuffix("_name") or name,
+            label="Checkpoint" if name == "ckpt_name" else name.replace("_", " ").capitalize(),
+            type=ParameterType.CHOICE,
+            choices=choices,
+            help=f"A file in the servers' {folder} folder.",
+            **base,
+        )
+    if (class_type, name) == ("LoadImage", "image"):
+        return Suggestion(name="image", label="Input image", type=ParameterType.IMAGE, **base)
+    if name in _COMBO_LABELS and spec and isinstance(spec[0], list):
+        return Suggestion(
+            name=name,
+            label=_COMBO_LABELS[name],
+            type=ParameterType.CHOICE,
+            choices=list(spec[0]),
+            **base,
+        )
+    return None
+
+
+def _upper_bound(name: str, catalogue_max: float, sensible: float) -> float:
+    # A catalogue allows 10000 steps or 4096 images at once; a form offering
+    # that invites mistakes, so those two keep the sensible bound.
+    return min(catalogue_max, sensible) if name in ("steps", "batch_size") else catalogue_max
+
+
+def _unique_names(found: list[Suggestion]) -> list[Suggestion]:
+    seen: dict[str, int] = {}
+    for suggestion in found:
+        count = seen.get(suggestion.name, 0) + 1
+        seen[suggestion.name] = count
+        if count > 1:
+            suggestion.name = f"{suggestion.name}_{suggestion.node_id}"
+    return found
+
+
+def known_models() -> dict[str, list[str]]:
+    """Model files the fleet reported (ServerState.model_files), folder -> names."""
+    merged: dict[str, set[str]] = {}
+    for files in ServerState.objects.values_list("model_files", flat=True):
+        for folder, names in model_index(files or {}).items():
+            merged.setdefault(folder, set()).update(names)
+    return {folder: sorted(names) for folder, names in merged.items()}
