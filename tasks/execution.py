@@ -1,0 +1,372 @@
+"""The monitor's execution handler (A6): ComfyUI events → task state and live progress.
+
+`settings.MONITOR_EXECUTION_HANDLER` names `TaskEventHandler`; the monitor hands
+it every event that names a prompt, server by server and in order, on the one
+event loop that serves the whole fleet. So the handler keeps per-prompt state
+in memory, touches the database only for state changes and throttled progress
+writes (through `database_sync_to_async`), and leaves slow work (downloading
+outputs, reconciling) to django-q jobs.
+
+Events are matched to tasks by (server id, prompt id): the prompt ids are ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from servers.comfyui import (
+    Event,
+    Executed,
+    Executing,
+    ExecutionCached,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionStart,
+    ExecutionSuccess,
+    PreviewImage,
+    Progress,
+    ProgressState,
+    Reconnected,
+)
+from tasks import previews, publish
+from tasks.dispatch import wake_dispatch
+from tasks.models import Status, Task
+from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
+from tasks.transitions import transition
+
+logger = logging.getLogger(__name__)
+
+COLLECT_JOB = "tasks.outputs.collect_outputs"
+RECONCILE_JOB = "tasks.reconcile.reconcile_server"
+# An unknown prompt is looked up again after this long: its task may have been
+# saved a moment after the server started sending (and most of them are not ours).
+UNKNOWN_TTL = 5.0
+ACTIVE = [Status.DISPATCHED, Status.RUNNING]
+PROGRESS_EVENTS = (ExecutionCached, Executing, Progress, ProgressState, Executed)
+
+
+@dataclass
+class Tracked:
+    """A prompt of ours that is on a server, with what the browsers last saw."""
+
+    server_id: int
+    prompt_id: str
+    progress: TaskProgress
+    status: str
+    started_at: datetime | None
+    server: str
+
+    @property
+    def task_id(self) -> int:
+        return self.progress.task_id
+
+
+class TaskEventHandler:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        browser_interval: float = BROWSER_INTERVAL,
+        database_interval: float = DATABASE_INTERVAL,
+    ) -> None:
+        self.clock = clock
+        self._tracked: dict[tuple[int, str], Tracked] = {}
+        self._unknown: dict[tuple[int, str], float] = {}
+        self._browser = Coalescer(browser_interval, clock)
+        self._database = Coalescer(database_interval, clock)
+        # (kind, task id) → the trailing send waiting out its coalescing window.
+        self._timers: dict[tuple[str, int], tuple[asyncio.Task, Callable[[], Awaitable]]] = {}
+
+    async def handle(self, server_id: int, event: Event) -> None:
+        try:
+            await self._handle(server_id, event)
+        except Exception:
+            # One bad event must not stop the monitor's loop; reconciliation
+            # catches up with whatever state change it missed.
+            logger.exception("handling %s from server %s failed", event.type, server_id)
+
+    async def flush(self) -> None:
+        """Send every trailing update now (tests, shutdown)."""
+        for key, (timer, send) in list(self._timers.items()):
+            timer.cancel()
+            self._timers.pop(key, None)
+            (self._browser if key[0] != "db" else self._database).sent(key)
+            await send()
+
+    # -- dispatching on the event type ------------------------------------------------
+
+    async def _handle(self, server_id: int, event: Event) -> None:
+        if isinstance(event, Reconnected):
+            # Events may have been missed during the gap: let /queue and /history decide.
+            await database_sync_to_async(enqueue)(RECONCILE_JOB, server_id)
+            return
+        if event.prompt_id is None:
+            return
+        tracked = await self._find(server_id, event.prompt_id, always=_is_milestone(event))
+        if tracked is None:
+            return
+        if isinstance(event, ExecutionStart):
+            await self._start(tracked)
+        elif isinstance(event, ExecutionError):
+            await self._failed(tracked, event)
+        elif isinstance(event, ExecutionInterrupted):
+            await self._interrupted(tracked, event)
+        elif isinstance(event, ExecutionSuccess):
+            tracked.progress.succeeded = True
+            await self._progress_changed(tracked)
+        elif isinstance(event, Executing) and event.finished:
+            await self._prompt_end(tracked)
+        elif isinstance(event, PreviewImage):
+            await self._preview(tracked, event)
+        elif isinstance(event, PROGRESS_EVENTS):
+            if tracked.status == Status.DISPATCHED:
+                await self._start(tracked)  # execution_start was missed
+            if isinstance(event, Executed):
+                names = [ref.filename for ref in event.files]
+                tracked.progress.record_outputs(event.node, names)
+                changed = bool(names)
+            else:
+                changed = tracked.progress.apply(event)
+            if changed:
+                await self._progress_changed(tracked)
+
+    async def _find(self, server_id: int, prompt_id: str, *, always: bool) -> Tracked | None:
+        key = (server_id, prompt_id)
+        if key in self._tracked:
+            return self._tracked[key]
+        seen = self._unknown.get(key)
+        if seen is not None and not always and self.clock() - seen < UNKNOWN_TTL:
+            return None
+        tracked = await database_sync_to_async(_load)(server_id, prompt_id)
+        if tracked is None:
+            logger.debug("ignoring events of unknown prompt %s on server %s", prompt_id, server_id)
+            self._remember_unknown(key)
+            return None
+        self._unknown.pop(key, None)
+        self._tracked[key] = tracked
+        return tracked
+
+    def _remember_unknown(self, key: tuple[int, str]) -> None:
+        now = self.clock()
+        if len(self._unknown) > 1000:
+            self._unknown = {k: t for k, t in self._unknown.items() if now - t < UNKNOWN_TTL}
+        self._unknown[key] = now
+
+    # -- state changes ----------------------------------------------------------------
+
+    async def _start(self, tracked: Tracked) -> None:
+        # Browsers hear of the change from `task_transitioned` (tasks.publish).
+        now = timezone.now()
+        if await database_sync_to_async(transition)(
+            tracked.task_id,
+            [Status.DISPATCHED],
+            Status.RUNNING,
+            message=f"Started on {tracked.server}",
+            where={"prompt_id": tracked.prompt_id},
+            at=now,
+        ):
+            tracked.started_at = now
+        tracked.status = Status.RUNNING
+
+    async def _failed(self, tracked: Tracked, event: ExecutionError) -> None:
+        node_type = event.node_type or tracked.progress.node_type
+        message = event.exception_message.strip()
+        await self._finish(
+            tracked,
+            Status.FAILED,
+            message=f"{node_type or 'A node'} (node {event.node_id}) raised "
+            f"{event.exception_type or 'an error'}: {message}",
+            data={
+                "node_id": event.node_id,
+                "node_type": node_type,
+                "exception_type": event.exception_type,
+                "traceback": list(event.traceback)[-20:],
+            },
+            error_type=(event.exception_type or "ExecutionError")[:100],
+            error_message=message,
+            error_node=(event.node_id or "")[:64],
+        )
+
+    async def _interrupted(self, tracked: Tracked, event: ExecutionInterrupted) -> None:
+        requested = await database_sync_to_async(_cancel_requested)(tracked.task_id)
+        message = (
+            "Interrupted on request"
+            if requested
+            else "Interrupted by the server (ComfyWeb did not ask for it)"
+        )
+        await self._finish(
+            tracked,
+            Status.CANCELED,
+            message=message,
+            data={"node_id": event.node_id, "node_type": event.node_type, "requested": requested},
+        )
+
+    async def _finish(self, tracked: Tracked, status: Status, **kwargs: Any) -> None:
+        self._stop_updates(tracked)
+        tracked.progress.ended = True
+        progress = tracked.progress
+        changed = await database_sync_to_async(transition)(
+            tracked.task_id,
+            ACTIVE,
+            status,
+            where={"prompt_id": tracked.prompt_id},
+            progress_node=progress.node[:64],
+            progress_node_type=progress.node_type[:100],
+            progress_value=progress.value,
+            progress_max=progress.max,
+            progress_fraction=progress.fraction,
+            **kwargs,
+        )
+        tracked.status = status
+        if changed:
+            await sync_to_async(previews.discard)(tracked.task_id)
+            # The slot is free again: let the next task have it now.
+            await database_sync_to_async(wake_dispatch)()
+
+    async def _prompt_end(self, tracked: Tracked) -> None:
+        # `executing null`: the last message of the prompt; history is written by now.
+        self._tracked.pop((tracked.server_id, tracked.prompt_id), None)
+        self._stop_updates(tracked)
+        if tracked.progress.succeeded:
+            await self._write_progress(tracked)
+            await database_sync_to_async(enqueue)(COLLECT_JOB, tracked.task_id)
+        elif not tracked.progress.ended:
+            # Ended without success, error or interrupt that we saw: ask the server.
+            await database_sync_to_async(enqueue)(RECONCILE_JOB, tracked.server_id)
+
+    # -- progress and previews (coalesced) --------------------------------------------
+
+    async def _progress_changed(self, tracked: Tracked) -> None:
+        await self._offer(self._browser, ("browser", tracked.task_id), self._send_progress, tracked)
+        await self._offer(self._database, ("db", tracked.task_id), self._write_progress, tracked)
+
+    async def _preview(self, tracked: Tracked, event: PreviewImage) -> None:
+        stored = await sync_to_async(previews.store)(tracked.task_id, event.mime_type, event.image)
+        if stored is not None:
+            await self._offer(
+                self._browser, ("preview", tracked.task_id), self._send_preview, tracked
+            )
+
+    async def _offer(
+        self,
+        coalescer: Coalescer,
+        key: tuple[str, int],
+        send: Callable[[Tracked], Awaitable[None]],
+        tracked: Tracked,
+    ) -> None:
+        delay = coalescer.offer(key)
+        if delay == 0.0:
+            await send(tracked)
+        elif delay is not None:
+            sender = _bound(send, tracked)
+            self._timers[key] = (asyncio.create_task(self._trailing(key, delay, sender)), sender)
+
+    async def _trailing(
+        self, key: tuple[str, int], delay: float, send: Callable[[], Awaitable]
+    ) -> None:
+        await asyncio.sleep(delay)
+        self._timers.pop(key, None)
+        (self._browser if key[0] != "db" else self._database).sent(key)
+        try:
+            await send()
+        except Exception:
+            logger.exception("trailing %s update of task %s failed", *key)
+
+    def _stop_updates(self, tracked: Tracked) -> None:
+        for kind, coalescer in (
+            ("browser", self._browser),
+            ("preview", self._browser),
+            ("db", self._database),
+        ):
+            key = (kind, tracked.task_id)
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer[0].cancel()
+            coalescer.forget(key)
+
+    async def _send_progress(self, tracked: Tracked) -> None:
+        await publish.apublish_progress(
+            publish.progress_view(
+                tracked.progress,
+                status=tracked.status,
+                started_at=tracked.started_at,
+                server=tracked.server,
+            )
+        )
+
+    async def _send_preview(self, tracked: Tracked) -> None:
+        await publish.apublish_preview(tracked.task_id)
+
+    async def _write_progress(self, tracked: Tracked) -> None:
+        progress = tracked.progress
+        await database_sync_to_async(_save_progress)(
+            tracked.task_id,
+            node=progress.node[:64],
+            node_type=progress.node_type[:100],
+            value=progress.value,
+            max=progress.max,
+            fraction=progress.fraction,
+        )
+
+
+def _bound(send: Callable[[Tracked], Awaitable[None]], tracked: Tracked):
+    async def call() -> None:
+        await send(tracked)
+
+    return call
+
+
+def _is_milestone(event: Event) -> bool:
+    """Events worth a database look-up even for a prompt just found unknown."""
+    return isinstance(event, ExecutionStart | ExecutionSuccess | ExecutionError)
+
+
+# -- database and jobs (sync; called through database_sync_to_async) ---------------------
+
+
+def _load(server_id: int, prompt_id: str) -> Tracked | None:
+    task = (
+        Task.objects.select_related("server")
+        .filter(server_id=server_id, prompt_id=prompt_id, status__in=ACTIVE)
+        .only("pk", "team_id", "graph", "status", "started_at", "server__name")
+        .first()
+    )
+    if task is None:
+        return None
+    return Tracked(
+        server_id=server_id,
+        prompt_id=prompt_id,
+        progress=TaskProgress(task_id=task.pk, team_id=task.team_id, graph=task.graph or {}),
+        status=task.status,
+        started_at=task.started_at,
+        server=task.server.name if task.server else "",
+    )
+
+
+def _save_progress(task_id: int, **values: Any) -> None:
+    # Progress fields only, and only while the task runs: a late write never
+    # overwrites what the final state change recorded.
+    Task.objects.filter(pk=task_id, status__in=ACTIVE).update(
+        **{f"progress_{name}": value for name, value in values.items()}
+    )
+
+
+def _cancel_requested(task_id: int) -> bool:
+    return Task.objects.filter(pk=task_id, cancel_requested=True).exists()
+
+
+def enqueue(path: str, *args: Any) -> None:
+    """Queue a django-q job by dotted path (ARCHITECTURE: jobs are plain functions)."""
+    from django_q.tasks import async_task
+
+    async_task(path, *args)

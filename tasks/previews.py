@@ -1,0 +1,44 @@
+"""The latest live preview image of each running task (A6), kept briefly in the cache.
+
+Previews are throw-away: only the newest per task is kept, for a short time,
+in the shared cache (so the web process can serve what the monitor received).
+The version number changes with every image so browsers fetch the new one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+
+TIMEOUT = 120  # seconds; a preview older than that is of a task long past
+MAX_BYTES = 4 * 1024 * 1024
+MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+def _key(task_id: int) -> str:
+    return f"task-preview:{task_id}"
+
+
+def store(task_id: int, mime_type: str, image: bytes) -> int | None:
+    """Keep `image` as the task's latest preview; its version, or None if refused."""
+    if mime_type not in MIME_TYPES or not image or len(image) > MAX_BYTES:
+        return None
+    version = time.time_ns() // 1000  # survives a monitor restart, unlike a counter
+    cache.set(_key(task_id), (version, mime_type, image), TIMEOUT)
+    return version
+
+
+def latest(task_id: int) -> tuple[int, str, bytes] | None:
+    """(version, mime type, bytes) of the newest preview, if there is one."""
+    value = cache.get(_key(task_id))
+    return value if isinstance(value, tuple) and len(value) == 3 else None
+
+
+def latest_version(task_id: int) -> int | None:
+    value = latest(task_id)
+    return value[0] if value else None
+
+
+def discard(task_id: int) -> None:
+    cache.delete(_key(task_id))

@@ -1,0 +1,193 @@
+"""Task pages (D3): the list, the live detail page, cancelling, and output files.
+
+Everything is looked up through `_get_<thing>_for_user`, so another team's
+task, batch or output is a 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_POST
+
+from tasks import previews, publish
+from tasks.models import Batch, Output, Priority, Status, Task, Team
+
+PAGE_SIZE = 50
+FILTERS = ("status", "priority", "team", "batch")
+
+
+def _get_task_for_user(request: HttpRequest, task_id: int) -> Task:
+    tasks = Task.objects.for_user(request.user).select_related(
+        "server", "team", "template", "workflow_version__workflow", "submitter"
+    )
+    return get_object_or_404(tasks, pk=task_id)
+
+
+def _get_batch_for_user(request: HttpRequest, batch_id: int) -> Batch:
+    return get_object_or_404(
+        Batch.objects.filter(team__in=Team.objects.for_user(request.user)), pk=batch_id
+    )
+
+
+def _get_output_for_user(request: HttpRequest, output_id: int) -> Output:
+    return get_object_or_404(Output.objects.for_user(request.user), pk=output_id)
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    values = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    if values["status"] not in Status.values:
+        values["status"] = ""
+    for name in ("priority", "team", "batch"):
+        if not values[name].isdigit():
+            values[name] = ""
+    return values
+
+
+@login_required
+def task_list(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    tasks = Task.objects.for_user(request.user).select_related(
+        "server", "team", "template", "workflow_version__workflow", "submitter"
+    )
+    if filters["status"]:
+        tasks = tasks.filter(status=filters["status"])
+    if filters["priority"]:
+        tasks = tasks.filter(priority=int(filters["priority"]))
+    if filters["team"]:
+        tasks = tasks.filter(team_id=int(filters["team"]))
+    if filters["batch"]:
+        tasks = tasks.filter(batch_id=int(filters["batch"]))
+    page = Paginator(tasks.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    teams = list(Team.objects.for_user(request.user))
+    submit_teams = {team.pk for team in teams if team.can_submit(request.user)}
+    for task in page:
+        task.progress_view = publish.progress_view_from_task(task)
+        task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
+    batch = None
+    if filters["batch"]:
+        batch = Batch.objects.filter(team__in=teams, pk=int(filters["batch"])).first()
+    context = {
+        "page_obj": page,
+        "teams": teams,
+        "filters": filters | {"any": any(filters.values())},
+        "statuses": Status.choices,
+        "priorities": Priority.choices,
+        "query": urlencode({k: v for k, v in filters.items() if v}),
+        "batch": batch,
+        "can_cancel_batch": batch is not None and batch.team_id in submit_teams,
+    }
+    return render(request, "tasks/tasks/list.html", context)
+
+
+@login_required
+def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = _get_task_for_user(request, task_id)
+    context = publish.task_context(task) | {
+        "can_cancel": task.status not in Status.finished() and task.team.can_submit(request.user),
+        "run_again_url": _run_again_url(task),
+    }
+    return render(request, "tasks/tasks/detail.html", context)
+
+
+def _run_again_url(task: Task) -> str | None:
+    if task.template_id is None:
+        return None
+    try:
+        url = reverse("tasks:template_submit", args=[task.template_id])
+    except NoReverseMatch:  # the submit form comes with the templates pages
+        return None
+    return f"{url}?{urlencode({'from_task': task.pk})}"
+
+
+@login_required
+@require_POST
+def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = _get_task_for_user(request, task_id)
+    if not task.team.can_submit(request.user):
+        raise PermissionDenied("Viewers cannot cancel tasks.")
+    if task.status in Status.finished():
+        messages.info(
+            request, f"Task {task.pk} has already finished ({task.get_status_display()})."
+        )
+    else:
+        _cancel(task.pk, request.user)
+        messages.success(request, f"Cancelling task {task.pk}.")
+    return _back(request, reverse("tasks:task_detail", args=[task.pk]))
+
+
+@login_required
+@require_POST
+def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = _get_batch_for_user(request, batch_id)
+    if not batch.team.can_submit(request.user):
+        raise PermissionDenied("Viewers cannot cancel tasks.")
+    ids = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
+    for task_id in ids:
+        _cancel(task_id, request.user)
+    messages.success(
+        request, f"Cancelling {len(ids)} task{'s' if len(ids) != 1 else ''} of batch {batch.pk}."
+    )
+    return _back(request, f"{reverse('tasks:tasks')}?{urlencode({'batch': batch.pk})}")
+
+
+def _cancel(task_id: int, user) -> None:
+    from tasks.cancel import cancel_task
+
+    cancel_task(task_id, by=user)
+    publish.publish_task(task_id)
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
+@login_required
+def output_file(request: HttpRequest, output_id: int) -> FileResponse:
+    output = _get_output_for_user(request, output_id)
+    if not output.file:
+        raise Http404("This output has no file.")
+    # Only images we verified are shown inline; anything else is a download.
+    inline = output.content_type.startswith("image/") and "download" not in request.GET
+    extension = output.file.name.rsplit(".", 1)[-1]
+    response = FileResponse(
+        output.file.open("rb"),
+        content_type=output.content_type,
+        as_attachment=not inline,
+        filename=f"task-{output.task_id}-output-{output.pk}.{extension}",
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def output_thumbnail(request: HttpRequest, output_id: int) -> FileResponse:
+    output = _get_output_for_user(request, output_id)
+    if not output.thumbnail:
+        raise Http404("This output has no thumbnail.")
+    response = FileResponse(output.thumbnail.open("rb"), content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
+def task_preview(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = _get_task_for_user(request, task_id)
+    latest = previews.latest(task.pk)
+    if latest is None:
+        raise Http404("No preview.")
+    _, mime_type, image = latest
+    response = HttpResponse(image, content_type=mime_type)
+    response["Cache-Control"] = "private, no-store"
+    return response

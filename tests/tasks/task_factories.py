@@ -1,0 +1,70 @@
+"""Builders for the execution, outputs and task-page tests: a simulator, tasks on it."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import pathlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.utils import timezone
+
+from servers.models import Server, ServerState
+from servers.simulator import SimulatedComfyUI
+from tasks.models import Status, Task, TaskEvent, Team
+from tests.factories import make_team
+
+WORKFLOWS = pathlib.Path("/work/shared/comfyui/workflows")
+# Simulated work runs ten times faster than the recorded timings.
+TIME_SCALE = 0.1
+_names = itertools.count(1)
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+@contextlib.asynccontextmanager
+async def simulator(data_dir: pathlib.Path) -> AsyncIterator[SimulatedComfyUI]:
+    """A started simulated ComfyUI on 127.0.0.1; stopped afterwards."""
+    sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=data_dir, time_scale=TIME_SCALE)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+def make_server(base_url: str = "http://127.0.0.1:9", **fields: Any) -> Server:
+    return Server.objects.create(
+        name=fields.pop("name", None) or f"sim-{next(_names)}", base_url=base_url, **fields
+    )
+
+
+def make_task(
+    team: Team | None = None,
+    *,
+    server: Server | None = None,
+    status: str = Status.DISPATCHED,
+    graph: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Task:
+    """A task as dispatch leaves it: on `server` with a fresh prompt id, slot taken."""
+    team = team or make_team()
+    active = status in Status.active()
+    task = Task.objects.create(
+        team=team,
+        graph=graph or workflow("empty_save"),
+        status=status,
+        server=server,
+        prompt_id=Task.new_prompt_id() if server else "",
+        dispatched_at=timezone.now() if active else None,
+        attempts=1 if server else 0,
+        **fields,
+    )
+    TaskEvent.objects.create(task=task, to_status=status, message="made by the test")
+    if server is not None and active:
+        ServerState.objects.filter(server=server).update(inflight=1)
+    return task
