@@ -20,23 +20,17 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from servers.models import ServerState
 from servers.requirements import MODEL_INPUTS, SEED_INPUTS, model_index
 from tasks.models import ParameterType, Template, TemplateParameter, WorkflowVersion
+from tasks.submission import Run
 from tasks.validation import input_specs
 
 # Fresh seeds stay below 2**32: every seed input of core ComfyUI accepts that.
 SEED_LIMIT = 2**32
 MAX_RUNS = 1000
-
-
-class Run(NamedTuple):
-    """One prompt to queue: its rendered graph and the parameter values behind it."""
-
-    graph: dict[str, Any]
-    params: dict[str, Any]
 
 
 @dataclass(frozen=True)

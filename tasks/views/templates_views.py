@@ -1,0 +1,170 @@
+"""Template pages (S3): list, create/edit/delete with a parameter formset, the submit form."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from tasks import templating
+from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm
+from tasks.models import Template, Workflow, WorkflowVersion
+from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
+from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
+
+
+def _get_template_for_user(user, pk: int) -> Template:
+    """A template of one of the user's teams; any other is a 404 (no existence leak)."""
+    queryset = Template.objects.for_user(user).select_related("team", "workflow_version__workflow")
+    return get_object_or_404(queryset.prefetch_related("parameters"), pk=pk)
+
+
+def _get_workflow_for_user(user, pk: int) -> Workflow:
+    return get_object_or_404(Workflow.objects.for_user(user).select_related("team"), pk=pk)
+
+
+def _require(allowed: bool, action: str) -> None:
+    if not allowed:
+        raise PermissionDenied(f"Your role in this team does not allow you to {action}.")
+
+
+def template_list(request: HttpRequest) -> HttpResponse:
+    templates = Template.objects.for_user(request.user).select_related(
+        "team", "workflow_version__workflow"
+    )
+    query = request.GET.get("q", "").strip()
+    for word in query.split():
+        templates = templates.filter(
+            Q(name__icontains=word)
+            | Q(description__icontains=word)
+            | Q(workflow_version__workflow__name__icontains=word)
+        )
+    context = {"templates": templates.order_by("name")[:500], "query": query}
+    return render(request, "tasks/workflows/template_list.html", context)
+
+
+def _suggested_initial(version: WorkflowVersion) -> list[dict]:
+    return [
+        {
+            "name": s.name,
+            "label": s.label,
+            "help": s.help,
+            "node_id": s.node_id,
+            "input_name": s.input_name,
+            "type": s.type,
+            "default": s.default,
+            "minimum": s.minimum,
+            "maximum": s.maximum,
+            "choices": s.choices,
+        }
+        for s in suggest_parameters(version, models=known_models())
+    ]
+
+
+@require_http_methods(["GET", "POST"])
+def template_create(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = _get_workflow_for_user(request.user, pk)
+    _require(workflow.team.can_submit(request.user), "create templates")
+    number = request.GET.get("version") or request.POST.get("version") or ""
+    version = (
+        get_object_or_404(workflow.versions, number=int(number))
+        if number.isdigit()
+        else workflow.current_version
+    )
+    template = Template(team=workflow.team, workflow_version=version, created_by=request.user)
+    initial = _suggested_initial(version) if request.method == "GET" else []
+    return _edit_template(request, template, initial=initial, created=True)
+
+
+@require_http_methods(["GET", "POST"])
+def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    template = _get_template_for_user(request.user, pk)
+    _require(template.team.can_submit(request.user), "edit templates")
+    return _edit_template(request, template, initial=[], created=False)
+
+
+def _edit_template(
+    request: HttpRequest, template: Template, *, initial: list[dict], created: bool
+) -> HttpResponse:
+    data = request.POST if request.method == "POST" else None
+    form = TemplateForm(data, instance=template, team=template.team)
+    formset = ParameterFormSet(
+        data,
+        instance=template,
+        initial=initial or None,
+        form_kwargs={"graph": template.workflow_version.graph},
+    )
+    if initial:
+        formset.extra = len(initial)
+    if data is not None and form.is_valid() and formset.is_valid():
+        with transaction.atomic():
+            form.save()
+            formset.instance = template
+            formset.save()
+        messages.success(request, f"Template “{template.name}” saved.")
+        return redirect("tasks:template_detail", pk=template.pk)
+    context = {
+        "form": form,
+        "formset": formset,
+        "template": template,
+        "version": template.workflow_version,
+        "workflow": template.workflow_version.workflow,
+        "created": created,
+    }
+    return render(request, "tasks/workflows/template_form.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    template = _get_template_for_user(request.user, pk)
+    _require(template.team.can_manage(request.user), "delete templates")
+    workflow = template.workflow_version.workflow
+    if request.method == "POST":
+        template.delete()  # its tasks keep their graph and values (template is SET_NULL)
+        messages.success(request, f"Template “{template.name}” deleted.")
+        return redirect("tasks:workflow_detail", pk=workflow.pk)
+    return render(request, "tasks/workflows/template_delete.html", {"template": template})
+
+
+@require_http_methods(["GET", "POST"])
+def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    """The template's page: its generated form; Preview renders, Submit queues."""
+    template = _get_template_for_user(request.user, pk)
+    can_submit = template.team.can_submit(request.user)
+    data = request.POST if request.method == "POST" else None
+    form = SubmitForm(data, request.FILES or None, template=template)
+    context = {
+        "template": template,
+        "form": form,
+        "can_submit": can_submit,
+        "can_manage": template.team.can_manage(request.user),
+    }
+    if data is not None and form.is_valid():
+        version = template.workflow_version
+        if request.POST.get("action") == "preview":
+            rendered = templating.render(template, form.preview_values())
+            context["preview"] = {
+                "graph": json.dumps(rendered, indent=2),
+                "changes": graph_diff(version.graph, rendered),
+            }
+        else:
+            _require(can_submit, "submit work")
+            form.store_uploads()
+            runs = expand_runs(template=template, values=form.values, **form.batch_options())
+            result = submit_and_report(
+                request,
+                team=template.team,
+                runs=runs,
+                version=version,
+                template=template,
+                priority=form.cleaned_data["priority"],
+                description=f"{template.name}, {len(runs)} runs",
+            )
+            return submitted_redirect(request, result, fallback=("tasks:template_detail", pk))
+    return render(request, "tasks/workflows/template_detail.html", context)

@@ -1,0 +1,141 @@
+"""What the workflow and template pages share: graph tables, capable servers, submitting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import NoReverseMatch, reverse
+
+from servers.models import Server
+from servers.requirements import has_model, model_index
+from tasks.models import Priority, Template, WorkflowVersion
+from tasks.submission import Run, SubmitResult, submit_runs
+
+
+@dataclass
+class InputRow:
+    name: str
+    value: str
+    link_node: str | None = None
+    link_output: int | None = None
+
+
+@dataclass
+class NodeRow:
+    node_id: str
+    class_type: str
+    title: str
+    inputs: list[InputRow] = field(default_factory=list)
+
+
+def graph_rows(graph: Mapping[str, Any]) -> list[NodeRow]:
+    """The graph as table rows in node-id order; links become '← node 3 output 0'."""
+    rows = []
+    for node_id, node in sorted(graph.items(), key=lambda kv: _order(kv[0])):
+        node = node if isinstance(node, Mapping) else {}
+        title = (
+            (node.get("_meta") or {}).get("title", "")
+            if isinstance(node.get("_meta"), Mapping)
+            else ""
+        )
+        row = NodeRow(str(node_id), str(node.get("class_type", "?")), title)
+        for name, value in (node.get("inputs") or {}).items():
+            if isinstance(value, list) and len(value) == 2:
+                row.inputs.append(InputRow(name, "", str(value[0]), value[1]))
+            else:
+                text = value if isinstance(value, str) else json.dumps(value)
+                row.inputs.append(InputRow(name, text))
+        rows.append(row)
+    return rows
+
+
+def _order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
+
+
+@dataclass
+class ServerFit:
+    server: Server
+    known: bool  # the monitor has read its capabilities
+    missing_classes: list[str]
+    missing_models: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.known and not self.missing_classes and not self.missing_models
+
+
+def capable_servers(version: WorkflowVersion) -> list[ServerFit]:
+    """Each enabled server and what it lacks for this version (from ServerState)."""
+    fits = []
+    for server in Server.objects.enabled().select_related("state"):
+        state = getattr(server, "state", None)
+        classes = set(state.node_classes or []) if state else set()
+        known = bool(classes)
+        missing_classes = sorted(set(version.node_classes) - classes) if known else []
+        index = model_index(state.model_files or {}) if state else {}
+        missing_models = [
+            f"{folder}/{name}"
+            for folder, name in version.model_files
+            if known and not has_model(index, folder, name)
+        ]
+        fits.append(ServerFit(server, known, missing_classes, missing_models))
+    return sorted(fits, key=lambda f: (not f.ok, not f.known, f.server.name))
+
+
+def submit_and_report(
+    request: HttpRequest,
+    *,
+    team,
+    runs: Sequence[Run],
+    version: WorkflowVersion,
+    template: Template | None = None,
+    priority: int = Priority.NORMAL,
+    description: str = "",
+) -> SubmitResult | None:
+    """Queue the runs; the outcome becomes a flash message. None if refused."""
+    try:
+        result = submit_runs(
+            team=team,
+            submitter=request.user,
+            runs=runs,
+            workflow_version=version,
+            template=template,
+            priority=priority,
+            description=description,
+        )
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, f"Not queued: {_reason(exc)}")
+        return None
+    count = len(result.tasks)
+    label = Priority(priority).label.lower()
+    if result.batch is not None:
+        messages.success(request, f"Queued a batch of {count} tasks at {label} priority.")
+    else:
+        messages.success(request, f"Queued 1 task at {label} priority.")
+    return result
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+def submitted_redirect(
+    request: HttpRequest, result: SubmitResult | None, *, fallback: tuple[str, int]
+) -> HttpResponse:
+    """After a submit: the task list when the tasks area has one, else back where we were."""
+    if result is not None:
+        try:
+            return redirect(reverse("tasks:tasks"))
+        except NoReverseMatch:
+            pass
+    return redirect(fallback[0], pk=fallback[1])
