@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from tasks.models import Batch, ParameterType, Priority, Role, Task, Template
+from tests.factories import make_team, make_user
+from tests.tasks.workflow_factories import (
+    empty_save_template,
+    make_template,
+    make_workflow,
+    shared_workflow,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team():
+    return make_team("Studio")
+
+
+@pytest.fixture
+def member(team):
+    return make_user("ada", team=team, role=Role.MEMBER)
+
+
+def _management(prefix: str, total: int, initial: int = 0) -> dict:
+    return {
+        f"{prefix}-TOTAL_FORMS": total,
+        f"{prefix}-INITIAL_FORMS": initial,
+        f"{prefix}-MIN_NUM_FORMS": 0,
+        f"{prefix}-MAX_NUM_FORMS": 1000,
+    }
+
+
+def _param(index: int, **fields) -> dict:
+    return {f"parameters-{index}-{name}": value for name, value in fields.items()}
+
+
+def test_new_template_page_offers_suggested_parameters(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    html = client.get(f"/workflows/{workflow.pk}/templates/new/").content.decode()
+    assert 'value="seed"' in html
+    assert 'value="steps"' in html
+    assert 'value="nonce"' in html
+
+
+def test_create_template_with_parameters_and_submit_it(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    data = {"name": "Slow", "description": "", **_management("parameters", 2)}
+    data |= _param(
+        0,
+        name="seed",
+        label="Seed",
+        type="seed",
+        node_id="2",
+        input_name="nonce",
+        default_text="7",
+        minimum="0",
+    )
+    data |= _param(
+        1,
+        name="steps",
+        label="Steps",
+        type="int",
+        node_id="2",
+        input_name="steps",
+        default_text="3",
+        minimum="1",
+        maximum="10",
+    )
+    response = client.post(f"/workflows/{workflow.pk}/templates/new/", data)
+    template = Template.objects.get(name="Slow")
+    assert response.status_code == 302
+    assert [p.name for p in template.parameters.all()] == ["seed", "steps"]
+    assert template.parameters.get(name="steps").default == 3
+
+    page = client.get(f"/templates/{template.pk}/").content.decode()
+    assert "Steps" in page
+    assert "Seed sweep" in page
+    response = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_seed": "5",
+            "p_steps": "4",
+            "priority": Priority.HIGH,
+            "mode": "sweep",
+            "count": 3,
+            "sweep_parameter": "seed",
+            "sweep_start": "10",
+            "action": "submit",
+        },
+    )
+    assert response.status_code == 302
+    tasks = list(Task.objects.order_by("id"))
+    assert [t.graph["2"]["inputs"]["nonce"] for t in tasks] == [10, 11, 12]
+    assert {t.graph["2"]["inputs"]["steps"] for t in tasks} == {4}
+    assert {t.priority for t in tasks} == {Priority.HIGH}
+    assert {t.template_id for t in tasks} == {template.pk}
+    assert {t.workflow_version_id for t in tasks} == {template.workflow_version_id}
+    assert Batch.objects.count() == 1
+
+
+def test_parameter_must_name_an_existing_node_and_input(client, team, member):
+    workflow = make_workflow(team)
+    client.force_login(member)
+    data = {"name": "Bad", **_management("parameters", 2)}
+    data |= _param(0, name="a", type="int", node_id="99", input_name="width")
+    data |= _param(1, name="b", type="int", node_id="1", input_name="depth")
+    html = client.post(f"/workflows/{workflow.pk}/templates/new/", data).content.decode()
+    assert "There is no node 99" in html
+    assert "has no input depth" in html
+    assert not Template.objects.exists()
+
+
+def test_parameter_on_a_link_or_with_a_bad_default_is_refused(client, team, member):
+    workflow = make_workflow(team)
+    client.force_login(member)
+    data = {"name": "Bad", **_management("parameters", 2)}
+    data |= _param(0, name="a", type="text", node_id="2", input_name="images")
+    data |= _param(
+        1, name="b", type="int", node_id="1", input_name="width", default_text="9", maximum="5"
+    )
+    html = client.post(f"/workflows/{workflow.pk}/templates/new/", data).content.decode()
+    assert "is a link to another node" in html
+    assert "At most 5." in html
+
+
+def test_submit_form_shows_per_field_errors_and_queues_nothing(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "99999",
+            "p_color": "12",
+            "p_prefix": "x",
+            "priority": 1,
+            "mode": "count",
+            "count": 1,
+            "action": "submit",
+        },
+    ).content.decode()
+    assert "Ensure this value is less than or equal to 2048" in html
+    assert "Select a valid choice" in html
+    assert not Task.objects.exists()
+
+
+def test_value_list_with_a_bad_line_names_the_line(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "64",
+            "p_color": "0",
+            "p_prefix": "x",
+            "priority": 1,
+            "mode": "list",
+            "count": 1,
+            "list_parameter": "width",
+            "list_values": "64\n5000\n128",
+            "action": "submit",
+        },
+    ).content.decode()
+    assert "Line 2 (5000): At most 2048." in html
+    assert not Task.objects.exists()
+
+
+def test_value_list_queues_one_task_per_value(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "64",
+            "p_color": "0",
+            "p_prefix": "x",
+            "priority": 0,
+            "mode": "list",
+            "count": 1,
+            "list_parameter": "width",
+            "list_values": "64\n128",
+            "action": "submit",
+        },
+    )
+    assert sorted(t.graph["1"]["inputs"]["width"] for t in Task.objects.all()) == [64, 128]
+
+
+def test_preview_shows_what_changes_and_queues_nothing(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "300",
+            "p_color": "255",
+            "p_prefix": "comfyweb_empty",
+            "priority": 1,
+            "mode": "count",
+            "count": 1,
+            "action": "preview",
+        },
+    ).content.decode()
+    assert "Preview: what changes" in html
+    assert '<td class="after">300</td>' in html
+    assert '<td class="after">255</td>' in html
+    assert "filename_prefix</td>" not in html
+    assert not Task.objects.exists()
+
+
+def test_image_parameter_upload_is_stored_under_a_generated_name(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("load_invert_save"))
+    template = make_template(
+        workflow.current_version,
+        parameters=[
+            {"name": "image", "node_id": "1", "input_name": "image", "type": ParameterType.IMAGE},
+        ],
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, "PNG")
+    upload = SimpleUploadedFile("../../evil name.png", buffer.getvalue(), "image/png")
+    client.force_login(member)
+    response = client.post(
+        f"/templates/{template.pk}/",
+        {"p_image": upload, "priority": 1, "mode": "count", "count": 1, "action": "submit"},
+    )
+    assert response.status_code == 302
+    task = Task.objects.get()
+    stored = task.params["image"]
+    assert stored["upload"].startswith(f"uploads/team-{team.pk}/")
+    assert "evil" not in stored["upload"]
+    assert default_storage.exists(stored["upload"])
+    assert task.graph["1"]["inputs"]["image"] == stored["name"]
+    default_storage.delete(stored["upload"])
+
+
+def test_viewer_sees_the_form_but_cannot_submit_edit_or_delete(client, team):
+    template = empty_save_template(team)
+    client.force_login(make_user(team=team, role=Role.VIEWER))
+    assert client.get(f"/templates/{template.pk}/").status_code == 200
+    response = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "64",
+            "p_color": "0",
+            "p_prefix": "x",
+            "priority": 1,
+            "mode": "count",
+            "count": 1,
+            "action": "submit",
+        },
+    )
+    assert response.status_code == 403
+    assert client.get(f"/templates/{template.pk}/edit/").status_code == 403
+    assert client.post(f"/templates/{template.pk}/delete/").status_code == 403
+    assert not Task.objects.exists()
+
+
+def test_edit_template_changes_parameters_and_admin_deletes_it(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    params = list(template.parameters.all())
+    data = {"name": "Renamed", **_management("parameters", 3, initial=3)}
+    for index, param in enumerate(params):
+        data |= _param(
+            index,
+            id=param.pk,
+            name=param.name,
+            type=param.type,
+            node_id=param.node_id,
+            input_name=param.input_name,
+            default_text="",
+            choices_text="0\n255",
+            label=param.label,
+        )
+    data["parameters-2-DELETE"] = "on"
+    data["parameters-0-default_text"] = "100"
+    response = client.post(f"/templates/{template.pk}/edit/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    template.refresh_from_db()
+    assert template.name == "Renamed"
+    assert template.parameters.count() == 2
+    assert template.parameters.get(name="width").default == 100
+    client.force_login(make_user(team=team, role=Role.ADMIN))
+    assert client.post(f"/templates/{template.pk}/delete/").status_code == 302
+    assert not Template.objects.exists()
+
+
+def test_run_from_the_workflow_page_queues_count_tasks_with_fresh_seeds(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    response = client.post(f"/workflows/{workflow.pk}/run/", {"priority": 3, "count": 3})
+    assert response.status_code == 302
+    tasks = list(Task.objects.all())
+    assert len(tasks) == 3
+    assert {t.priority for t in tasks} == {Priority.URGENT}
+    assert len({t.graph["2"]["inputs"]["nonce"] for t in tasks}) == 3

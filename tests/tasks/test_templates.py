@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks.models import ParameterType, TemplateParameter
+from tasks.templating import (
+    SeedSweep,
+    ValueList,
+    clean_value,
+    clean_values,
+    expand_runs,
+    graph_diff,
+    render,
+    suggest_parameters,
+)
+from tests.factories import make_team
+from tests.tasks.workflow_factories import (
+    empty_save_template,
+    make_template,
+    make_workflow,
+    shared_workflow,
+    simulator_catalogue,
+)
+
+pytestmark = pytest.mark.django_db
+
+TXT2IMG = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 42,
+            "steps": 20,
+            "cfg": 7.5,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "4": {
+        "class_type": "CheckpointLoaderSimple",
+        "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"},
+    },
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 512, "height": 512, "batch_size": 1},
+    },
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "cw"}},
+}
+
+
+@pytest.fixture
+def template():
+    return empty_save_template(make_team())
+
+
+def test_render_sets_inputs_on_a_deep_copy(template):
+    graph = render(template, {"width": 300, "color": 255, "prefix": "x"})
+    assert graph["1"]["inputs"]["width"] == 300
+    assert graph["2"]["inputs"]["filename_prefix"] == "x"
+    assert graph["2"]["inputs"]["images"] == ["1", 0]
+    assert template.workflow_version.graph["1"]["inputs"]["width"] == 512
+
+
+def test_clean_values_fills_defaults_and_reports_bounds_types_and_choices(template):
+    values, errors = clean_values(template, {})
+    assert values == {"width": 512, "color": 0, "prefix": "comfyweb_empty"}
+    assert errors == {}
+    _, errors = clean_values(template, {"width": "4096", "color": "7", "prefix": "p"})
+    assert errors["width"] == "At most 2048."
+    assert "not one of the choices" in errors["color"]
+    _, errors = clean_values(template, {"width": "wide"})
+    assert errors["width"] == "Enter a whole number."
+    values, errors = clean_values(template, {"width": "0"})
+    assert errors["width"] == "At least 1."
+
+
+def test_choice_values_keep_their_json_type(template):
+    values, _ = clean_values(template, {"color": "255"})
+    assert values["color"] == 255
+
+
+def test_plain_workflow_run_n_times_gets_fresh_seeds_per_run():
+    graph = shared_workflow("slow_progress")
+    runs = expand_runs(graph=graph, count=5)
+    nonces = {run.graph["2"]["inputs"]["nonce"] for run in runs}
+    assert len(runs) == 5
+    assert len(nonces) == 5
+    assert graph["2"]["inputs"]["nonce"] == 0
+    [single] = expand_runs(graph=graph, count=1)
+    assert single.graph == graph
+
+
+def test_seed_sweep_gives_consecutive_seeds_on_the_chosen_parameter():
+    version = make_workflow(make_team(), graph=TXT2IMG).current_version
+    template = make_template(
+        version,
+        parameters=[
+            {
+                "name": "seed",
+                "node_id": "3",
+                "input_name": "seed",
+                "type": ParameterType.SEED,
+                "default": 1,
+            },
+        ],
+    )
+    runs = expand_runs(template=template, values={"seed": 1}, count=4, sweep=SeedSweep("seed", 100))
+    assert [r.graph["3"]["inputs"]["seed"] for r in runs] == [100, 101, 102, 103]
+    assert [r.params["seed"] for r in runs] == [100, 101, 102, 103]
+
+
+def test_value_list_gives_one_run_per_value(template):
+    runs = expand_runs(
+        template=template,
+        values={"width": 64, "color": 0, "prefix": "p"},
+        value_list=ValueList("width", [64, 128, 256]),
+    )
+    assert [r.graph["1"]["inputs"]["width"] for r in runs] == [64, 128, 256]
+    assert all(r.params["prefix"] == "p" for r in runs)
+
+
+def test_template_count_without_seed_parameters_reseeds_the_graph():
+    version = make_workflow(make_team(), graph=shared_workflow("slow_progress")).current_version
+    template = make_template(
+        version,
+        parameters=[
+            {
+                "name": "steps",
+                "node_id": "2",
+                "input_name": "steps",
+                "type": ParameterType.INT,
+                "default": 5,
+            },
+        ],
+    )
+    runs = expand_runs(template=template, values={"steps": 3}, count=3)
+    assert {r.graph["2"]["inputs"]["steps"] for r in runs} == {3}
+    assert len({r.graph["2"]["inputs"]["nonce"] for r in runs}) == 3
+
+
+def test_expand_runs_refuses_bad_counts(template):
+    with pytest.raises(ValueError, match="count"):
+        expand_runs(template=template, values={}, count=0)
+
+
+def test_graph_diff_lists_changed_inputs(template):
+    rendered = render(template, {"width": 300})
+    [change] = graph_diff(template.workflow_version.graph, rendered)
+    assert change == {
+        "node_id": "1",
+        "class_type": "EmptyImage",
+        "input_name": "width",
+        "before": 512,
+        "after": 300,
+    }
+
+
+def test_suggestions_from_a_txt2img_graph_cover_seed_steps_cfg_prompts_size_and_checkpoint():
+    version = make_workflow(make_team(), graph=TXT2IMG).current_version
+    catalogue = simulator_catalogue()
+    found = {
+        s.name: s
+        for s in suggest_parameters(
+            version, catalogue, models={"checkpoints": ["other.safetensors"]}
+        )
+    }
+    assert found["seed"].type == ParameterType.SEED
+    assert (found["steps"].type, found["steps"].minimum, found["steps"].maximum) == ("int", 1, 150)
+    assert (found["cfg"].minimum, found["cfg"].maximum) == (0.0, 100.0)
+    assert found["denoise"].maximum == 1.0
+    assert found["width"].minimum == 16  # EmptyLatentImage's own minimum
+    assert found["prompt"].label == "Prompt"
+    assert found["prompt_7"].label == "Negative prompt"
+    assert found["ckpt"].type == ParameterType.CHOICE
+    assert "v1-5-pruned-emaonly.safetensors" in found["ckpt"].choices
+    assert "euler" in found["sampler_name"].choices
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("slow_progress", {"seed", "steps"}),
+        ("load_invert_save", {"image"}),
+        (
+            "invert_blur_scale_save",
+            {"width", "height", "blur_radius", "sigma", "width_4", "height_4"},
+        ),
+        ("empty_save", {"width", "height", "batch_size"}),
+    ],
+)
+def test_suggestions_from_the_shared_workflows(name, expected):
+    version = make_workflow(make_team(), graph=shared_workflow(name)).current_version
+    names = {s.name for s in suggest_parameters(version)}
+    assert expected <= names
+
+
+def test_suggestions_become_valid_parameters():
+    version = make_workflow(make_team(), graph=TXT2IMG).current_version
+    for suggestion in suggest_parameters(version):
+        param = TemplateParameter(
+            type=suggestion.type,
+            minimum=suggestion.minimum,
+            maximum=suggestion.maximum,
+            choices=suggestion.choices,
+        )
+        assert clean_value(param, suggestion.default) == suggestion.default
