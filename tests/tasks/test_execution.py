@@ -141,7 +141,7 @@ async def test_a_node_that_raises_fails_the_task_with_node_type_and_message(sim)
     assert "FailNode" in last.message
 
 
-def _slow(steps: int = 40) -> dict:
+def slow_graph(steps: int = 40) -> dict:
     graph = workflow("slow_progress")
     graph["2"]["inputs"].update(steps=steps, seconds_per_step=0.5)
     return graph
@@ -153,7 +153,7 @@ async def _interrupt_once_progressing(event: Event, client: ComfyUIClient) -> No
 
 
 async def test_an_interrupt_we_asked_for_ends_the_task_canceled(sim):
-    task = await dispatched_task(sim, _slow(), cancel_requested=True)
+    task = await dispatched_task(sim, slow_graph(), cancel_requested=True)
     await run_task(sim, task, TaskEventHandler(), _interrupt_once_progressing)
 
     task = await reload(task)
@@ -163,7 +163,7 @@ async def test_an_interrupt_we_asked_for_ends_the_task_canceled(sim):
 
 
 async def test_an_interrupt_nobody_asked_for_is_canceled_by_the_server(sim):
-    task = await dispatched_task(sim, _slow())
+    task = await dispatched_task(sim, slow_graph())
     await run_task(sim, task, TaskEventHandler(), _interrupt_once_progressing)
 
     task = await reload(task)
@@ -173,7 +173,7 @@ async def test_an_interrupt_nobody_asked_for_is_canceled_by_the_server(sim):
 
 
 async def test_progress_is_in_the_database_while_the_task_runs(sim):
-    task = await dispatched_task(sim, _slow(steps=6))
+    task = await dispatched_task(sim, slow_graph(steps=6))
     handler = TaskEventHandler()
     snapshots: list[tuple[str, str, int, int]] = []
 
