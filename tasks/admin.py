@@ -116,3 +116,6 @@ class OutputAdmin(admin.ModelAdmin):
 @admin.register(QueuePause)
 class QueuePauseAdmin(admin.ModelAdmin):
     list_display = ["scope", "team", "paused_by", "paused_at", "reason"]
+
+
+from tasks import admin_workflows  # noqa: E402, F401

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from servers.models import Server
+from servers.simulator import SimulatedComfyUI, SimulatorConfig
+from tasks.models import Role
+from tests.factories import make_team, make_user
+from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def simulated_server(tmp_path):
+    """A simulated ComfyUI on its own event loop thread (the views here are sync)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=tmp_path / "comfyui", config=SimulatorConfig())
+    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
+    try:
+        yield Server.objects.create(name="sim-1", base_url=sim.base_url)
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _validate(client, workflow, server) -> str:
+    response = client.post(f"/workflows/{workflow.pk}/validate/", {"server": server.pk})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_validate_against_a_server_reports_its_catalogue_errors(client, simulated_server):
+    team = make_team()
+    client.force_login(make_user(team=team, role=Role.VIEWER))
+    bad = make_workflow(team, "Bad", graph=shared_workflow("invalid_value_out_of_range"))
+    html = _validate(client, bad, simulated_server)
+    assert "Validation against sim-1: problems found" in html
+    assert "value_smaller_than_min" in html
+    unknown = make_workflow(team, "Unknown", graph=shared_workflow("invalid_unknown_class"))
+    assert "NoSuchNode does not exist on sim-1" in _validate(client, unknown, simulated_server)
+    good = make_workflow(team, "Good", graph=shared_workflow("invert_blur_scale_save"))
+    assert "Validation against sim-1: valid" in _validate(client, good, simulated_server)
+
+
+def test_validate_against_an_unreachable_server_says_so(client):
+    team = make_team()
+    client.force_login(make_user(team=team))
+    server = Server.objects.create(name="gone", base_url="http://127.0.0.1:9")
+    html = _validate(client, make_workflow(team), server)
+    assert "could not read /object_info" in html
+
+
+def test_admin_lists_workflows_with_read_only_versions_and_templates_with_parameters(client):
+    team = make_team()
+    workflow = make_workflow(team, "Admin me")
+    template = make_template(
+        workflow.current_version,
+        "T",
+        parameters=[{"name": "w", "node_id": "1", "input_name": "width", "type": "int"}],
+    )
+    client.force_login(make_user(superuser=True))
+    assert "Admin me" in client.get("/admin/tasks/workflow/").content.decode()
+    page = client.get(f"/admin/tasks/workflow/{workflow.pk}/change/").content.decode()
+    assert "EmptyImage" in page
+    assert client.get("/admin/tasks/workflowversion/add/").status_code == 403
+    html = client.get(f"/admin/tasks/template/{template.pk}/change/").content.decode()
+    assert 'value="width"' in html
