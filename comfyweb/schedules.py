@@ -7,6 +7,9 @@ from django_q.models import Schedule
 RECURRING = {
     # name: (function, every N minutes)
     "comfyweb.publish_health": ("comfyweb.jobs.publish_health", 1),
+    # Safety nets: wake-ups on submit/slot freed/re-admission do the fast path.
+    "tasks.dispatch": ("tasks.jobs.dispatch", 1),
+    "tasks.reconcile": ("tasks.jobs.reconcile", 1),
 }
 
 

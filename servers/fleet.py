@@ -7,7 +7,7 @@ writes `BalancerDecision` rows (B9) and the affinity/LRU marks dispatch leaves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 from servers import balancer
 from servers.balancer import Decision, Policy, ServerSnapshot
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
-from servers.requirements import model_index, requirements_from_graph
+from servers.requirements import Requirements, model_index, requirements_from_graph
 
 logger = logging.getLogger("servers.balancer")
 
@@ -93,8 +93,12 @@ def pick_server(
     tags: Iterable[str] = (),
     workflow_key: str | None = None,
     record: bool = True,
+    avoid: Collection[int] = (),
 ) -> Decision:
     """Choose the server for `graph` now; record and log why (B9).
+
+    `avoid`: ids of servers a retried task failed on; they are chosen only when
+    no other server can take the task now (dispatch prefers another server).
 
     If the balancer itself raises, the primary alone is used (B6, single-server
     mode) and the error is logged with its traceback.
@@ -103,7 +107,7 @@ def pick_server(
     now = timezone.now()
     servers = snapshot(now)
     try:
-        decision = balancer.choose(servers, requirements, policy(), now)
+        decision = _choose_avoiding(servers, requirements, policy(), now, avoid)
     except Exception as error:
         logger.exception("balancer failed; single-server mode")
         decision = balancer.single_server(servers, f"{type(error).__name__}: {error}")
@@ -111,6 +115,21 @@ def pick_server(
         _record(decision, requirements.workflow_key, now)
     _log(decision, requirements.workflow_key)
     return decision
+
+
+def _choose_avoiding(
+    servers: list[ServerSnapshot],
+    requirements: Requirements,
+    fleet_policy: Policy,
+    now: datetime,
+    avoid: Collection[int],
+) -> Decision:
+    if avoid:
+        others = [server for server in servers if server.id not in avoid]
+        decision = balancer.choose(others, requirements, fleet_policy, now)
+        if not decision.waiting:
+            return decision
+    return balancer.choose(servers, requirements, fleet_policy, now)
 
 
 def _record(decision: Decision, workflow_key: str, now: datetime) -> None:

@@ -1,10 +1,62 @@
-"""Dispatch (D2): send pending tasks to servers, one atomic claim at a time."""
+"""Dispatch (D2): send pending tasks to servers — claims under a lock, POSTs in parallel.
+
+One pass of `dispatch_pending()`:
+
+1. **Claim** (short, database only, under a cluster-wide Redis lock): read
+   candidates in queue order (`tasks.queue.next_candidates`); for each, ask the
+   balancer (`pick_server`, avoiding servers the task already failed on), then
+   claim a slot on the chosen server (conditional `inflight < max_inflight`
+   UPDATE) and then the task (`transition(pending → dispatched)`, a conditional
+   UPDATE that must match one row, with the server and a fresh prompt id). If
+   the task claim loses (canceled, or taken by another dispatcher), the slot is
+   given back. Pick-then-claim means a task the balancer cannot place yet never
+   leaves `pending` at all: its waiting reason is kept for the UI instead.
+   The lock makes the global limit (`COMFYWEB_MAX_INFLIGHT`, counted as active
+   tasks) exact; the conditional updates alone already guarantee that a task is
+   never sent twice and a server never gets more than `max_inflight`.
+2. **Send** (no lock held, so one slow server delays nobody else's claims):
+   upload input images, then POST every claimed prompt concurrently, each with
+   its server's monitor `client_id`, our prompt id and `extra_data.comfyweb_task`.
+   The task is `dispatched` in the database before its POST, so the monitor's
+   `execution_start` for it always finds it.
+3. **Settle**: accepted → `note_dispatched` (affinity/LRU) and a timeline entry;
+   `PromptRejected` → `failed` at once with the server's per-node messages;
+   any other error → `retry_or_fail` (back to pending with backoff, another
+   server preferred). A prompt that was accepted for a task canceled meanwhile,
+   or whose POST timed out, is deleted from the server's queue (best effort).
+
+Passes repeat until nothing more can be claimed (or a time budget is spent, and
+the job re-enqueues itself).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+import redis
+from django.conf import settings
 from django.core.cache import cache
+from django.db.models import F
+
+from servers import fleet
+from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
+from servers.comfyui.client import Timeouts
+from servers.models import Server, ServerState
+from tasks import queue
+from tasks.dispatch_send import Claimed, MissingUpload, Outcome, cleanup, send_all
+from tasks.models import Status, Task
+from tasks.transitions import (
+    claim_slot,
+    failed_servers,
+    record,
+    release_slot,
+    retry_or_fail,
+    transition,
+)
 
 logger = logging.getLogger("tasks.dispatch")
 
@@ -15,6 +67,16 @@ WAKE_KEY = "tasks:dispatch-wake"
 # If a queued job is lost (worker killed), wakes resume after this; the
 # one-minute schedule covers the gap.
 WAKE_TTL = 30
+LOCK_KEY = "comfyweb:tasks:dispatch-claim"
+# Candidates read per pass, and distinct workflows allowed to wait per pass
+# (each waiting pick is a recorded balancer decision; tasks of a workflow that
+# waits are skipped without asking again — no head-of-line blocking).
+CANDIDATES = 200
+MAX_WAITING_WORKFLOWS = 20
+# Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
+BUDGET_SECONDS = 120.0
+WAITING_TTL = 300
+SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
 
 
 def wake_dispatch() -> None:
@@ -38,6 +100,248 @@ def woken() -> None:
         logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
 
 
-def dispatch_pending() -> int:
+def waiting_reason(task: Task) -> str | None:
+    """Why a pending task has not been sent (the balancer's words), if dispatch said so lately."""
+    if task.status != Status.PENDING:
+        return None
+    try:
+        return cache.get(_waiting_key(task.workflow_key))
+    except Exception:
+        return None
+
+
+def global_limit() -> int:
+    return int(getattr(settings, "COMFYWEB_MAX_INFLIGHT", 64))
+
+
+def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
     """Send as many pending tasks as servers and limits allow; how many were sent."""
-    return 0
+    started = time.monotonic()
+    sent = 0
+    while True:
+        claimed = claim_batch()
+        if not claimed:
+            return sent
+        outcomes = asyncio.run(send_all(claimed, SUBMIT_TIMEOUTS))
+        sent += settle(outcomes)
+        if time.monotonic() - started > budget:
+            wake_dispatch()
+            return sent
+
+
+# -- 1. claim -------------------------------------------------------------------------
+
+
+def claim_batch() -> list[Claimed]:
+    """Claim as many (task, server slot) pairs as may be sent now, under the lock."""
+    lock = _redis().lock(LOCK_KEY, timeout=60, blocking_timeout=10)
+    if not lock.acquire():
+        # Another dispatcher is claiming; it loops until nothing is left.
+        return []
+    try:
+        return _claim_batch()
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            logger.warning("dispatch lock expired while claiming")
+
+
+def _claim_batch() -> list[Claimed]:
+    room = min(global_limit() - _active_count(), _free_slots())
+    if room <= 0:
+        return []
+    claimed: list[Claimed] = []
+    waiting: set[str] = set()
+    servers: dict[int, _ServerInfo] = {}
+    for task in queue.next_candidates(CANDIDATES):
+        if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
+            break
+        if task.workflow_key and task.workflow_key in waiting:
+            continue
+        decision = fleet.pick_server(
+            task.graph, workflow_key=task.workflow_key, avoid=failed_servers(task.pk)
+        )
+        if decision.waiting:
+            waiting.add(task.workflow_key)
+            _note_waiting(task, decision.reason)
+            continue
+        assert decision.server_id is not None
+        info = servers.get(decision.server_id) or _server_info(decision.server_id)
+        if info is None:
+            continue
+        servers[info.id] = info
+        claim = _claim(task, info, decision)
+        if claim is not None:
+            claimed.append(claim)
+    return claimed
+
+
+def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed | None:
+    if not claim_slot(server.id, server.max_inflight):
+        return None  # filled up since the pick; the next pass asks again
+    prompt_id = Task.new_prompt_id()
+    moved = transition(
+        task.pk,
+        Status.PENDING,
+        Status.DISPATCHED,
+        message=f"dispatched to {server.name}: {decision.reason}",
+        data={
+            "server": server.id,
+            "prompt_id": prompt_id,
+            "mode": decision.mode,
+            "attempt": task.attempts + 1,
+        },
+        server_id=server.id,
+        prompt_id=prompt_id,
+        cancel_requested=False,
+        error_type="",
+        error_message="",
+        error_node="",
+    )
+    if not moved:
+        release_slot(server.id)  # canceled or taken meanwhile: the slot was never used
+        return None
+    return Claimed(
+        task_id=task.pk,
+        prompt_id=prompt_id,
+        graph=task.graph,
+        workflow_key=task.workflow_key,
+        server_id=server.id,
+        server_name=server.name,
+        base_url=server.base_url,
+        headers=server.headers,
+        client_id=server.client_id,
+    )
+
+
+@dataclass(frozen=True)
+class _ServerInfo:
+    id: int
+    name: str
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    client_id: str = ""
+    max_inflight: int = 1
+
+
+def _server_info(server_id: int) -> _ServerInfo | None:
+    server = Server.objects.filter(pk=server_id).first()
+    if server is None:
+        return None
+    return _ServerInfo(
+        id=server.pk,
+        name=server.name,
+        base_url=server.base_url,
+        headers=dict(server.auth_headers or {}),
+        client_id=server.client_id,
+        max_inflight=server.max_inflight,
+    )
+
+
+def _active_count() -> int:
+    return Task.objects.filter(status__in=Status.active()).count()
+
+
+def _free_slots() -> int:
+    rows = ServerState.objects.filter(
+        server__enabled=True, inflight__lt=F("server__max_inflight")
+    ).values_list("server__max_inflight", "inflight")
+    return sum(limit - used for limit, used in rows)
+
+
+def _note_waiting(task: Task, reason: str) -> None:
+    try:
+        cache.set(_waiting_key(task.workflow_key), reason, timeout=WAITING_TTL)
+    except Exception:
+        logger.warning("could not store the waiting reason", exc_info=True)
+
+
+def _waiting_key(workflow_key: str) -> str:
+    return f"tasks:waiting:{workflow_key or '-'}"
+
+
+# -- 3. settle ------------------------------------------------------------------------
+
+
+def settle(outcomes: Iterable[Outcome]) -> int:
+    """Record what each POST came to; how many prompts were accepted."""
+    accepted = 0
+    orphans: list[Claimed] = []
+    for outcome in outcomes:
+        claim = outcome.claimed
+        if outcome.error is None:
+            accepted += 1
+            fleet.note_dispatched(claim.server_id, claim.workflow_key)
+            if _still_ours(claim):
+                record(claim.task_id, f"accepted by {claim.server_name}", outcome.data)
+            else:
+                orphans.append(claim)  # canceled while we were sending it
+        elif isinstance(outcome.error, PromptRejected):
+            _rejected(claim, outcome.error)
+        elif isinstance(outcome.error, MissingUpload):
+            transition(
+                claim.task_id,
+                Status.active(),
+                Status.FAILED,
+                message=str(outcome.error),
+                where={"prompt_id": claim.prompt_id},
+                error_type="MissingUpload",
+                error_message=str(outcome.error),
+            )
+        else:
+            if isinstance(outcome.error, ServerTimeout):
+                orphans.append(claim)  # it may have been queued after all
+            retry_or_fail(
+                claim.task_id,
+                Status.active(),
+                reason=f"{claim.server_name}: {outcome.error}",
+                error_type=type(outcome.error).__name__,
+                server_id=claim.server_id,
+                where={"prompt_id": claim.prompt_id},
+            )
+    if orphans:
+        asyncio.run(cleanup(orphans))
+    return accepted
+
+
+def _still_ours(claim: Claimed) -> bool:
+    return Task.objects.filter(
+        pk=claim.task_id, prompt_id=claim.prompt_id, status__in=Status.active()
+    ).exists()
+
+
+def _rejected(claim: Claimed, error: PromptRejected) -> None:
+    by_node = error.messages_by_node
+    first_node = next(iter(by_node), "")
+    lines = [f"{error.error.type}: {error.error}"] + [
+        f"node {node}: {message}" for node, messages in by_node.items() for message in messages
+    ]
+    transition(
+        claim.task_id,
+        Status.active(),
+        Status.FAILED,
+        message=f"rejected by {claim.server_name}",
+        data={"node_errors": by_node, "error": error.error.type, "server": claim.server_id},
+        where={"prompt_id": claim.prompt_id},
+        error_type=error.error.type or "prompt_rejected",
+        error_message="\n".join(lines),
+        error_node=first_node,
+    )
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10)
+    return _client
+
+
+_client: redis.Redis | None = None
+
+
+def client_for(server: Server, timeouts: Timeouts | None = None) -> ComfyUIClient:
+    """An HTTP client of the server for one short job (cancel, reconcile)."""
+    return ComfyUIClient(
+        server.base_url, headers=server.auth_headers or None, timeouts=timeouts, get_retries=1
+    )

@@ -1,16 +1,33 @@
 """django-q2 jobs of the tasks app: plain functions queued by dotted path (STYLE habit 4).
 
 - `tasks.jobs.dispatch` — on submit, when a slot frees or a server recovers
-  (`tasks.dispatch.wake_dispatch()`), and every minute as a safety net.
-- `tasks.jobs.reconcile` — every minute: tasks stuck on a server too long, and
-  after a restart; `tasks.jobs.reconcile_server(server_id)` after a monitor reconnect.
+  (`wake_dispatch()`, re-exported here), and every minute as a safety net.
+- `tasks.jobs.reconcile` — every minute: tasks on a server for longer than
+  `COMFYWEB_RECONCILE_AFTER` seconds (and so, after a restart, every active one
+  in time) are checked against the server's /queue and /history.
+- `tasks.jobs.reconcile_server(server_id)` (also `tasks.reconcile.reconcile_server`)
+  — after a monitor reconnect or a prompt that ended unseen.
 """
 
 from __future__ import annotations
 
 from tasks import dispatch as _dispatch
+from tasks import reconcile as _reconcile
+from tasks.dispatch import wake_dispatch
+
+__all__ = ["dispatch", "reconcile", "reconcile_server", "wake_dispatch"]
 
 
 def dispatch() -> int:
+    """Send pending tasks until nothing more can go; how many were sent."""
     _dispatch.woken()
     return _dispatch.dispatch_pending()
+
+
+def reconcile() -> dict[str, int]:
+    """Check tasks that have been on a server too long; outcome counts."""
+    return _reconcile.reconcile_stuck()
+
+
+def reconcile_server(server_id: int) -> dict[str, int]:
+    return _reconcile.reconcile_server(server_id)

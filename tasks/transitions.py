@@ -34,6 +34,12 @@ What it guarantees:
   (`task_id`, `from_status`, `to_status`, `server_id`, `message`), so publishing
   to browsers can hook in without this module knowing about sockets.
 
+`retry_or_fail()` is the failure policy on top of it (ARCHITECTURE decision 4):
+a transient error or a lost prompt puts the task back to `pending` with
+`attempts + 1` and a `not_before` from the shared backoff, noting the server it
+failed on (dispatch then prefers another one); at `max_attempts` it fails with
+the history of its attempts; a task whose cancel was requested is canceled.
+
 What it does not do: wake dispatch. A caller that freed a slot and wants the
 next task sent at once calls `tasks.dispatch.wake_dispatch()` (cheap; safe to
 call often).
@@ -46,7 +52,7 @@ moves the task's current attempt.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -54,6 +60,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
+from comfyweb.backoff import backoff_delay
 from servers.models import ServerState
 from tasks.models import Status, Task, TaskEvent
 
@@ -162,3 +169,101 @@ def release_slot(server_id: int) -> None:
 def record(task_id: int, message: str, data: Mapping[str, Any] | None = None) -> None:
     """A timeline entry without a state change (e.g. "waiting: no free server")."""
     TaskEvent.objects.create(task_id=task_id, message=message, data=dict(data or {}))
+
+
+# Fields a task's earlier attempt leaves behind that the next attempt must not show.
+_FRESH_ATTEMPT: Mapping[str, Any] = {
+    "server": None,
+    "prompt_id": "",
+    "progress_node": "",
+    "progress_node_type": "",
+    "progress_value": 0,
+    "progress_max": 0,
+    "progress_fraction": 0.0,
+}
+
+
+def retry_or_fail(
+    task_id: int,
+    from_statuses: str | Iterable[str],
+    *,
+    reason: str,
+    error_type: str = "",
+    server_id: int | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> str | None:
+    """After a failed attempt: back to pending (backoff), failed (attempts used up) or canceled.
+
+    Returns the status the task went to, or None if it was no longer in
+    `from_statuses` (someone else moved it). `server_id` defaults to the task's
+    server; it is kept in the event's data as `failed_server`.
+    """
+    allowed = {from_statuses} if isinstance(from_statuses, str) else set(from_statuses)
+    for _ in range(_MAX_TRIES):
+        seen = (
+            Task.objects.filter(pk=task_id, **(where or {}))
+            .values("status", "attempts", "max_attempts", "cancel_requested", "server_id")
+            .first()
+        )
+        if seen is None or seen["status"] not in allowed:
+            return None
+        attempts = seen["attempts"] + 1
+        failed_on = server_id if server_id is not None else seen["server_id"]
+        data = {"attempt": attempts, "reason": reason, "failed_server": failed_on}
+        # The attempts count is part of the condition: two reporters of one
+        # failure (dispatch and the reconciler) count it once.
+        guard = {**(where or {}), "attempts": seen["attempts"]}
+        if seen["cancel_requested"]:
+            to, message, fields = Status.CANCELED, f"canceled ({reason})", {}
+        elif attempts >= seen["max_attempts"]:
+            history = [*attempt_history(task_id), data]
+            to, message = Status.FAILED, f"gave up after {attempts} attempts: {reason}"
+            data = {**data, "attempts": history}
+            fields = {
+                "error_type": error_type or "RetriesExhausted",
+                "error_message": message,
+                "error_node": "",
+            }
+        else:
+            delay = backoff_delay(attempts - 1)
+            to = Status.PENDING
+            message = f"attempt {attempts} failed, retry in {delay:.1f} s: {reason}"
+            fields = {**_FRESH_ATTEMPT, "not_before": timezone.now() + timedelta(seconds=delay)}
+            data = {**data, "retry_in": round(delay, 2)}
+        if transition(
+            task_id,
+            allowed,
+            to,
+            message=message,
+            data=data,
+            where=guard,
+            attempts=attempts,
+            **fields,
+        ):
+            return to
+    return None
+
+
+def attempt_history(task_id: int) -> list[dict[str, Any]]:
+    """The failed attempts so far, oldest first: {"attempt", "reason", "failed_server", "at"}."""
+    events = TaskEvent.objects.filter(task_id=task_id, data__has_key="failed_server")
+    return [
+        {
+            "attempt": event.data.get("attempt"),
+            "reason": event.data.get("reason", ""),
+            "failed_server": event.data.get("failed_server"),
+            "at": event.at.isoformat(),
+        }
+        for event in events.order_by("at", "pk")
+    ]
+
+
+def failed_servers(task_id: int) -> set[int]:
+    """Servers this task already failed on (dispatch prefers others)."""
+    return {
+        server
+        for server in TaskEvent.objects.filter(
+            task_id=task_id, data__has_key="failed_server"
+        ).values_list("data__failed_server", flat=True)
+        if isinstance(server, int)
+    }

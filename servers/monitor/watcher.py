@@ -175,6 +175,8 @@ class ServerWatcher:
             # It was down: probably restarted, with possibly other nodes and models.
             self._shared.capabilities.invalidate(self.spec.id)
             logger.warning("server %s re-admitted", self.spec.name, extra=extra)
+            # Its slots are free again: pending tasks may go there now.
+            await database_sync_to_async(_wake_dispatch)()
         elif transition.before != Health.HEALTHY:
             logger.info("server %s healthy", self.spec.name, extra=extra)
         if outcome.queue is None:
@@ -206,6 +208,8 @@ class ServerWatcher:
             next_check_in=round(delay, 2),
         )
         if transition.marked_unhealthy:
+            # Our prompts on it are lost unless it comes back: retry them elsewhere.
+            await database_sync_to_async(_reconcile_later)(self.spec.id)
             logger.warning(
                 "server %s marked unhealthy after %d failed checks: %s (failover)",
                 self.spec.name,
@@ -271,3 +275,21 @@ class ServerWatcher:
             await database_sync_to_async(state.record_stream_back)(self.spec.id)
         if is_execution_event(event):
             await self._shared.handler.handle(self.spec.id, event)
+
+
+def _wake_dispatch() -> None:
+    from tasks.dispatch import wake_dispatch
+
+    try:
+        wake_dispatch()
+    except Exception:  # the broker is down: the one-minute schedule catches up
+        logger.exception("could not wake dispatch")
+
+
+def _reconcile_later(server_id: int) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task("tasks.reconcile.reconcile_server", server_id)
+    except Exception:  # the broker is down: the one-minute reconcile catches up
+        logger.exception("could not enqueue reconciliation of server %s", server_id)

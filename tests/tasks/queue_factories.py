@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
 from django.utils import timezone
+from django_q.conf import Conf
 
+from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
+from servers.simulator import SimulatedComfyUI, SimulatorConfig
+from tasks import dispatch
 from tasks.models import Priority, Status, Task, TaskEvent, Team
 from tests.factories import make_team, make_user
 
+T = TypeVar("T")
+# Simulated work runs ten times faster than the recorded timings.
+TIME_SCALE = 0.1
+
 _seeds = itertools.count(1)
-CATALOGUE = ["CheckpointLoaderSimple", "CLIPTextEncode", "KSampler", "VAEDecode", "SaveImage"]
+CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+CATALOGUE = [
+    "CheckpointLoaderSimple",
+    "CLIPTextEncode",
+    "EmptyLatentImage",
+    "KSampler",
+    "LoadImage",
+    "VAEDecode",
+    "SaveImage",
+]
 
 
 def trivial_graph(seed: int | None = None) -> dict[str, Any]:
     """The smallest graph a simulator runs: an empty latent decoded and saved."""
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5.ckpt"}},
+        "1": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"},
+        },
         "2": {
             "class_type": "EmptyLatentImage",
             "inputs": {"width": 64, "height": 64, "batch_size": 1},
@@ -84,7 +111,9 @@ def make_live_server(
                 "health": "healthy",
                 "last_checked_at": now,
                 "load_checked_at": now,
-                "capabilities_at": None,  # unknown catalogue: the balancer assumes it can
+                "capabilities_at": now,
+                "node_classes": CATALOGUE,
+                "model_files": {"checkpoints": [CHECKPOINT]},
             }
             | state
         )
@@ -94,3 +123,93 @@ def make_live_server(
 
 def member(team: Team):
     return make_user(team=team)
+
+
+class SimThread:
+    """Simulated ComfyUI servers on an event loop of their own thread.
+
+    Dispatch, cancel and reconcile are synchronous and call `asyncio.run`, so
+    the simulators cannot share the test's loop; here they serve from a
+    background thread while the test calls the real code. `run(coro)` runs a
+    coroutine (crash, faults) on their loop.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sims: list[SimulatedComfyUI] = []
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def start(
+        self, count: int = 1, *, config: SimulatorConfig | None = None
+    ) -> list[SimulatedComfyUI]:
+        started = []
+        for _ in range(count):
+            sim = SimulatedComfyUI(
+                "127.0.0.1",
+                0,
+                data_dir=self.root / f"comfyui-{len(self.sims)}",
+                config=config or SimulatorConfig(time_scale=TIME_SCALE),
+            )
+            self.run(sim.start())
+            self.sims.append(sim)
+            started.append(sim)
+        return started
+
+    def stop(self) -> None:
+        for sim in self.sims:
+            with contextlib.suppress(Exception):
+                self.run(sim.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    def prompts_seen(self, sim: SimulatedComfyUI) -> set[str]:
+        """Every prompt id the server holds: queued, running or in its history."""
+
+        async def look() -> set[str]:
+            async with ComfyUIClient(sim.base_url) as client:
+                queue = await client.get_queue()
+                history = await client.get_histories()
+            return queue.prompt_ids() | set(history)
+
+        return self.run(look())
+
+    def wait_idle(self, sim: SimulatedComfyUI, timeout: float = 20.0) -> None:
+        """Until the server's queue is empty (not a timed assertion: a bound on waiting)."""
+
+        async def idle() -> None:
+            async with ComfyUIClient(sim.base_url) as client:
+                while (await client.get_queue()).remaining:  # noqa: ASYNC110 - polls a server
+                    await asyncio.sleep(0.02)
+
+        asyncio.run_coroutine_threadsafe(asyncio.wait_for(idle(), timeout), self.loop).result()
+
+
+def running_sims(tmp_path: Path) -> Iterator[SimThread]:
+    """For a module's fixture: `yield from running_sims(tmp_path)`."""
+    sims = SimThread(tmp_path)
+    try:
+        yield sims
+    finally:
+        sims.stop()
+
+
+def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django-q2 runs jobs inline (its `sync` mode), as in production but in-process."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def private_dispatch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Own Redis keys for the dispatch lock and wake-up: other test runs share the Redis."""
+    token = uuid.uuid4().hex
+    monkeypatch.setattr(dispatch, "LOCK_KEY", f"test:{token}:dispatch-claim")
+    monkeypatch.setattr(dispatch, "WAKE_KEY", f"test:{token}:dispatch-wake")
+
+
+def register(sim: SimulatedComfyUI, **fields: Any) -> Server:
+    return make_live_server(sim.base_url, name=f"sim-{sim.port}", **fields)

@@ -1,0 +1,133 @@
+"""Dispatch's network half: upload inputs and POST claimed prompts, concurrently.
+
+No database access here (it runs inside `asyncio.run` from the dispatch job);
+`tasks.dispatch` claims before and settles after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.files.storage import default_storage
+
+from servers.comfyui import ComfyUIClient, ComfyUIError
+from servers.comfyui.client import Timeouts
+
+# A template's image parameter puts {"upload": "<storage path>"} into the node
+# input; the file is sent to the chosen server and its returned name put there.
+UPLOAD_KEY = "upload"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task claimed for one server: everything its POST needs, no ORM objects."""
+
+    task_id: int
+    prompt_id: str
+    graph: dict[str, Any]
+    workflow_key: str
+    server_id: int
+    server_name: str
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    error: BaseException | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class MissingUpload(Exception):
+    """An input image the task names is not in our storage: no retry can fix that."""
+
+
+async def send_all(claimed: Sequence[Claimed], timeouts: Timeouts) -> list[Outcome]:
+    """POST every claimed prompt (one HTTP client per server); an Outcome each, in order."""
+    clients: dict[int, ComfyUIClient] = {}
+    try:
+        for claim in claimed:
+            if claim.server_id not in clients:
+                clients[claim.server_id] = ComfyUIClient(
+                    claim.base_url, headers=claim.headers or None, timeouts=timeouts
+                )
+        return list(await asyncio.gather(*(_send(clients[c.server_id], c) for c in claimed)))
+    finally:
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+async def _send(client: ComfyUIClient, claim: Claimed) -> Outcome:
+    try:
+        graph = await _with_uploads(client, claim.graph)
+        receipt = await client.submit(
+            graph,
+            client_id=claim.client_id or None,
+            prompt_id=claim.prompt_id,
+            extra_data={"comfyweb_task": claim.task_id},
+        )
+    except (ComfyUIError, MissingUpload) as error:
+        return Outcome(claim, error)
+    except Exception as error:  # a bug must fail the task's attempt, not the whole pass
+        return Outcome(claim, error)
+    return Outcome(claim, data={"number": receipt.number, "prompt_id": receipt.prompt_id})
+
+
+async def _with_uploads(client: ComfyUIClient, graph: dict[str, Any]) -> dict[str, Any]:
+    uploads = list(upload_inputs(graph))
+    if not uploads:
+        return graph
+    graph = copy.deepcopy(graph)
+    names: dict[str, str] = {}
+    for node_id, input_name, path in uploads:
+        if path not in names:
+            data = await asyncio.to_thread(_read, path)
+            ref = await client.upload_image(data, posixpath.basename(path))
+            names[path] = f"{ref.subfolder}/{ref.filename}" if ref.subfolder else ref.filename
+        graph[node_id]["inputs"][input_name] = names[path]
+    return graph
+
+
+def upload_inputs(graph: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(node id, input name, storage path) of every input that names an upload."""
+    for node_id, node in graph.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            continue
+        for name, value in inputs.items():
+            if (
+                isinstance(value, Mapping)
+                and set(value) == {UPLOAD_KEY}
+                and isinstance(value[UPLOAD_KEY], str)
+            ):
+                yield str(node_id), str(name), value[UPLOAD_KEY]
+
+
+def _read(path: str) -> bytes:
+    try:
+        with default_storage.open(path, "rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, OSError) as error:
+        raise MissingUpload(f"input image {path!r} is missing: {error}") from error
+
+
+async def cleanup(claimed: Sequence[Claimed]) -> None:
+    """Best effort: remove prompts that must not run (task canceled, or POST timed out)."""
+    for claim in claimed:
+        with contextlib.suppress(Exception):
+            async with ComfyUIClient(
+                claim.base_url,
+                headers=claim.headers or None,
+                timeouts=Timeouts(connect=2.0, read=5.0, write=5.0, pool=2.0),
+            ) as client:
+                await client.delete_queued([claim.prompt_id])
+                await client.interrupt(claim.prompt_id)

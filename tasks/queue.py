@@ -1,0 +1,167 @@
+"""Our queue (S4, S7, A5; ARCHITECTURE decision 1): its order, pause/resume/clear, stats.
+
+Order (`next_candidates`): higher priority first; within one priority the teams
+take turns — each team's pending tasks are ranked by age and the queue is read
+by (priority desc, rank, age) — so one team's batch of 1,000 does not starve
+another team's single task. Paused teams, a global pause and tasks whose
+`not_before` (retry backoff) lies ahead are skipped.
+
+A pause stops new dispatches only: what is already on a server runs on. Dispatch
+checks the pause when it reads candidates, so a task read a moment before a
+pause may still be sent; nothing is sent after that pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from tasks.models import Priority, QueuePause, Status, Task, Team
+
+WAIT_WINDOW = timedelta(hours=1)
+THROUGHPUT_WINDOW = timedelta(minutes=10)
+
+
+def is_paused(team_id: int | None) -> bool:
+    """True if the whole queue or this team's queue is paused (None: the global pause only)."""
+    scopes = [QueuePause.scope_for(None)]
+    if team_id is not None:
+        scopes.append(QueuePause.scope_for(team_id))
+    return QueuePause.objects.filter(scope__in=scopes).exists()
+
+
+def pause(team: Team | None = None, *, by=None, reason: str = "") -> QueuePause:
+    """Pause the whole queue (staff) or one team's (its admins). Pausing twice is one pause.
+
+    `by=None` is the system itself (no permission check).
+    """
+    _check_control(team, by)
+    row, _ = QueuePause.objects.get_or_create(
+        scope=QueuePause.scope_for(team.pk if team else None),
+        defaults={"team": team, "paused_by": by, "reason": reason[:200]},
+    )
+    return row
+
+
+def resume(team: Team | None = None, *, by=None) -> bool:
+    """Lift the pause; dispatch is woken after commit. False if it was not paused."""
+    _check_control(team, by)
+    deleted, _ = QueuePause.objects.filter(
+        scope=QueuePause.scope_for(team.pk if team else None)
+    ).delete()
+    if deleted:
+        transaction.on_commit(_wake)
+    return bool(deleted)
+
+
+def clear(team: Team | None = None, *, by=None) -> int:
+    """Cancel every pending task (of one team, or of all); how many were canceled.
+
+    Each one goes through `transition()`, so a task dispatch claims at the same
+    moment is either canceled here or sent — never both.
+    """
+    _check_control(team, by)
+    from tasks.transitions import transition
+
+    pending = Task.objects.filter(status=Status.PENDING)
+    if team is not None:
+        pending = pending.filter(team=team)
+    who = getattr(by, "username", "") or "the system"
+    return sum(
+        transition(task_id, Status.PENDING, Status.CANCELED, message=f"queue cleared by {who}")
+        for task_id in pending.values_list("pk", flat=True).iterator()
+    )
+
+
+def next_candidates(limit: int, *, now=None) -> list[Task]:
+    """Up to `limit` pending tasks that may be dispatched now, in dispatch order."""
+    now = now or timezone.now()
+    if limit <= 0 or is_paused(None):
+        return []
+    paused_teams = QueuePause.objects.filter(team__isnull=False).values("team_id")
+    ready = (
+        Task.objects.filter(status=Status.PENDING)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .exclude(team_id__in=paused_teams)
+    )
+    # The rank must be computed over the ready tasks only (a paused team's or a
+    # backing-off task's place does not count), hence the window over this queryset.
+    ranked = ready.annotate(
+        turn=Window(
+            RowNumber(),
+            partition_by=[F("priority"), F("team_id")],
+            order_by=[F("created_at").asc(), F("id").asc()],
+        )
+    ).order_by("-priority", "turn", "created_at", "id")
+    return list(ranked[:limit])
+
+
+def stats(team_ids: Iterable[int] | None = None, *, now=None) -> dict[str, Any]:
+    """Numbers for the dashboard's queue panel, for these teams (None: all).
+
+    - `counts`: tasks by status value; `by_priority`: waiting (pending) tasks by
+      lower-case priority label;
+    - `wait_seconds`: p50/p90/p99 of submit → dispatch for tasks dispatched in
+      the last hour (None each when there were none);
+    - `throughput_per_minute`: tasks completed per minute over the last 10 minutes;
+    - `paused`: whether the global queue is paused.
+    """
+    now = now or timezone.now()
+    tasks = Task.objects.all()
+    if team_ids is not None:
+        tasks = tasks.filter(team_id__in=list(team_ids))
+    counts = {
+        row["status"]: row["n"] for row in tasks.order_by().values("status").annotate(n=Count("pk"))
+    }
+    labels = {p.value: p.label.lower() for p in Priority}
+    by_priority = dict.fromkeys(labels.values(), 0)
+    waiting = tasks.filter(status=Status.PENDING).order_by().values("priority")
+    for row in waiting.annotate(n=Count("pk")):
+        by_priority[labels.get(row["priority"], str(row["priority"]))] = row["n"]
+    waits = [
+        (dispatched - created).total_seconds()
+        for created, dispatched in tasks.filter(dispatched_at__gte=now - WAIT_WINDOW).values_list(
+            "created_at", "dispatched_at"
+        )
+    ]
+    completed = tasks.filter(
+        status=Status.COMPLETED, finished_at__gte=now - THROUGHPUT_WINDOW
+    ).count()
+    return {
+        "counts": {status.value: counts.get(status.value, 0) for status in Status},
+        "by_priority": by_priority,
+        "wait_seconds": {f"p{q}": percentile(waits, q) for q in (50, 90, 99)},
+        "throughput_per_minute": completed / (THROUGHPUT_WINDOW.total_seconds() / 60),
+        "paused": is_paused(None),
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (the value at or above q% of the sample); None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _check_control(team: Team | None, by) -> None:
+    if by is None:
+        return
+    allowed = by.is_staff if team is None else team.can_manage(by)
+    if not allowed:
+        raise PermissionDenied("You cannot control this queue.")
+
+
+def _wake() -> None:
+    from tasks.dispatch import wake_dispatch
+
+    wake_dispatch()

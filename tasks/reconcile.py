@@ -1,0 +1,228 @@
+"""Reconciliation (D2): what really became of tasks we believe are on a server.
+
+A missed event (monitor gap, ComfyWeb restart, a server that died with our
+prompt on it) must never leave a task stuck. For each `dispatched`/`running`
+task of a server, its prompt id is looked up in the server's `/queue`, then
+`/history` (in that order: ComfyUI writes history before it drops a prompt
+from the running list, so a prompt is never missing from both while alive):
+
+- queued or running → left alone (`dispatched` → `running` if it runs);
+- in history, success → output collection (`tasks.outputs.collect_outputs`),
+  which marks it completed;
+- in history, interrupted → `canceled` if we asked, else `failed`;
+- in history, error → `failed` with the node and exception;
+- in neither → lost: `retry_or_fail` (pending with backoff, or failed).
+  A task dispatched less than `LOST_GRACE` ago is spared: its POST may still
+  be on its way.
+
+If the server does not answer and the monitor has marked it unhealthy, its
+tasks are treated as lost (they are retried elsewhere); if it is merely slow,
+nothing is decided now.
+
+Triggers: `reconcile_server(server_id)` after a monitor reconnect (the
+execution handler enqueues it) and `reconcile_stuck()` every minute for tasks
+on a server longer than `COMFYWEB_RECONCILE_AFTER` seconds (default 300), which
+also covers a restart of ComfyWeb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from servers.comfyui import ComfyUIClient, ComfyUIError, HistoryEntry
+from servers.comfyui.client import Timeouts
+from servers.models import Health, Server
+from tasks.models import Status, Task
+from tasks.transitions import retry_or_fail, transition
+
+logger = logging.getLogger("tasks.reconcile")
+
+COLLECT_JOB = "tasks.outputs.collect_outputs"
+LOST_GRACE = timedelta(seconds=30)
+TIMEOUTS = Timeouts(connect=3.0, read=10.0, write=10.0, pool=3.0)
+
+
+def stuck_after() -> timedelta:
+    return timedelta(seconds=int(getattr(settings, "COMFYWEB_RECONCILE_AFTER", 300)))
+
+
+def reconcile_stuck() -> dict[str, int]:
+    """Reconcile every task that has been dispatched/running longer than `stuck_after()`."""
+    cut = timezone.now() - stuck_after()
+    old = Task.objects.filter(status__in=Status.active()).filter(
+        Q(started_at__lte=cut) | Q(started_at__isnull=True, dispatched_at__lte=cut)
+    )
+    totals: dict[str, int] = {}
+    # A deleted server leaves its tasks with no server at all: nothing to ask.
+    for task_id, prompt_id in old.filter(server__isnull=True).values_list("pk", "prompt_id"):
+        if retry_or_fail(
+            task_id,
+            Status.active(),
+            reason="its server was removed",
+            where={"prompt_id": prompt_id},
+        ):
+            _count(totals, "lost")
+    for server_id in (
+        old.filter(server__isnull=False).values_list("server_id", flat=True).distinct()
+    ):
+        for verdict, n in reconcile_server(server_id, older_than=cut).items():
+            totals[verdict] = totals.get(verdict, 0) + n
+    return totals
+
+
+def reconcile_server(server_id: int, *, older_than=None) -> dict[str, int]:
+    """Check this server's active tasks against its /queue and /history; verdict counts."""
+    server = Server.objects.select_related("state").filter(pk=server_id).first()
+    if server is None:
+        return {}
+    tasks = Task.objects.filter(server_id=server_id, status__in=Status.active())
+    if older_than is not None:
+        tasks = tasks.filter(
+            Q(started_at__lte=older_than)
+            | Q(started_at__isnull=True, dispatched_at__lte=older_than)
+        )
+    rows = list(tasks.values("pk", "prompt_id", "status", "dispatched_at"))
+    if not rows:
+        return {}
+    try:
+        running, pending, history = asyncio.run(_look(server, [r["prompt_id"] for r in rows]))
+    except ComfyUIError as error:
+        return _unreachable(server, rows, error)
+    totals: dict[str, int] = {}
+    young = timezone.now() - LOST_GRACE
+    for row in rows:
+        verdict = _settle(server, row, running, pending, history.get(row["prompt_id"]), young)
+        _count(totals, verdict)
+    logger.info("reconciled server %s: %s", server.name, totals)
+    return totals
+
+
+async def _look(
+    server: Server, prompt_ids: list[str]
+) -> tuple[set[str], set[str], dict[str, HistoryEntry]]:
+    async with ComfyUIClient(
+        server.base_url, headers=server.auth_headers or None, timeouts=TIMEOUTS
+    ) as client:
+        queue = await client.get_queue()
+        running = {item.prompt_id for item in queue.running}
+        pending = {item.prompt_id for item in queue.pending}
+        gone = [pid for pid in prompt_ids if pid and pid not in running | pending]
+        entries = await asyncio.gather(*(client.get_history(pid) for pid in gone))
+    return (
+        running,
+        pending,
+        {pid: entry for pid, entry in zip(gone, entries, strict=False) if entry},
+    )
+
+
+def _settle(
+    server: Server,
+    row: Mapping[str, Any],
+    running: set[str],
+    pending: set[str],
+    entry: HistoryEntry | None,
+    young,
+) -> str:
+    task_id, prompt_id = row["pk"], row["prompt_id"]
+    guard = {"prompt_id": prompt_id}
+    if prompt_id in running:
+        if row["status"] == Status.DISPATCHED:
+            transition(
+                task_id,
+                Status.DISPATCHED,
+                Status.RUNNING,
+                message="running (reconciled)",
+                where=guard,
+            )
+        return "running"
+    if prompt_id in pending:
+        return "queued"
+    if entry is not None and entry.succeeded:
+        from django_q.tasks import async_task
+
+        async_task(COLLECT_JOB, task_id)
+        return "succeeded"
+    if entry is not None:
+        return _ended_badly(task_id, guard, entry)
+    if row["status"] == Status.DISPATCHED and row["dispatched_at"] and row["dispatched_at"] > young:
+        return "in flight"
+    retry_or_fail(
+        task_id,
+        Status.active(),
+        reason=f"prompt lost on {server.name} (in neither its queue nor its history)",
+        error_type="PromptLost",
+        server_id=server.pk,
+        where=guard,
+    )
+    return "lost"
+
+
+def _ended_badly(task_id: int, guard: dict[str, str], entry: HistoryEntry) -> str:
+    if entry.interrupted:
+        asked = Task.objects.filter(pk=task_id, cancel_requested=True).exists()
+        if asked:
+            transition(
+                task_id,
+                Status.active(),
+                Status.CANCELED,
+                message="interrupted (reconciled)",
+                where=guard,
+            )
+            return "canceled"
+        transition(
+            task_id,
+            Status.active(),
+            Status.FAILED,
+            message="interrupted on the server (reconciled)",
+            where=guard,
+            error_type="interrupted",
+            error_message="The prompt was interrupted on the server.",
+        )
+        return "failed"
+    error = entry.error or {}
+    message = str(error.get("exception_message") or entry.status_str or "error")
+    transition(
+        task_id,
+        Status.active(),
+        Status.FAILED,
+        message=f"failed (reconciled): {message}",
+        data={"error": dict(error)} if error else None,
+        where=guard,
+        error_type=str(error.get("exception_type") or "execution_error")[:100],
+        error_message=message,
+        error_node=str(error.get("node_id") or "")[:64],
+    )
+    return "failed"
+
+
+def _unreachable(
+    server: Server, rows: list[Mapping[str, Any]], error: ComfyUIError
+) -> dict[str, int]:
+    state = getattr(server, "state", None)
+    if state is None or state.health != Health.UNHEALTHY:
+        logger.info("reconcile: %s did not answer (%s); deciding later", server.name, error)
+        return {"unreachable": len(rows)}
+    totals: dict[str, int] = {}
+    for row in rows:
+        moved = retry_or_fail(
+            row["pk"],
+            Status.active(),
+            reason=f"{server.name} is down: {error}",
+            error_type=type(error).__name__,
+            server_id=server.pk,
+            where={"prompt_id": row["prompt_id"]},
+        )
+        _count(totals, "lost" if moved else "moved on")
+    return totals
+
+
+def _count(totals: dict[str, int], verdict: str) -> None:
+    totals[verdict] = totals.get(verdict, 0) + 1
