@@ -192,7 +192,13 @@ class SubmitForm(forms.Form):
         initial="count",
         widget=forms.RadioSelect,
     )
-    count = forms.IntegerField(label="N", min_value=1, max_value=MAX_RUNS, initial=1)
+    count = forms.IntegerField(
+        label="N",
+        min_value=1,
+        max_value=MAX_RUNS,
+        initial=1,
+        help_text="With N > 1, “Run N times” gives every run a fresh random seed.",
+    )
     sweep_parameter = forms.ChoiceField(label="Seed parameter", required=False)
     sweep_start = forms.IntegerField(label="First seed", required=False, min_value=0)
     list_parameter = forms.ChoiceField(label="Parameter", required=False)

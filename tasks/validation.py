@@ -159,6 +159,7 @@ def validate_graph(
         return report
     for node_id, node in data.items():
         _check_node_structure(str(node_id), node, data, report)
+    _check_cycles(data, report)
     if catalogue is not None:
         _check_against_catalogue(data, catalogue, report, server_name)
     if not _output_nodes(data, catalogue):
@@ -248,6 +249,48 @@ def _check_link(
             details=name,
             input_name=name,
         )
+
+
+def _check_cycles(graph: Mapping[str, Any], report: ValidationReport) -> None:
+    """A node that (indirectly) feeds itself can never run; ComfyUI fails it at execution."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def sources(node_id: str) -> list[str]:
+        node = graph.get(node_id)
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            return []
+        return [
+            v[0]
+            for v in inputs.values()
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and v[0] in graph
+        ]
+
+    for start in graph:
+        if state.get(start):
+            continue
+        stack = [(start, iter(sources(start)))]
+        state[start] = 1
+        while stack:
+            node_id, pending = stack[-1]
+            nxt = next(pending, None)
+            if nxt is None:
+                state[node_id] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                path = [n for n, _ in stack]
+                loop = [*path[path.index(nxt) :], nxt]
+                report.add_node(
+                    nxt,
+                    "dependency_cycle",
+                    "The graph has a cycle: node "
+                    + " ← ".join(loop)
+                    + "; a node cannot feed itself.",
+                )
+                return
+            elif not state.get(nxt):
+                state[nxt] = 1
+                stack.append((nxt, iter(sources(nxt))))
 
 
 def _output_nodes(

@@ -150,3 +150,11 @@ def test_output_node_from_catalogue_counts():
     assert not validate_graph(graph).valid
     catalogue = {"MyCustomSaver": {"input": {"required": {}}, "output": [], "output_node": True}}
     assert validate_graph(graph, catalogue).valid
+
+
+def test_a_cycle_between_nodes_is_reported():
+    graph = shared_workflow("invert_blur_scale_save")
+    graph["2"]["inputs"]["image"] = ["4", 0]  # 2 <- 4 <- 3 <- 2
+    report = validate_graph(graph)
+    assert report.types == {"dependency_cycle"}
+    assert "cycle" in report.all_messages()[0]
