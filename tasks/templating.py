@@ -4,12 +4,12 @@ Everything here is pure (no database writes, no HTTP): a template's parameters
 are read, never saved. `expand_runs` is what the submit views hand to
 `tasks.submission.submit_runs`.
 
-Image parameters: the form stores the upload in Django storage and the value is
-`{"upload": "<storage path>", "name": "<generated file name>"}`. `render` puts
-the generated file name into the graph (`LoadImage.inputs.image`); the
-dispatcher uploads the stored file to the chosen server (POST /upload/image)
-and replaces the input with the name the server answers, since a server only
-knows files that were uploaded to it.
+Image parameters: the submit form stores the upload in Django storage under
+uploads/team-<id>/<generated name>; the value is `{"upload": "<storage path>",
+"name": "<generated file name>"}` and `render` puts `{"upload": "<storage path>"}`
+on the node input. Dispatch (tasks/dispatch_send.py) uploads that file to the
+chosen server (POST /upload/image) and replaces the input with the name the
+server answers, since a server only knows files uploaded to it.
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ def clean_values(
 
 
 def graph_value(param: TemplateParameter, value: Any) -> Any:
-    """What goes into the graph for a value (an upload becomes its file name)."""
+    """What goes into the graph for a value: an upload becomes dispatch's marker."""
     if isinstance(value, Mapping) and "upload" in value:
-        return value.get("name") or str(value["upload"]).rsplit("/", 1)[-1]
+        return {"upload": value["upload"]}  # exactly this shape: dispatch_send.upload_inputs
     return value
 
 
