@@ -92,6 +92,7 @@ class CustomHandler:
 
 
 def test_handler_comes_from_settings_by_dotted_path(settings):
+    del settings.MONITOR_EXECUTION_HANDLER  # unset: the logging default
     assert isinstance(load_handler(), LoggingHandler)
     settings.MONITOR_EXECUTION_HANDLER = f"{__name__}.CustomHandler"
     assert isinstance(load_handler(), CustomHandler)
