@@ -13,8 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from tasks import templating
-from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm
-from tasks.models import Template, Workflow, WorkflowVersion
+from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm, field_name
+from tasks.models import ParameterType, Task, Team, Template, Workflow, WorkflowVersion
 from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
 from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
 
@@ -132,13 +132,31 @@ def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "tasks/workflows/template_delete.html", {"template": template})
 
 
+def _values_of_task(request: HttpRequest, template: Template) -> dict:
+    """`?task=<id>` ("run again with these parameters"): that task's values as initial data."""
+    task_id = request.GET.get("task", "")
+    if not task_id.isdigit():
+        return {}
+    task = Task.objects.filter(
+        pk=int(task_id), template=template, team__in=Team.objects.for_user(request.user)
+    ).first()
+    if task is None:
+        return {}
+    return {
+        field_name(p): task.params[p.name]
+        for p in template.parameters.all()
+        if p.name in task.params and p.type != ParameterType.IMAGE
+    }
+
+
 @require_http_methods(["GET", "POST"])
 def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
     """The template's page: its generated form; Preview renders, Submit queues."""
     template = _get_template_for_user(request.user, pk)
     can_submit = template.team.can_submit(request.user)
     data = request.POST if request.method == "POST" else None
-    form = SubmitForm(data, request.FILES or None, template=template)
+    initial = _values_of_task(request, template) if data is None else {}
+    form = SubmitForm(data, request.FILES or None, template=template, initial=initial)
     context = {
         "template": template,
         "form": form,

@@ -300,8 +300,34 @@ def test_run_from_the_workflow_page_queues_count_tasks_with_fresh_seeds(client, 
     workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
     client.force_login(member)
     response = client.post(f"/workflows/{workflow.pk}/run/", {"priority": 3, "count": 3})
-    assert response.status_code == 302
+    assert response["Location"] == "/tasks/"
     tasks = list(Task.objects.all())
     assert len(tasks) == 3
     assert {t.priority for t in tasks} == {Priority.URGENT}
     assert len({t.graph["2"]["inputs"]["nonce"] for t in tasks}) == 3
+
+
+def test_run_again_prefills_the_form_with_a_tasks_values(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_width": "321",
+            "p_color": "255",
+            "p_prefix": "again",
+            "priority": 1,
+            "mode": "count",
+            "count": 1,
+            "action": "submit",
+        },
+    )
+    task = Task.objects.get()
+    html = client.get(f"/templates/{template.pk}/", {"task": task.pk}).content.decode()
+    assert 'value="321"' in html
+    assert 'value="again"' in html
+    foreign = Task.objects.create(
+        team=make_team(), graph={}, params={"width": 999}, template=template
+    )
+    html = client.get(f"/templates/{template.pk}/", {"task": foreign.pk}).content.decode()
+    assert 'value="999"' not in html
