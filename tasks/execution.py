@@ -47,7 +47,7 @@ from tasks.transitions import transition
 logger = logging.getLogger(__name__)
 
 COLLECT_JOB = "tasks.outputs.collect_outputs"
-RECONCILE_JOB = "tasks.reconcile.reconcile_server"
+RECONCILE_JOB = "tasks.jobs.reconcile_server"
 # An unknown prompt is looked up again after this long: its task may have been
 # saved a moment after the server started sending (and most of them are not ours).
 UNKNOWN_TTL = 5.0

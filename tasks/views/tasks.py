@@ -12,15 +12,23 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
 from tasks import previews, publish
+from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
 from tasks.models import Batch, Output, Priority, Status, Task, Team
 
 PAGE_SIZE = 50
 FILTERS = ("status", "priority", "team", "batch")
+CANCEL_MESSAGES = {
+    CANCELED: "Task {task.pk} is canceled.",
+    FINISHED: "Task {task.pk} had already finished.",
+    REQUESTED: "Cancelling task {task.pk}: it ends canceled when its server confirms.",
+}
+UNKNOWN_OUTCOME = "Task {task.pk}: its server could not be reached; cancel again later."
 
 
 def _get_task_for_user(request: HttpRequest, task_id: int) -> Task:
@@ -114,13 +122,9 @@ def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
     task = _get_task_for_user(request, task_id)
     if not task.team.can_submit(request.user):
         raise PermissionDenied("Viewers cannot cancel tasks.")
-    if task.status in Status.finished():
-        messages.info(
-            request, f"Task {task.pk} has already finished ({task.get_status_display()})."
-        )
-    else:
-        _cancel(task.pk, request.user)
-        messages.success(request, f"Cancelling task {task.pk}.")
+    outcome = cancel_task(task.pk, by=request.user)
+    publish.publish_task(task.pk)  # "cancel requested" shows at once
+    messages.info(request, CANCEL_MESSAGES.get(outcome, UNKNOWN_OUTCOME).format(task=task))
     return _back(request, reverse("tasks:task_detail", args=[task.pk]))
 
 
@@ -130,20 +134,13 @@ def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_for_user(request, batch_id)
     if not batch.team.can_submit(request.user):
         raise PermissionDenied("Viewers cannot cancel tasks.")
-    ids = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
-    for task_id in ids:
-        _cancel(task_id, request.user)
-    messages.success(
-        request, f"Cancelling {len(ids)} task{'s' if len(ids) != 1 else ''} of batch {batch.pk}."
-    )
+    active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
+    totals = cancel_batch(batch.pk, by=request.user)
+    for task_id in active:
+        publish.publish_task(task_id)
+    count = sum(totals.values())
+    messages.info(request, f"Cancelling {count} task{pluralize(count)} of batch {batch.pk}.")
     return _back(request, f"{reverse('tasks:tasks')}?{urlencode({'batch': batch.pk})}")
-
-
-def _cancel(task_id: int, user) -> None:
-    from tasks.cancel import cancel_task
-
-    cancel_task(task_id, by=user)
-    publish.publish_task(task_id)
 
 
 def _back(request: HttpRequest, default: str) -> HttpResponse:

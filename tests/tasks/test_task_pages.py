@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import sys
-import types
 
 import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from tasks import previews
-from tasks.models import Batch, Output, Priority, Role, Status, TaskEvent
+from tasks import cancel, previews
+from tasks.models import Batch, Output, Priority, Role, Status, Task, TaskEvent
+from tasks.views import tasks as views
 from tests.factories import make_team, make_user
 from tests.tasks.task_factories import make_server, make_task
 
@@ -25,11 +24,23 @@ def media(settings, tmp_path):
 
 @pytest.fixture
 def cancels(monkeypatch):
-    """Records `tasks.cancel.cancel_task` calls (the queue's side is tested there)."""
+    """Records cancel calls (the queue's side of cancelling is tested with the queue)."""
     calls = []
-    module = types.ModuleType("tasks.cancel")
-    module.cancel_task = lambda task_id, by=None: calls.append((task_id, by))
-    monkeypatch.setitem(sys.modules, "tasks.cancel", module)
+
+    def cancel_task(task_id, *, by):
+        calls.append((task_id, by))
+        return cancel.REQUESTED
+
+    def cancel_batch(batch_id, *, by):
+        ids = Task.objects.filter(batch_id=batch_id).exclude(status__in=Status.finished())
+        return {
+            cancel.REQUESTED: len(
+                [cancel_task(pk, by=by) for pk in ids.values_list("pk", flat=True)]
+            )
+        }
+
+    monkeypatch.setattr(views, "cancel_task", cancel_task)
+    monkeypatch.setattr(views, "cancel_batch", cancel_batch)
     return calls
 
 
