@@ -239,6 +239,8 @@ class TaskEventHandler:
         self._stop_updates(tracked)
         if tracked.progress.succeeded:
             await self._write_progress(tracked)
+            # The stored outputs take the preview's place on the page.
+            await sync_to_async(previews.discard)(tracked.task_id)
             await database_sync_to_async(enqueue)(COLLECT_JOB, tracked.task_id)
         elif not tracked.progress.ended:
             # Ended without success, error or interrupt that we saw: ask the server.

@@ -16,11 +16,12 @@ from servers.comfyui import (
     Event,
     EventStream,
     ExecutionStart,
+    PreviewImage,
     Progress,
     Reconnected,
 )
 from servers.models import ServerState
-from tasks import execution
+from tasks import execution, previews
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
 from tests.tasks.task_factories import make_server, make_task, simulator, workflow
@@ -204,3 +205,25 @@ async def test_a_reconnect_asks_for_the_server_to_be_reconciled(monkeypatch):
     event = Reconnected(url="ws://127.0.0.1:1/ws", downtime=1.0, reconnects=1)
     await TaskEventHandler().handle(7, event)
     assert queued == [(execution.RECONCILE_JOB, (7,))]
+
+
+async def test_live_previews_are_kept_and_pushed_while_running_then_dropped(sim, monkeypatch):
+    task = await dispatched_task(sim, workflow("slow_progress_preview_text"))
+    pushed, seen = [], []
+
+    async def record(task_id: int) -> None:
+        pushed.append(task_id)
+
+    async def look(event: Event, client: ComfyUIClient) -> None:
+        if isinstance(event, PreviewImage):
+            seen.append(await sync_to_async(previews.latest)(task.pk))
+
+    monkeypatch.setattr(execution.publish, "apublish_preview", record)
+    await run_task(sim, task, TaskEventHandler(), look)
+
+    assert seen
+    assert all(latest is not None and latest[1] in previews.MIME_TYPES for latest in seen)
+    assert pushed
+    assert set(pushed) == {task.pk}
+    assert await sync_to_async(previews.latest)(task.pk) is None
+    assert (await reload(task)).status == Status.COMPLETED
