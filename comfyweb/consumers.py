@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from comfyweb import live, topics
-from comfyweb.live import FragmentUpdate
+from comfyweb.live import FragmentRefresh, FragmentUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for target, html in await database_sync_to_async(topic.snapshot)(self.user, key):
             await self.send_json(live.fragment(topic.name, target, html, key))
 
-    async def fragment_update(self, event: FragmentUpdate) -> None:
+    async def fragment_update(self, event: FragmentUpdate | FragmentRefresh) -> None:
         # Permission can change while a socket is open (removed from a team,
         # deactivated): check again before every event, not just on subscribe.
         topic = topics.get(event["topic"])
@@ -60,6 +60,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json(event)
 
-    def _still_allowed(self, topic: topics.Topic, event: FragmentUpdate) -> bool:
+    async def fragment_refresh(self, event: FragmentRefresh) -> None:
+        # Same gate as an update: the hint says "something changed" and nothing more.
+        await self.fragment_update(event)
+
+    def _still_allowed(self, topic: topics.Topic, event: FragmentUpdate | FragmentRefresh) -> bool:
         self.user.refresh_from_db(fields=["is_active"])
         return self.user.is_active and topic.allowed(self.user, event["key"])

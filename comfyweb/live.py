@@ -26,6 +26,20 @@ class FragmentUpdate(TypedDict):
     html: str
 
 
+class FragmentRefresh(TypedDict):
+    """Fetch `url` (a partial for the signed-in user) and put it in place of `target`.
+
+    For panels whose content differs per user (their teams' counts): one hint
+    broadcast to everyone, each browser asks for its own view, throttled.
+    """
+
+    type: Literal["fragment.refresh"]
+    topic: str
+    key: str | None
+    target: str
+    url: str
+
+
 def valid_key(key: str | None) -> bool:
     return key is None or bool(_KEY.match(key))
 
@@ -48,3 +62,14 @@ async def apublish_fragment(topic: str, target: str, html: str, key: str | None 
 
 def publish_fragment(topic: str, target: str, html: str, key: str | None = None) -> None:
     async_to_sync(apublish_fragment)(topic, target, html, key)
+
+
+def publish_refresh(topic: str, target: str, url: str, key: str | None = None) -> None:
+    message: FragmentRefresh = {
+        "type": "fragment.refresh",
+        "topic": topic,
+        "key": key,
+        "target": target,
+        "url": url,
+    }
+    async_to_sync(get_channel_layer().group_send)(group_name(topic, key), message)

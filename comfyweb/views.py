@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from comfyweb import health
 from servers import status_panel
+from tasks import queue_panel
 from tasks.models import Team
 
 
@@ -30,6 +31,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = status_panel.table_context()
+    context |= queue_panel.context(request.user)
     context |= {"health": health.collect(), "teams": _teams_with_roles(request.user)}
     return render(request, "comfyweb/dashboard.html", context)
 

@@ -8,10 +8,16 @@ class TasksConfig(AppConfig):
     verbose_name = "Work"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_save
+
         from comfyweb import topics
-        from tasks import publish
+        from tasks import publish, queue_panel
+        from tasks.models import Task
         from tasks.transitions import task_transitioned
 
         topics.register(publish.task_topic)
         topics.register(publish.team_tasks_topic)
+        topics.register(queue_panel.topic)
         task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
+        task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
+        post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")

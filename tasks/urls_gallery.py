@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from tasks.views import gallery
+
+urlpatterns = [
+    path("gallery/", gallery.gallery, name="gallery"),
+    path("gallery/<int:pk>/", gallery.output_detail, name="output_detail"),
+]

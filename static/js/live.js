@@ -39,6 +39,27 @@ function swapFragment(targetId, html) {
   document.dispatchEvent(new CustomEvent("live:swapped", { detail: { target: targetId } }));
 }
 
+// Per-user panels get a "something changed" hint and fetch their own partial,
+// at most once per REFRESH_MS per target however many hints arrive.
+const REFRESH_MS = 1000;
+const refreshTimers = new Map();
+
+function scheduleRefresh(targetId, url) {
+  if (refreshTimers.has(targetId)) return;
+  refreshTimers.set(
+    targetId,
+    setTimeout(async () => {
+      refreshTimers.delete(targetId);
+      try {
+        const response = await fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" } });
+        if (response.ok) swapFragment(targetId, await response.text());
+      } catch {
+        // The next hint or the reconnect snapshot brings the panel up to date.
+      }
+    }, REFRESH_MS),
+  );
+}
+
 function setState(state) {
   document.body.dataset.live = state;
   const label = document.querySelector(".live-indicator .live-label");
@@ -67,6 +88,7 @@ export function connect() {
         return;
       }
       if (message.type === "fragment.update") swapFragment(message.target, message.html);
+      else if (message.type === "fragment.refresh") scheduleRefresh(message.target, message.url);
     });
     socket.addEventListener("close", (event) => {
       setState("closed");

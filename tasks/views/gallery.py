@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+
+from tasks.gallery import gallery_for
+from tasks.models import Output
+
+PAGE_SIZE = 48
+
+
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    query = gallery_for(request.user, request.GET)
+    page = Paginator(query.outputs, PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    return render(
+        request,
+        "tasks/gallery/gallery.html",
+        {"page": page, "form": query.form, "filters": filters.urlencode()},
+    )
+
+
+@require_GET
+def output_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    output = _get_output_for_user(request.user, pk)
+    return render(
+        request,
+        "tasks/gallery/output.html",
+        {"output": output, "task": output.task, "run_again_url": _run_again_url(output)},
+    )
+
+
+def _get_output_for_user(user, pk: int) -> Output:
+    """Another team's output is a 404: ids must not reveal that it exists."""
+    queryset = Output.objects.for_user(user).select_related(
+        "task__template", "task__workflow_version__workflow", "task__server", "team"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _run_again_url(output: Output) -> str | None:
+    """The template's submit form, prefilled with this output's parameters."""
+    task = output.task
+    if task.template_id is None:
+        return None
+    try:
+        url = reverse("tasks:template_detail", args=[task.template_id])
+    except NoReverseMatch:
+        return None
+    return f"{url}?{urlencode(task.params, doseq=True)}" if task.params else url

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+from PIL import Image
+
+from tasks.models import Output, Status, Task, Template, Workflow, WorkflowVersion
+from tests.factories import make_team, make_user
+
+pytestmark = pytest.mark.django_db
+
+GRAPH = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}},
+}
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_output(team, *, workflow=None, template=None, status=Status.COMPLETED, age_days=0):
+    version = None
+    if workflow is not None:
+        version = workflow.versions.first() or WorkflowVersion.objects.create(
+            workflow=workflow, number=1, graph=GRAPH
+        )
+    task = Task.objects.create(
+        team=team, graph=GRAPH, workflow_version=version, template=template, status=status
+    )
+    output = Output(task=task, team=team, content_type="image/png", width=8, height=8)
+    output.file.save("ignored.png", ContentFile(_png()), save=False)
+    output.thumbnail.save("ignored.webp", ContentFile(_png()), save=False)
+    output.created_at = timezone.now() - timedelta(days=age_days)
+    output.save()
+    return output
+
+
+def test_gallery_shows_only_the_users_teams_outputs(client):
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    mine, other = make_output(ours), make_output(theirs)
+    client.force_login(make_user(team=ours))
+    page = client.get("/gallery/")
+    shown = [output.pk for output in page.context["page"].object_list]
+    assert shown == [mine.pk]
+    assert client.get(f"/gallery/{other.pk}/").status_code == 404
+    assert client.get(f"/gallery/{mine.pk}/").status_code == 200
+
+
+def test_gallery_filters_by_workflow_template_status_and_date(client):
+    team = make_team()
+    portraits = Workflow.objects.create(team=team, name="Portraits")
+    landscapes = Workflow.objects.create(team=team, name="Landscapes")
+    old = make_output(team, workflow=portraits, age_days=10)
+    new = make_output(team, workflow=landscapes)
+    failed = make_output(team, workflow=landscapes, status=Status.FAILED)
+    template = Template.objects.create(
+        team=team, workflow_version=portraits.versions.first(), name="Headshot"
+    )
+    templated = make_output(team, workflow=portraits, template=template)
+    client.force_login(make_user(team=team))
+
+    def shown(query: str) -> set[int]:
+        return {o.pk for o in client.get(f"/gallery/?{query}").context["page"].object_list}
+
+    assert shown(f"workflow={portraits.pk}") == {old.pk, templated.pk}
+    assert shown(f"template={template.pk}") == {templated.pk}
+    assert shown("status=failed") == {failed.pk}
+    since = (timezone.now() - timedelta(days=1)).date().isoformat()
+    assert shown(f"since={since}") == {new.pk, failed.pk, templated.pk}
+
+
+def test_a_reversed_date_range_is_explained_not_applied(client):
+    team = make_team()
+    make_output(team)
+    client.force_login(make_user(team=team))
+    response = client.get("/gallery/?since=2026-05-02&until=2026-05-01")
+    assert "The start date is after the end date." in response.content.decode()
+    assert len(response.context["page"].object_list) == 1
+
+
+def test_gallery_pages_through_many_outputs(client):
+    team = make_team()
+    for _ in range(50):
+        make_output(team)
+    client.force_login(make_user(team=team))
+    first = client.get("/gallery/")
+    assert len(first.context["page"].object_list) == 48
+    assert len(client.get("/gallery/?page=2").context["page"].object_list) == 2
+
+
+def test_empty_gallery_says_how_to_fill_it(client):
+    client.force_login(make_user(team=make_team()))
+    assert "run a workflow and its outputs appear here" in client.get("/gallery/").content.decode()

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from comfyweb.consumers import LiveConsumer
+from tasks import queue_panel
+from tasks.models import QueuePause, Role, Status, Task
+from tests.factories import make_team, make_user
+
+pytestmark = pytest.mark.django_db
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+
+
+def test_staff_pause_and_resume_the_whole_queue(client):
+    client.force_login(make_user(staff=True))
+    client.post("/queue/pause")
+    assert QueuePause.objects.filter(team=None).exists()
+    assert "paused for everyone" in client.get("/").content.decode()
+    client.post("/queue/resume")
+    assert not QueuePause.objects.exists()
+
+
+def test_members_cannot_pause_everyone_nor_their_team(client):
+    team = make_team()
+    client.force_login(make_user(team=team, role=Role.MEMBER))
+    assert client.post("/queue/pause").status_code == 403
+    assert client.post("/queue/pause", {"team": team.pk}).status_code == 403
+    assert not QueuePause.objects.exists()
+
+
+def test_team_admin_pauses_only_their_team_and_other_teams_are_404(client):
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    client.force_login(make_user(team=ours, role=Role.ADMIN))
+    client.post("/queue/pause", {"team": ours.pk})
+    assert QueuePause.objects.get().team == ours
+    assert client.post("/queue/pause", {"team": theirs.pk}).status_code == 404
+    assert client.post("/queue/pause", {"team": "x"}).status_code == 404
+
+
+def test_clear_cancels_the_teams_pending_tasks_only(client):
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    mine = Task.objects.create(team=ours, graph=GRAPH)
+    other = Task.objects.create(team=theirs, graph=GRAPH)
+    client.force_login(make_user(team=ours, role=Role.ADMIN))
+    client.post("/queue/clear", {"team": ours.pk})
+    mine.refresh_from_db()
+    other.refresh_from_db()
+    assert mine.status == Status.CANCELED
+    assert other.status == Status.PENDING
+
+
+def test_panel_counts_only_the_users_teams(client):
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    Task.objects.create(team=ours, graph=GRAPH)
+    for _ in range(3):
+        Task.objects.create(team=theirs, graph=GRAPH)
+    client.force_login(make_user(team=ours))
+    html = client.get("/queue/panel").content.decode()
+    assert '<strong>1</strong><span class="muted small">Pending</span>' in html
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_state_changes_send_dashboards_a_refresh_hint():
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = await sync_to_async(make_user)()
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"action": "subscribe", "topic": "queue"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot["target"] == queue_panel.TARGET
+
+    await sync_to_async(queue_panel.refresh_browsers)()
+    hint = await communicator.receive_json_from(timeout=5)
+    assert hint == {
+        "type": "fragment.refresh",
+        "topic": "queue",
+        "key": None,
+        "target": "queue-panel",
+        "url": "/queue/panel",
+    }
+    await communicator.disconnect()
