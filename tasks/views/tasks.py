@@ -113,7 +113,8 @@ def _run_again_url(task: Task) -> str | None:
         url = reverse("tasks:template_submit", args=[task.template_id])
     except NoReverseMatch:  # the submit form comes with the templates pages
         return None
-    return f"{url}?{urlencode({'from_task': task.pk})}"
+    # The submit form reads its initial values from the query (as the gallery's link).
+    return f"{url}?{urlencode(task.params, doseq=True)}" if task.params else url
 
 
 @login_required

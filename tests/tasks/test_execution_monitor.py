@@ -1,0 +1,91 @@
+"""The handler in place: dispatch sends a task, the real monitor feeds its events (A6, A8)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from django_q.conf import Conf
+
+from servers.monitor.monitor import Monitor
+from tasks.dispatch import dispatch_pending
+from tasks.execution import TaskEventHandler
+from tasks.models import Output, Status, Task
+from tests.factories import make_team
+from tests.tasks.queue_factories import make_live_server
+from tests.tasks.task_factories import make_task, simulator, workflow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NODES = ["EmptyImage", "SlowProgress", "SaveImage", "FailNode", "PreviewImage"]
+
+
+@pytest.fixture(autouse=True)
+def sync_jobs(monkeypatch, settings, tmp_path):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+async def wait_for(condition, what: str, within: float = 20.0):
+    """Poll a sync (ORM) condition until it holds; fail after `within` seconds."""
+    check = sync_to_async(condition)
+    deadline = time.monotonic() + within
+    while not (result := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def test_dispatched_tasks_complete_and_fail_through_the_running_monitor(
+    tmp_path: pathlib.Path,
+):
+    async with simulator(tmp_path / "comfyui") as sim:
+        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        monitor = Monitor(
+            handler=TaskEventHandler(), tick=0.3, heartbeat=False, on_visible_change=lambda _: None
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(monitor.run(stop))
+        try:
+            await wait_for(
+                lambda: (
+                    server.pk in monitor.watchers
+                    and monitor.watchers[server.pk].stream_stats.connected
+                ),
+                "the monitor's event stream",
+            )
+
+            def submit() -> list[Task]:
+                team = make_team()
+                return [
+                    make_task(team, status=Status.PENDING, graph=workflow(name))
+                    for name in ("slow_progress", "fail")
+                ]
+
+            ok, bad = await sync_to_async(submit)()
+            assert await sync_to_async(dispatch_pending)() == 2
+            await wait_for(
+                lambda: (
+                    Task.objects.filter(
+                        pk__in=[ok.pk, bad.pk], status__in=Status.finished()
+                    ).count()
+                    == 2
+                ),
+                "both tasks to finish",
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    ok, bad = await Task.objects.aget(pk=ok.pk), await Task.objects.aget(pk=bad.pk)
+    assert ok.status == Status.COMPLETED
+    assert ok.progress_fraction == 1.0
+    assert await Output.objects.filter(task=ok, content_type="image/png").aexists()
+    assert bad.status == Status.FAILED
+    assert bad.error_node == "2"
+    changes = [e.to_status async for e in ok.events.exclude(to_status="")]
+    assert changes[-3:] == [Status.DISPATCHED, Status.RUNNING, Status.COMPLETED]
