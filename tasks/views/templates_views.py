@@ -12,10 +12,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from servers.models import Server
 from tasks import templating
 from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm, field_name
 from tasks.models import ParameterType, Task, Team, Template, Workflow, WorkflowVersion
 from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
+from tasks.validation import CatalogueUnavailable, fetch_catalogue
 from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
 
 
@@ -49,7 +51,22 @@ def template_list(request: HttpRequest) -> HttpResponse:
     return render(request, "tasks/workflows/template_list.html", context)
 
 
-def _suggested_initial(version: WorkflowVersion) -> list[dict]:
+def _catalogue_for(request: HttpRequest) -> dict | None:
+    """`?server=<id>`: that server's catalogue for bounds and choices (an explicit request)."""
+    server_id = request.GET.get("server", "")
+    if not server_id.isdigit():
+        return None
+    server = Server.objects.enabled().filter(pk=int(server_id)).first()
+    if server is None:
+        return None
+    try:
+        return fetch_catalogue(server)
+    except CatalogueUnavailable as exc:
+        messages.warning(request, f"Suggestions use built-in bounds: {exc}")
+        return None
+
+
+def _suggested_initial(version: WorkflowVersion, catalogue: dict | None) -> list[dict]:
     return [
         {
             "name": s.name,
@@ -63,7 +80,7 @@ def _suggested_initial(version: WorkflowVersion) -> list[dict]:
             "maximum": s.maximum,
             "choices": s.choices,
         }
-        for s in suggest_parameters(version, models=known_models())
+        for s in suggest_parameters(version, catalogue, models=known_models())
     ]
 
 
@@ -78,7 +95,9 @@ def template_create(request: HttpRequest, pk: int) -> HttpResponse:
         else workflow.current_version
     )
     template = Template(team=workflow.team, workflow_version=version, created_by=request.user)
-    initial = _suggested_initial(version) if request.method == "GET" else []
+    initial = (
+        _suggested_initial(version, _catalogue_for(request)) if request.method == "GET" else []
+    )
     return _edit_template(request, template, initial=initial, created=True)
 
 
@@ -116,6 +135,7 @@ def _edit_template(
         "version": template.workflow_version,
         "workflow": template.workflow_version.workflow,
         "created": created,
+        "servers": Server.objects.enabled() if created else [],
     }
     return render(request, "tasks/workflows/template_form.html", context)
 

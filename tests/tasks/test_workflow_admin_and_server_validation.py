@@ -72,3 +72,15 @@ def test_admin_lists_workflows_with_read_only_versions_and_templates_with_parame
     assert client.get("/admin/tasks/workflowversion/add/").status_code == 403
     html = client.get(f"/admin/tasks/template/{template.pk}/change/").content.decode()
     assert 'value="width"' in html
+
+
+def test_template_suggestions_take_bounds_from_a_chosen_server(client, simulated_server):
+    team = make_team()
+    client.force_login(make_user(team=team))
+    workflow = make_workflow(team, graph=shared_workflow("invert_blur_scale_save"))
+    url = f"/workflows/{workflow.pk}/templates/new/"
+    plain = client.get(url).content.decode()
+    assert 'value="16"' in plain  # built-in lower bound for width
+    html = client.get(url, {"server": simulated_server.pk}).content.decode()
+    assert "Ask the server" in html
+    assert 'name="parameters-0-minimum" value="1"' in html  # EmptyImage's own minimum
