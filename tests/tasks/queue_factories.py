@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sqlite3
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from django_q.conf import Conf
 
@@ -213,3 +215,33 @@ def private_dispatch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def register(sim: SimulatedComfyUI, **fields: Any) -> Server:
     return make_live_server(sim.base_url, name=f"sim-{sim.port}", **fields)
+
+
+@contextlib.contextmanager
+def threads_on_a_file_database(path: Path) -> Iterator[None]:
+    """Let other threads share the test database the way processes share a real one.
+
+    The SQLite test database lives in memory with a shared cache, where
+    concurrent writers fail at once ("database table is locked") instead of
+    waiting. For the duration, new connections (other threads) open a file copy
+    instead, with the project's WAL/IMMEDIATE/busy-timeout settings, as
+    production's processes do; afterwards the file is copied back. The calling
+    thread must not touch the database inside the block. (On PostgreSQL this
+    is unnecessary and does nothing.)
+    """
+    connection = connections["default"]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    memory = connection.connection
+    with sqlite3.connect(path) as copy:
+        memory.backup(copy)
+    name = connection.settings_dict["NAME"]
+    connection.settings_dict["NAME"] = str(path)
+    try:
+        yield
+    finally:
+        connection.settings_dict["NAME"] = name
+        with sqlite3.connect(path) as copy:
+            copy.backup(memory)

@@ -1,0 +1,88 @@
+"""Several dispatchers at once (threads, real database transactions): nothing is sent twice."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.db import close_old_connections
+
+from servers.models import ServerState
+from tasks import dispatch
+from tasks.models import Status, Task, TaskEvent
+from tests.tasks.queue_factories import (
+    make_task,
+    private_dispatch_keys,
+    register,
+    running_sims,
+    threads_on_a_file_database,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_keys(monkeypatch):
+    private_dispatch_keys(monkeypatch)
+
+
+@pytest.fixture
+def sim_thread(tmp_path):
+    yield from running_sims(tmp_path)
+
+
+def in_threads(count: int, work: Callable[[], object], tmp_path) -> list[object]:
+    """Run `work` in `count` threads released together; their results."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = work()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    with threads_on_a_file_database(tmp_path / "db.sqlite3"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+def test_concurrent_claims_never_take_one_task_twice_nor_overfill_a_server(sim_thread, tmp_path):
+    # The claim step without the lock: only the conditional updates protect it.
+    servers = [register(sim, max_inflight=3) for sim in sim_thread.start(2)]
+    for _ in range(20):
+        make_task()
+    batches = in_threads(4, dispatch._claim_batch, tmp_path)
+    claimed = [claim.task_id for batch in batches for claim in batch]
+    assert len(claimed) == len(set(claimed)) == 6
+    assert [ServerState.objects.get(server=s).inflight for s in servers] == [3, 3]
+    assert Task.objects.filter(status=Status.DISPATCHED).count() == 6
+    dispatched_events = TaskEvent.objects.filter(to_status=Status.DISPATCHED)
+    assert not [
+        t for t, n in Counter(dispatched_events.values_list("task_id", flat=True)).items() if n > 1
+    ]
+
+
+def test_concurrent_dispatch_jobs_send_each_task_exactly_once(sim_thread, tmp_path):
+    sims = sim_thread.start(3)
+    for sim in sims:
+        register(sim, max_inflight=4)
+    tasks = [make_task() for _ in range(12)]
+    sent = in_threads(3, dispatch.dispatch_pending, tmp_path)
+    assert sum(sent) == 12
+    prompts = set().union(*(sim_thread.prompts_seen(sim) for sim in sims))
+    ours = set(Task.objects.values_list("prompt_id", flat=True))
+    assert len(ours) == len(tasks)
+    # Every prompt any server ever received belongs to exactly one task.
+    assert prompts == ours
