@@ -1,0 +1,118 @@
+"""The django-q2 side: wake-ups, the jobs by dotted path (sync mode), schedules, avoidance."""
+
+from __future__ import annotations
+
+import pytest
+from django_q.models import Schedule
+
+from comfyweb.schedules import ensure_schedules
+from servers import fleet
+from tasks import dispatch, jobs
+from tasks.models import Status
+from tasks.submission import Run, submit_runs
+from tests.factories import make_team, make_user
+from tests.tasks.queue_factories import (
+    make_task,
+    private_dispatch_keys,
+    register,
+    running_sims,
+    sync_jobs,
+    trivial_graph,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _own_keys(monkeypatch):
+    private_dispatch_keys(monkeypatch)
+
+
+@pytest.fixture
+def sim_thread(tmp_path):
+    yield from running_sims(tmp_path)
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[tuple]:
+    jobs_: list[tuple] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: jobs_.append(args))
+    return jobs_
+
+
+def test_wake_ups_before_the_job_starts_queue_one_job(enqueued):
+    for _ in range(5):
+        dispatch.wake_dispatch()
+    assert enqueued == [("tasks.jobs.dispatch",)]
+
+
+def test_a_wake_up_while_the_job_runs_queues_another_pass(enqueued):
+    dispatch.wake_dispatch()
+    dispatch.woken()  # the job started
+    dispatch.wake_dispatch()
+    assert len(enqueued) == 2
+
+
+def test_a_submission_is_dispatched_by_the_job_after_commit(
+    sim_thread, monkeypatch, django_capture_on_commit_callbacks
+):
+    sync_jobs(monkeypatch)
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    team = make_team()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = submit_runs(
+            team=team, submitter=make_user(team=team), runs=[Run(trivial_graph(), {})]
+        )
+    (task,) = result.tasks
+    task.refresh_from_db()
+    assert task.status == Status.DISPATCHED
+    assert task.server_id == server.pk
+    assert task.prompt_id in sim_thread.prompts_seen(sim)
+
+
+def test_the_jobs_run_by_dotted_path_and_a_missed_success_ends_completed(
+    sim_thread, monkeypatch, settings, tmp_path
+):
+    from django_q.tasks import async_task, result
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
+    sync_jobs(monkeypatch)
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    task = make_task()
+    assert result(async_task("tasks.jobs.dispatch")) == 1
+    assert result(async_task("tasks.jobs.reconcile")) == {}  # nothing on a server for long
+    sim_thread.wait_idle(sim)
+    # No monitor heard the prompt end: reconciliation hands it to output collection.
+    assert result(async_task("tasks.reconcile.reconcile_server", server.pk)) == {"succeeded": 1}
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED
+    assert task.outputs.count() == 1
+
+
+def test_the_safety_net_schedules_exist_after_migrate():
+    ensure_schedules()
+    funcs = dict(Schedule.objects.values_list("name", "func"))
+    assert funcs["tasks.dispatch"] == "tasks.jobs.dispatch"
+    assert funcs["tasks.reconcile"] == "tasks.jobs.reconcile"
+    assert jobs.wake_dispatch is dispatch.wake_dispatch
+
+
+def test_pick_server_avoids_a_failed_server_while_another_can_take_the_task(sim_thread):
+    first, second = (register(sim) for sim in sim_thread.start(2))
+    preferred = fleet.pick_server(trivial_graph(), record=False)
+    other = second if preferred.server_id == first.pk else first
+    avoided = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
+    assert avoided.server_id == other.pk
+    # Nobody else can: the failed server is still better than waiting.
+    other.enabled = False
+    other.save()
+    fallback = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
+    assert fallback.server_id == preferred.server_id
