@@ -222,9 +222,11 @@ class SubmitForm(forms.Form):
         self.fields["sweep_parameter"].choices = seeds
         self.fields["list_parameter"].choices = listable
         if not seeds:
+            # No seed parameter, no sweep: the form offers only what can run.
             self.fields["mode"].choices = [
                 c for c in self.fields["mode"].choices if c[0] != "sweep"
             ]
+            del self.fields["sweep_parameter"], self.fields["sweep_start"]
         self.values: dict[str, Any] = {}
 
     def parameter_fields(self) -> list[forms.BoundField]:
