@@ -21,3 +21,4 @@ class TasksConfig(AppConfig):
         task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")
+        post_save.connect(publish.on_task_saved, sender=Task, dispatch_uid="tasks.publish_new")

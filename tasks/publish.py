@@ -17,6 +17,8 @@ import logging
 from datetime import datetime
 from typing import TypedDict
 
+from django.core.cache import cache
+from django.db import transaction
 from django.template.loader import render_to_string
 
 from comfyweb import live, topics
@@ -63,6 +65,10 @@ def target(task_id: int, part: str) -> str:
 
 def row_target(task_id: int) -> str:
     return f"task-row-{task_id}-state"
+
+
+def new_tasks_target(team_id: int) -> str:
+    return f"tasks-new-{team_id}"
 
 
 # -- views of a task ----------------------------------------------------------------
@@ -208,6 +214,24 @@ def publish_task(task_id: int) -> None:
         live.publish_fragment(TASK_TOPIC, target(task_id, part), html, key=str(task_id))
     row = render_row_state(context["progress"])
     live.publish_fragment(TEAM_TOPIC, row_target(task_id), row, key=str(task.team_id))
+
+
+def on_task_saved(sender, instance: Task, created: bool, **kwargs) -> None:
+    """`post_save` receiver: tell open task lists that their team has new tasks."""
+    if created:
+        team_id = instance.team_id
+        transaction.on_commit(lambda: announce_new_tasks(team_id))
+
+
+def announce_new_tasks(team_id: int) -> None:
+    # A batch of a thousand is one notice: at most one a second per team.
+    try:
+        if not cache.add(f"tasks:new-announced:{team_id}", 1, timeout=1):
+            return
+        html = render_part("new-tasks", {"team_id": team_id})
+        live.publish_fragment(TEAM_TOPIC, new_tasks_target(team_id), html, key=str(team_id))
+    except Exception:
+        logger.exception("announcing new tasks of team %s failed", team_id)
 
 
 def on_task_transitioned(sender, task_id: int, **kwargs) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from comfyweb import live
 from tasks import cancel, previews
 from tasks.models import Batch, Output, Priority, Role, Status, Task, TaskEvent
 from tasks.views import tasks as views
@@ -197,3 +199,20 @@ def test_live_preview_is_served_to_the_team_only_while_there_is_one(client):
     assert response["Content-Type"] == "image/png"
     assert "?v=" in client.get(f"/tasks/{task.pk}/").content.decode()
     previews.discard(task.pk)
+
+
+def test_new_tasks_are_announced_once_to_their_teams_lists(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    published = []
+    monkeypatch.setattr(
+        live,
+        "publish_fragment",
+        lambda topic, target, html, key=None: published.append((topic, target, key)),
+    )
+    team = make_team()
+    cache.delete(f"tasks:new-announced:{team.pk}")
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            make_task(team, status=Status.PENDING)
+    assert published == [("team-tasks", f"tasks-new-{team.pk}", str(team.pk))]
