@@ -134,8 +134,12 @@ def inspect(path: Path) -> Inspected:
         return Inspected(OPAQUE, None, None, None)
 
 
-def thumbnail(image: Image.Image) -> bytes:
-    copy = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+def thumbnail(image: Image.Image) -> bytes | None:
+    """A small webp; None for the rare modes Pillow cannot bring to RGB (still an image)."""
+    try:
+        copy = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    except ValueError:
+        return None
     copy.thumbnail(THUMBNAIL_SIZE)
     buffer = io.BytesIO()
     copy.save(buffer, format="WEBP", quality=80)

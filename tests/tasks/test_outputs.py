@@ -98,3 +98,13 @@ def test_display_names_keep_only_the_last_segment():
     assert display_name(FileRef("../../etc/passwd", "..")) == "passwd"
     assert display_name(FileRef("..", "")) == "output"
     assert seeds_in(workflow("empty_save")) == {}
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "I;16"])
+def test_any_png_mode_is_kept_as_an_image(tmp_path, mode):
+    buffer = io.BytesIO()
+    Image.new(mode, (40, 30)).save(buffer, format="PNG")
+    task = make_task(server=make_server())
+    output = store_output(task, downloaded(tmp_path, buffer.getvalue(), FileRef("m.png")))
+    assert output.content_type == "image/png"
+    assert (output.width, output.height) == (40, 30)
