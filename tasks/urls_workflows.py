@@ -21,6 +21,8 @@ urlpatterns = [
     ),
     path("templates/", templates_views.template_list, name="templates"),
     path("templates/<int:pk>/", templates_views.template_submit, name="template_detail"),
+    # The submit form is the template's page; the task pages link it by this name.
+    path("templates/<int:pk>/submit/", templates_views.template_submit, name="template_submit"),
     path("templates/<int:pk>/edit/", templates_views.template_edit, name="template_edit"),
     path("templates/<int:pk>/delete/", templates_views.template_delete, name="template_delete"),
 ]

@@ -152,21 +152,19 @@ def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "tasks/workflows/template_delete.html", {"template": template})
 
 
-def _values_of_task(request: HttpRequest, template: Template) -> dict:
-    """`?task=<id>` ("run again with these parameters"): that task's values as initial data."""
+def _initial_values(request: HttpRequest, template: Template) -> dict:
+    """Run again: initial values from the query (`?width=512&prompt=...`, as the
+    gallery and task pages link) or from one of the user's tasks (`?task=<id>`)."""
+    params = [p for p in template.parameters.all() if p.type != ParameterType.IMAGE]
+    values: dict = {}
     task_id = request.GET.get("task", "")
-    if not task_id.isdigit():
-        return {}
-    task = Task.objects.filter(
-        pk=int(task_id), template=template, team__in=Team.objects.for_user(request.user)
-    ).first()
-    if task is None:
-        return {}
-    return {
-        field_name(p): task.params[p.name]
-        for p in template.parameters.all()
-        if p.name in task.params and p.type != ParameterType.IMAGE
-    }
+    if task_id.isdigit():
+        task = Task.objects.filter(
+            pk=int(task_id), template=template, team__in=Team.objects.for_user(request.user)
+        ).first()
+        values = dict(task.params) if task is not None else {}
+    values |= {p.name: request.GET[p.name] for p in params if p.name in request.GET}
+    return {field_name(p): values[p.name] for p in params if p.name in values}
 
 
 @require_http_methods(["GET", "POST"])
@@ -175,7 +173,7 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
     template = _get_template_for_user(request.user, pk)
     can_submit = template.team.can_submit(request.user)
     data = request.POST if request.method == "POST" else None
-    initial = _values_of_task(request, template) if data is None else {}
+    initial = _initial_values(request, template) if data is None else {}
     form = SubmitForm(data, request.FILES or None, template=template, initial=initial)
     context = {
         "template": template,

@@ -331,3 +331,13 @@ def test_run_again_prefills_the_form_with_a_tasks_values(client, team, member):
     )
     html = client.get(f"/templates/{template.pk}/", {"task": foreign.pk}).content.decode()
     assert 'value="999"' not in html
+
+
+def test_run_again_links_prefill_the_form_from_the_query(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = client.get(
+        f"/templates/{template.pk}/submit/", {"width": "222", "prefix": "from-link"}
+    ).content.decode()
+    assert 'value="222"' in html
+    assert 'value="from-link"' in html
