@@ -11,7 +11,13 @@ from django import forms
 
 from servers.models import Server
 from tasks.models import Priority, Team, Workflow
-from tasks.validation import ValidationReport, parse_graph_text, validate_graph
+from tasks.validation import (
+    CatalogueUnavailable,
+    ValidationReport,
+    fetch_catalogue,
+    parse_graph_text,
+    validate_graph,
+)
 
 MAX_GRAPH_BYTES = 5 * 1024 * 1024
 
@@ -44,6 +50,14 @@ class GraphInputMixin(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false"}),
     )
+    check_server = forms.ModelChoiceField(
+        label="Also check against server",
+        queryset=Server.objects.enabled(),
+        required=False,
+        empty_label="— structure only —",
+        help_text="Reads the server's node catalogue now: unknown nodes, missing inputs, "
+        "values out of range or not in the list.",
+    )
     graph_required = True
     report: ValidationReport | None = None
 
@@ -64,11 +78,25 @@ class GraphInputMixin(forms.Form):
             return None
         data, report = parse_graph_text(source)
         if data is not None:
-            report = validate_graph(data)
+            report = self._validate(data)
         self.report = report
         if not report.valid:
             raise forms.ValidationError(report.all_messages())
         return data
+
+    def _validate(self, data: Any) -> ValidationReport:
+        server = self.cleaned_data.get("check_server")
+        if server is None:
+            return validate_graph(data)
+        structure = validate_graph(data)
+        if not structure.valid:
+            return structure  # a broken graph first; the server would only repeat it
+        try:
+            catalogue = fetch_catalogue(server)
+        except CatalogueUnavailable as exc:
+            self.add_error("check_server", str(exc))  # the graph itself is fine
+            return structure
+        return validate_graph(data, catalogue, server_name=server.name)
 
 
 class WorkflowForm(GraphInputMixin):
@@ -80,7 +108,16 @@ class WorkflowForm(GraphInputMixin):
         label="Version note", required=False, max_length=200, help_text="What this version changes."
     )
 
-    field_order = ["team", "name", "description", "tags", "graph_file", "graph_text", "note"]
+    field_order = [
+        "team",
+        "name",
+        "description",
+        "tags",
+        "graph_file",
+        "graph_text",
+        "check_server",
+        "note",
+    ]
 
     def __init__(self, *args, user, workflow: Workflow | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

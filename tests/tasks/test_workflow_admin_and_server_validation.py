@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
 
 from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tasks.models import Role
+from tasks.models import Role, Workflow
 from tests.factories import make_team, make_user
 from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
 
@@ -84,3 +85,30 @@ def test_template_suggestions_take_bounds_from_a_chosen_server(client, simulated
     html = client.get(url, {"server": simulated_server.pk}).content.decode()
     assert "Ask the server" in html
     assert 'name="parameters-0-minimum" value="1"' in html  # EmptyImage's own minimum
+
+
+def test_create_can_check_against_a_server_and_refuses_what_it_would_reject(
+    client, simulated_server
+):
+    team = make_team()
+    client.force_login(make_user(team=team))
+    graph = json.dumps(shared_workflow("invalid_missing_input"))
+    data = {"team": team.pk, "name": "Checked", "graph_text": graph}
+    assert client.post("/workflows/new/", data).status_code == 302  # structure alone is fine
+    data |= {"name": "Checked 2", "check_server": simulated_server.pk}
+    html = client.post("/workflows/new/", data).content.decode()
+    assert "Node 2: Required input is missing: image" in html
+    assert not Workflow.objects.filter(name="Checked 2").exists()
+
+
+def test_create_with_an_unreachable_check_server_says_so_on_that_field(client):
+    team = make_team()
+    client.force_login(make_user(team=team))
+    server = Server.objects.create(name="gone", base_url="http://127.0.0.1:9")
+    graph = json.dumps(shared_workflow("empty_save"))
+    html = client.post(
+        "/workflows/new/",
+        {"team": team.pk, "name": "X", "graph_text": graph, "check_server": server.pk},
+    ).content.decode()
+    assert "gone: could not read /object_info" in html
+    assert not Workflow.objects.exists()
