@@ -17,7 +17,7 @@ from tasks import templating
 from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm, field_name
 from tasks.models import ParameterType, Task, Team, Template, Workflow, WorkflowVersion
 from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
-from tasks.validation import CatalogueUnavailable, fetch_catalogue
+from tasks.validation import CatalogueUnavailable, fetch_catalogue, validate_graph
 from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
 
 
@@ -105,6 +105,12 @@ def template_create(request: HttpRequest, pk: int) -> HttpResponse:
 def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
     template = _get_template_for_user(request.user, pk)
     _require(template.team.can_submit(request.user), "edit templates")
+    # Moving a template to another version of its workflow (say v2 after an
+    # edit) re-checks every parameter against that version's graph.
+    number = request.POST.get("version", "") if request.method == "POST" else ""
+    if number.isdigit():
+        workflow = template.workflow_version.workflow
+        template.workflow_version = get_object_or_404(workflow.versions, number=int(number))
     return _edit_template(request, template, initial=[], created=False)
 
 
@@ -136,6 +142,7 @@ def _edit_template(
         "workflow": template.workflow_version.workflow,
         "created": created,
         "servers": Server.objects.enabled() if created else [],
+        "versions": template.workflow_version.workflow.versions.all(),
     }
     return render(request, "tasks/workflows/template_form.html", context)
 
@@ -193,6 +200,10 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
             _require(can_submit, "submit work")
             form.store_uploads()
             runs = expand_runs(template=template, values=form.values, **form.batch_options())
+            report = validate_graph(runs[0].graph)
+            if not report.valid:  # e.g. a template whose version changed under it
+                messages.error(request, "Not queued: " + " ".join(report.all_messages()))
+                return render(request, "tasks/workflows/template_detail.html", context)
             result = submit_and_report(
                 request,
                 team=template.team,

@@ -10,6 +10,7 @@ from PIL import Image
 from tasks.models import Batch, ParameterType, Priority, Role, Task, Template
 from tests.factories import make_team, make_user
 from tests.tasks.workflow_factories import (
+    add_version,
     empty_save_template,
     make_template,
     make_workflow,
@@ -341,3 +342,34 @@ def test_run_again_links_prefill_the_form_from_the_query(client, team, member):
     ).content.decode()
     assert 'value="222"' in html
     assert 'value="from-link"' in html
+
+
+def test_moving_a_template_to_a_new_version_rechecks_its_parameters(client, team, member):
+    template = empty_save_template(team)
+    workflow = template.workflow_version.workflow
+    graph = shared_workflow("empty_save")
+    graph["1"] = {"class_type": "EmptyImage", "inputs": {"height": 64, "batch_size": 1}}
+    graph["1"]["inputs"] |= {"color": 0}
+    v2 = add_version(workflow, graph)
+    client.force_login(member)
+    params = list(template.parameters.all())
+    data = {"name": template.name, "version": v2.number, **_management("parameters", 3, 3)}
+    for index, param in enumerate(params):
+        data |= _param(
+            index,
+            id=param.pk,
+            name=param.name,
+            type=param.type,
+            node_id=param.node_id,
+            input_name=param.input_name,
+            choices_text="0\n255",
+            label="",
+        )
+    html = client.post(f"/templates/{template.pk}/edit/", data).content.decode()
+    assert "has no input width" in html
+    template.refresh_from_db()
+    assert template.workflow_version.number == 1
+    data["parameters-0-DELETE"] = "on"
+    assert client.post(f"/templates/{template.pk}/edit/", data).status_code == 302
+    template.refresh_from_db()
+    assert template.workflow_version == v2
