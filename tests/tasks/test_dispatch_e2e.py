@@ -7,6 +7,7 @@ monitor follows the prompts and the outputs are collected.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -26,6 +27,10 @@ from tests.serve_process import PROJECT, ServeProcess, free_port
 pytestmark = pytest.mark.timeout(300)
 
 TASKS = 60
+HEALTHY = (
+    "SELECT count(*) FROM servers_serverstate"
+    " WHERE health = 'healthy' AND capabilities_at IS NOT NULL"
+)
 SUBMIT = """
 import json
 from django.db import transaction
@@ -47,6 +52,26 @@ with transaction.atomic():  # all visible at once: the order is the queue's, not
             for i in range(per)
         ]
         submit_runs(team=team, submitter=user, runs=runs, priority=priority)
+print("submitted")
+"""
+
+
+FAILOVER_SUBMIT = """
+import json
+from django.contrib.auth import get_user_model
+from tasks.models import Membership, Role, Team
+from tasks.submission import Run, submit_runs
+from tests.tasks.queue_factories import trivial_graph
+
+team = Team.objects.create(name="Failover")
+user = get_user_model().objects.create_user("failover")
+Membership.objects.create(team=team, user=user, role=Role.MEMBER)
+runs = []
+for i in range({n}):
+    graph = trivial_graph(seed=i)
+    graph["3"]["inputs"]["steps"] = 25  # about half a second per prompt
+    runs.append(Run(graph, {{"seed": i}}))
+submit_runs(team=team, submitter=user, runs=runs)
 print("submitted")
 """
 
@@ -99,6 +124,19 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def submit(data_dir: Path, script: str) -> None:
+    submitted = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=PROJECT,
+        env=serve_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "submitted" in submitted.stdout, submitted.stderr[-3000:]
+
+
 def stamp(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -108,21 +146,8 @@ def test_sixty_tasks_at_mixed_priorities_through_the_real_worker_and_monitor(tmp
     serve = start_demo(data_dir)
     db = data_dir / "comfyweb.sqlite3"
     try:
-        healthy = (
-            "SELECT count(*) FROM servers_serverstate"
-            " WHERE health = 'healthy' AND capabilities_at IS NOT NULL"
-        )
-        wait_for(lambda: query(db, healthy)[0][0] == 3, 60, "three healthy demo servers")
-        submitted = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", SUBMIT.format(n=TASKS)],
-            cwd=PROJECT,
-            env=serve_env(data_dir),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert "submitted" in submitted.stdout, submitted.stderr[-3000:]
+        wait_for(lambda: query(db, HEALTHY)[0][0] == 3, 60, "three healthy demo servers")
+        submit(data_dir, SUBMIT.format(n=TASKS))
         done = "SELECT count(*) FROM tasks_task WHERE status IN ('completed', 'failed', 'canceled')"
         wait_for(lambda: query(db, done)[0][0] == TASKS, 180, f"{TASKS} finished tasks")
 
@@ -171,5 +196,49 @@ def test_sixty_tasks_at_mixed_priorities_through_the_real_worker_and_monitor(tmp
             elif before in active and after not in active:
                 current[server_id] -= 1
         assert json.dumps(dict(current)) == json.dumps(dict.fromkeys(current, 0))
+    finally:
+        serve.stop()
+
+
+def test_a_server_dying_mid_batch_has_its_tasks_retried_on_the_others(tmp_path):
+    from servers.simulator.control import simulate_outage
+
+    data_dir = tmp_path / "data"
+    serve = start_demo(data_dir)
+    db = data_dir / "comfyweb.sqlite3"
+    count = 30
+    try:
+        wait_for(lambda: query(db, HEALTHY)[0][0] == 3, 60, "three healthy demo servers")
+        submit(data_dir, FAILOVER_SUBMIT.format(n=count))
+        on_a_server = (
+            "SELECT t.server_id, s.base_url FROM tasks_task t"
+            " JOIN servers_server s ON s.id = t.server_id WHERE t.status = 'running'"
+        )
+        wait_for(lambda: query(db, on_a_server), 60, "a task running")
+        victim_id, victim_url = query(db, on_a_server)[0]
+        victims = {
+            row[0]
+            for row in query(
+                db,
+                "SELECT id FROM tasks_task"
+                " WHERE server_id = ? AND status IN ('dispatched', 'running')",
+                victim_id,
+            )
+        }
+        asyncio.run(simulate_outage(victim_url, 20))
+        done = "SELECT count(*) FROM tasks_task WHERE status IN ('completed', 'failed', 'canceled')"
+        wait_for(lambda: query(db, done)[0][0] == count, 240, f"{count} finished tasks")
+        rows = query(db, "SELECT id, status, server_id, attempts FROM tasks_task")
+        assert {row[1] for row in rows} == {"completed"}
+        # One that was on it a moment before the outage may have just finished.
+        retried = [row for row in rows if row[0] in victims and row[3] >= 1]
+        assert retried
+        events = query(
+            db,
+            "SELECT count(*) FROM tasks_taskevent WHERE task_id = ? AND to_status = 'pending'"
+            " AND from_status IN ('dispatched', 'running')",
+            retried[0][0],
+        )
+        assert events[0][0] >= 1
     finally:
         serve.stop()
