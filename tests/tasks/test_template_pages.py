@@ -43,6 +43,20 @@ def _param(index: int, **fields) -> dict:
     return {f"parameters-{index}-{name}": value for name, value in fields.items()}
 
 
+def _submit(client, template, **fields):
+    """POST the empty_save template's submit form: defaults, then `fields`."""
+    data = {
+        "p_width": "64",
+        "p_color": "0",
+        "p_prefix": "x",
+        "priority": 1,
+        "mode": "count",
+        "count": 1,
+        "action": "submit",
+    }
+    return client.post(f"/templates/{template.pk}/", data | fields)
+
+
 def test_new_template_page_offers_suggested_parameters(client, team, member):
     workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
     client.force_login(member)
@@ -86,18 +100,16 @@ def test_create_template_with_parameters_and_submit_it(client, team, member):
     page = client.get(f"/templates/{template.pk}/").content.decode()
     assert "Steps" in page
     assert "Seed sweep" in page
-    response = client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_seed": "5",
-            "p_steps": "4",
-            "priority": Priority.HIGH,
-            "mode": "sweep",
-            "count": 3,
-            "sweep_parameter": "seed",
-            "sweep_start": "10",
-            "action": "submit",
-        },
+    response = _submit(
+        client,
+        template,
+        p_seed="5",
+        p_steps="4",
+        priority=Priority.HIGH,
+        mode="sweep",
+        count=3,
+        sweep_parameter="seed",
+        sweep_start="10",
     )
     assert response.status_code == 302
     tasks = list(Task.objects.order_by("id"))
@@ -137,18 +149,7 @@ def test_parameter_on_a_link_or_with_a_bad_default_is_refused(client, team, memb
 def test_submit_form_shows_per_field_errors_and_queues_nothing(client, team, member):
     template = empty_save_template(team)
     client.force_login(member)
-    html = client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "99999",
-            "p_color": "12",
-            "p_prefix": "x",
-            "priority": 1,
-            "mode": "count",
-            "count": 1,
-            "action": "submit",
-        },
-    ).content.decode()
+    html = _submit(client, template, p_width="99999", p_color="12").content.decode()
     assert "Ensure this value is less than or equal to 2048" in html
     assert "Select a valid choice" in html
     assert not Task.objects.exists()
@@ -157,19 +158,8 @@ def test_submit_form_shows_per_field_errors_and_queues_nothing(client, team, mem
 def test_value_list_with_a_bad_line_names_the_line(client, team, member):
     template = empty_save_template(team)
     client.force_login(member)
-    html = client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "64",
-            "p_color": "0",
-            "p_prefix": "x",
-            "priority": 1,
-            "mode": "list",
-            "count": 1,
-            "list_parameter": "width",
-            "list_values": "64\n5000\n128",
-            "action": "submit",
-        },
+    html = _submit(
+        client, template, mode="list", list_parameter="width", list_values="64\n5000\n128"
     ).content.decode()
     assert "Line 2 (5000): At most 2048." in html
     assert not Task.objects.exists()
@@ -178,19 +168,8 @@ def test_value_list_with_a_bad_line_names_the_line(client, team, member):
 def test_value_list_queues_one_task_per_value(client, team, member):
     template = empty_save_template(team)
     client.force_login(member)
-    client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "64",
-            "p_color": "0",
-            "p_prefix": "x",
-            "priority": 0,
-            "mode": "list",
-            "count": 1,
-            "list_parameter": "width",
-            "list_values": "64\n128",
-            "action": "submit",
-        },
+    _submit(
+        client, template, priority=0, mode="list", list_parameter="width", list_values="64\n128"
     )
     assert sorted(t.graph["1"]["inputs"]["width"] for t in Task.objects.all()) == [64, 128]
 
@@ -198,17 +177,8 @@ def test_value_list_queues_one_task_per_value(client, team, member):
 def test_preview_shows_what_changes_and_queues_nothing(client, team, member):
     template = empty_save_template(team)
     client.force_login(member)
-    html = client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "300",
-            "p_color": "255",
-            "p_prefix": "comfyweb_empty",
-            "priority": 1,
-            "mode": "count",
-            "count": 1,
-            "action": "preview",
-        },
+    html = _submit(
+        client, template, p_width="300", p_color="255", p_prefix="comfyweb_empty", action="preview"
     ).content.decode()
     assert "Preview: what changes" in html
     assert '<td class="after">300</td>' in html
@@ -249,18 +219,7 @@ def test_viewer_sees_the_form_but_cannot_submit_edit_or_delete(client, team):
     template = empty_save_template(team)
     client.force_login(make_user(team=team, role=Role.VIEWER))
     assert client.get(f"/templates/{template.pk}/").status_code == 200
-    response = client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "64",
-            "p_color": "0",
-            "p_prefix": "x",
-            "priority": 1,
-            "mode": "count",
-            "count": 1,
-            "action": "submit",
-        },
-    )
+    response = _submit(client, template)
     assert response.status_code == 403
     assert client.get(f"/templates/{template.pk}/edit/").status_code == 403
     assert client.post(f"/templates/{template.pk}/delete/").status_code == 403
@@ -311,18 +270,7 @@ def test_run_from_the_workflow_page_queues_count_tasks_with_fresh_seeds(client, 
 def test_run_again_prefills_the_form_with_a_tasks_values(client, team, member):
     template = empty_save_template(team)
     client.force_login(member)
-    client.post(
-        f"/templates/{template.pk}/",
-        {
-            "p_width": "321",
-            "p_color": "255",
-            "p_prefix": "again",
-            "priority": 1,
-            "mode": "count",
-            "count": 1,
-            "action": "submit",
-        },
-    )
+    _submit(client, template, p_width="321", p_color="255", p_prefix="again")
     task = Task.objects.get()
     html = client.get(f"/templates/{template.pk}/", {"task": task.pk}).content.decode()
     assert 'value="321"' in html
