@@ -32,15 +32,17 @@ the job re-enqueues itself).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from servers import fleet
 from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
@@ -134,17 +136,49 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
 
 def claim_batch() -> list[Claimed]:
     """Claim as many (task, server slot) pairs as may be sent now, under the lock."""
-    lock = _redis().lock(LOCK_KEY, timeout=60, blocking_timeout=10)
+    with claim_lock() as held:
+        # Not held: another dispatcher is claiming, and it loops until nothing is left.
+        return _claim_batch() if held else []
+
+
+@contextlib.contextmanager
+def claim_lock(wait: float = 10.0) -> Iterator[bool]:
+    """The cluster-wide claim lock (Redis); yields whether it was acquired within `wait`."""
+    lock = _redis().lock(LOCK_KEY, timeout=60, blocking_timeout=wait)
     if not lock.acquire():
-        # Another dispatcher is claiming; it loops until nothing is left.
-        return []
+        yield False
+        return
     try:
-        return _claim_batch()
+        yield True
     finally:
         try:
             lock.release()
         except redis.exceptions.LockError:
             logger.warning("dispatch lock expired while claiming")
+
+
+def resync_slots() -> int:
+    """Set each server's `inflight` to its number of active tasks where they differ.
+
+    They only differ after a crash between a slot claim and its task claim (or a
+    hand edit). Under the claim lock, since claims are the only increments and
+    every release commits together with its task's state change.
+    """
+    on_server = (
+        Task.objects.filter(server_id=OuterRef("server_id"), status__in=Status.active())
+        .order_by()
+        .values("server_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    actual = Coalesce(Subquery(on_server), 0)
+    with claim_lock() as held:
+        if not held:
+            return 0
+        fixed = ServerState.objects.exclude(inflight=actual).update(inflight=actual)
+    if fixed:
+        logger.warning("corrected the in-flight count of %d server(s)", fixed)
+    return fixed
 
 
 def _claim_batch() -> list[Claimed]:

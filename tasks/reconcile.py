@@ -55,7 +55,13 @@ def stuck_after() -> timedelta:
 
 
 def reconcile_stuck() -> dict[str, int]:
-    """Reconcile every task that has been dispatched/running longer than `stuck_after()`."""
+    """Reconcile every task that has been dispatched/running longer than `stuck_after()`.
+
+    Also corrects server slot counts that drifted (`tasks.dispatch.resync_slots`).
+    """
+    from tasks.dispatch import resync_slots
+
+    resync_slots()
     cut = timezone.now() - stuck_after()
     old = Task.objects.filter(status__in=Status.active()).filter(
         Q(started_at__lte=cut) | Q(started_at__isnull=True, dispatched_at__lte=cut)

@@ -170,3 +170,16 @@ def test_tasks_of_a_deleted_server_are_retried(sim_thread):
     server.delete()
     assert reconcile.reconcile_stuck() == {"lost": 1}
     assert Task.objects.get(pk=task.pk).status == Status.PENDING
+
+
+def test_a_drifted_slot_count_is_corrected_to_the_servers_active_tasks():
+    from tests.servers.fleet_factories import make_server
+
+    busy, leaked = make_server(), make_server()
+    make_task(status=Status.RUNNING, server=busy)
+    ServerState.objects.filter(server=busy).update(inflight=0)
+    ServerState.objects.filter(server=leaked).update(inflight=2)
+    assert dispatch.resync_slots() == 2
+    assert ServerState.objects.get(server=busy).inflight == 1
+    assert ServerState.objects.get(server=leaked).inflight == 0
+    assert dispatch.resync_slots() == 0
