@@ -432,7 +432,19 @@ def _types_match(received: Any, expected: Any) -> bool:
 _CONVERTERS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
+# Types that only ever come from another node's output (never a literal value).
+_LINK_ONLY_TYPES = frozenset(
+    {
+        "IMAGE", "LATENT", "MODEL", "CLIP", "VAE", "CONDITIONING", "MASK", "CONTROL_NET",
+        "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "UPSCALE_MODEL", "GLIGEN",
+        "AUDIO", "VIDEO", "NOISE", "SAMPLER", "SIGMAS", "GUIDER",
+    }
+)  # fmt: skip
+
+
 def _check_value(node_id, class_type, name, value, kind, opts, report) -> None:
+    if kind == "COMBO" and isinstance(opts.get("options"), list):
+        kind = opts["options"]  # newer nodes spell a combo as ["COMBO", {"options": [...]}]
     if isinstance(kind, list):
         if (class_type, name) in _UPLOADED_INPUTS or opts.get("image_upload"):
             return  # the file is uploaded to the server at dispatch time
@@ -451,7 +463,7 @@ def _check_value(node_id, class_type, name, value, kind, opts, report) -> None:
         return
     converter = _CONVERTERS.get(kind) if isinstance(kind, str) else None
     if converter is None:
-        if isinstance(kind, str) and kind.isupper() and kind not in _CONVERTERS:
+        if kind in _LINK_ONLY_TYPES:
             # A node-typed input (IMAGE, MODEL, ...) takes a link, never a literal.
             report.add_node(
                 node_id,

@@ -158,3 +158,19 @@ def test_a_cycle_between_nodes_is_reported():
     report = validate_graph(graph)
     assert report.types == {"dependency_cycle"}
     assert "cycle" in report.all_messages()[0]
+
+
+def test_new_style_combo_and_literal_for_a_link_only_input(catalogue):
+    catalogue = dict(catalogue) | {
+        "Picker": {
+            "input": {"required": {"mode": ["COMBO", {"options": ["a", "b"]}], "image": ["IMAGE"]}},
+            "output": ["IMAGE"],
+            "output_node": True,
+        }
+    }
+    graph = {"1": {"class_type": "Picker", "inputs": {"mode": "c", "image": "photo.png"}}}
+    types = {e["input_name"]: e["type"] for e in validate_graph(graph, catalogue).node_errors["1"]}
+    assert types == {"mode": "value_not_in_list", "image": "bad_linked_input"}
+    graph["1"]["inputs"]["mode"] = "b"
+    graph["1"]["inputs"]["image"] = ["1", 0]
+    assert validate_graph(graph, catalogue).types == {"dependency_cycle"}
