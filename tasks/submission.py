@@ -44,13 +44,19 @@ def submit_runs(
 ) -> SubmitResult:
     """Create one pending task per run (a batch when there are several) and wake dispatch.
 
-    Raises PermissionDenied if `submitter` may not submit for `team`, and
+    Raises PermissionDenied if `submitter` may not submit for `team` (or the
+    workflow version or template belongs to another team), and
     ValidationError for an empty run list or an unknown priority. Dispatch is
     enqueued only after the transaction commits, so a worker never looks for
     tasks that are not visible yet.
     """
     if not team.can_submit(submitter):
         raise PermissionDenied("You cannot submit work for this team.")
+    # Defence in depth against id guessing: what a task names must be its team's.
+    if workflow_version is not None and workflow_version.workflow.team_id != team.pk:
+        raise PermissionDenied("That workflow belongs to another team.")
+    if template is not None and template.team_id != team.pk:
+        raise PermissionDenied("That template belongs to another team.")
     if not runs:
         raise ValidationError("Nothing to submit: no runs.")
     if priority not in Priority.values:

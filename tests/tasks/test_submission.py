@@ -64,3 +64,19 @@ def test_dispatch_is_enqueued_only_after_commit(django_capture_on_commit_callbac
     for callback in callbacks:
         callback()
     assert woken == [1]
+
+
+def test_another_teams_workflow_or_template_is_refused():
+    from tests.tasks.workflow_factories import make_template, make_workflow
+
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    user = make_user(team=ours)
+    version = make_workflow(theirs).current_version
+    run = [Run(trivial_graph(), {})]
+    with pytest.raises(PermissionDenied):
+        submit_runs(team=ours, submitter=user, runs=run, workflow_version=version)
+    with pytest.raises(PermissionDenied):
+        submit_runs(team=ours, submitter=user, runs=run, template=make_template(version))
+    own = make_workflow(ours).current_version
+    result = submit_runs(team=ours, submitter=user, runs=run, workflow_version=own)
+    assert result.tasks[0].workflow_version == own
