@@ -17,9 +17,10 @@ these figures; in `serve` it adds the worker's poll of the queue.
    until all are completed. Prints completed tasks/s.
 
 Every state change also runs whatever listens to `task_transitioned` (live
-publishing to browsers), as in production.
+publishing to browsers), as in production; `--no-listeners` leaves them out to
+show dispatch's own cost.
 
-Rerun: .venv/bin/python bench/bench_dispatch.py [--requests N] [--tasks M]
+Rerun: .venv/bin/python bench/bench_dispatch.py [--requests N] [--tasks M] [--no-listeners]
 """
 
 from __future__ import annotations
@@ -238,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50, help="latency rounds (default 50)")
     parser.add_argument("--tasks", type=int, default=300, help="throughput tasks (default 300)")
+    parser.add_argument(
+        "--no-listeners",
+        action="store_true",
+        help="disconnect task_transitioned listeners (live publishing): dispatch's own cost",
+    )
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-", dir="/tmp") as folder:
         data_dir = pathlib.Path(folder)
@@ -248,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
 
             from tasks.models import Membership, Role, Team
 
+            if options.no_listeners:
+                from tasks.transitions import task_transitioned
+
+                task_transitioned.receivers.clear()
+                task_transitioned.sender_receivers_cache.clear()
             _register(sims)
             team = Team.objects.create(name="Bench")
             user = get_user_model().objects.create_user("bench")
@@ -266,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput, {options.tasks} trivial tasks on 3 simulators (max_inflight 2): "
         f"{rate:.0f} tasks/s"
     )
-    print("rerun: .venv/bin/python bench/bench_dispatch.py [--requests N] [--tasks M]")
+    listeners = "without" if options.no_listeners else "with"
+    print(f"({listeners} task_transitioned listeners such as live publishing)")
+    print(
+        "rerun: .venv/bin/python bench/bench_dispatch.py [--requests N] [--tasks M] "
+        "[--no-listeners]"
+    )
     return 0
 
 
