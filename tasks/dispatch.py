@@ -50,7 +50,7 @@ from servers.comfyui.client import Timeouts
 from servers.models import Server, ServerState
 from tasks import queue
 from tasks.dispatch_send import Claimed, MissingUpload, Outcome, cleanup, send_all
-from tasks.models import Status, Task
+from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
     claim_slot,
     failed_servers,
@@ -285,10 +285,15 @@ def _free_slots() -> int:
 
 
 def _note_waiting(task: Task, reason: str) -> None:
+    """Keep why the task waits: for its page (`waiting_reason`) and once in its timeline."""
     try:
         cache.set(_waiting_key(task.workflow_key), reason, timeout=WAITING_TTL)
     except Exception:
         logger.warning("could not store the waiting reason", exc_info=True)
+    message = f"waiting: {reason}"
+    last = TaskEvent.objects.filter(task_id=task.pk).order_by("-at", "-pk").first()
+    if last is None or last.message != message:
+        record(task.pk, message, {"waiting": True})
 
 
 def _waiting_key(workflow_key: str) -> str:

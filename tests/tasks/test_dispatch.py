@@ -206,6 +206,10 @@ def test_a_task_nobody_can_run_does_not_hold_up_the_ones_behind_it(sim_thread):
     assert Task.objects.get(pk=runnable.pk).status == Status.DISPATCHED
     stuck.refresh_from_db()
     assert "absent.safetensors" in (dispatch.waiting_reason(stuck) or "")
+    dispatch.dispatch_pending()  # asked again: the timeline says it once
+    waits = TaskEvent.objects.filter(task=stuck, message__startswith="waiting: ")
+    assert waits.count() == 1
+    assert "absent.safetensors" in waits.get().message
 
 
 def test_an_image_parameter_is_uploaded_to_the_chosen_server_and_named_in_the_graph(
