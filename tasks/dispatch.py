@@ -345,9 +345,13 @@ def settle(outcomes: Iterable[Outcome]) -> int:
 
 
 def _still_ours(claim: Claimed) -> bool:
-    return Task.objects.filter(
-        pk=claim.task_id, prompt_id=claim.prompt_id, status__in=Status.active()
-    ).exists()
+    # Canceled while we sent it, or retried under another prompt id: the prompt
+    # must not run. (Finished already is fine: a fast prompt can end before this.)
+    return (
+        Task.objects.filter(pk=claim.task_id, prompt_id=claim.prompt_id)
+        .exclude(status=Status.CANCELED)
+        .exists()
+    )
 
 
 def _rejected(claim: Claimed, error: PromptRejected) -> None:
