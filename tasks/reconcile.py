@@ -20,8 +20,10 @@ tasks are treated as lost (they are retried elsewhere); if it is merely slow,
 nothing is decided now.
 
 Triggers: `reconcile_server(server_id)` after a monitor reconnect (the
-execution handler enqueues it) and `reconcile_stuck()` every minute for tasks
-on a server longer than `COMFYWEB_RECONCILE_AFTER` seconds (default 300), which
+execution handler enqueues it), when the monitor first connects to a server
+after it started and when it marks a server unhealthy (the watcher enqueues
+it), and `reconcile_stuck()` every minute for tasks
+on a server longer than `COMFYWEB_RECONCILE_AFTER` seconds (default 120), which
 also covers a restart of ComfyWeb.
 """
 
@@ -51,7 +53,7 @@ TIMEOUTS = Timeouts(connect=3.0, read=10.0, write=10.0, pool=3.0)
 
 
 def stuck_after() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "COMFYWEB_RECONCILE_AFTER", 300)))
+    return timedelta(seconds=int(getattr(settings, "COMFYWEB_RECONCILE_AFTER", 120)))
 
 
 def reconcile_stuck() -> dict[str, int]:

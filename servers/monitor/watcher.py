@@ -272,6 +272,11 @@ class ServerWatcher:
                 self._shared.capabilities.invalidate(self.spec.id)
                 # It answers again: re-admit it without waiting out the backoff.
                 self.check_now()
+            else:
+                # First connection since the monitor started: events of our prompts
+                # may have been missed while it was down (the handler covers gaps
+                # in a running monitor, on Reconnected).
+                await database_sync_to_async(_reconcile_later)(self.spec.id)
             await database_sync_to_async(state.record_stream_back)(self.spec.id)
         if is_execution_event(event):
             await self._shared.handler.handle(self.spec.id, event)
