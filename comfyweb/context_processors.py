@@ -9,18 +9,23 @@ from django.urls import NoReverseMatch, reverse
 class NavItem:
     label: str
     url_name: str
+    # View names (prefixes) that belong to this section, for highlighting.
+    sections: tuple[str, ...] = ()
     staff_only: bool = False
+
+    def is_current(self, view_name: str) -> bool:
+        return view_name == self.url_name or view_name.startswith(self.sections or (self.url_name,))
 
 
 # Sections appear in the navigation as soon as their app provides the URL, so
 # the bar never links to a page that does not exist yet.
 NAVIGATION = (
     NavItem("Dashboard", "dashboard"),
-    NavItem("Workflows", "tasks:workflows"),
-    NavItem("Tasks", "tasks:tasks"),
-    NavItem("Gallery", "tasks:gallery"),
-    NavItem("Servers", "servers:list"),
-    NavItem("Admin", "admin:index", staff_only=True),
+    NavItem("Workflows", "tasks:workflows", ("tasks:workflow", "tasks:template")),
+    NavItem("Tasks", "tasks:tasks", ("tasks:task", "tasks:batch")),
+    NavItem("Gallery", "tasks:gallery", ("tasks:gallery", "tasks:output_detail")),
+    NavItem("Servers", "servers:list", ("servers:",)),
+    NavItem("Admin", "admin:index", ("admin:",), staff_only=True),
 )
 
 
@@ -37,7 +42,5 @@ def navigation(request) -> dict:
             url = reverse(item.url_name)
         except NoReverseMatch:
             continue
-        section = item.url_name.split(":")[0]
-        active = current == item.url_name or (":" in item.url_name and current.startswith(section))
-        items.append({"label": item.label, "url": url, "active": active})
+        items.append({"label": item.label, "url": url, "active": item.is_current(current)})
     return {"navigation": items}

@@ -50,7 +50,7 @@ def _run_again_url(output: Output) -> str | None:
     if task.template_id is None:
         return None
     try:
-        url = reverse("tasks:template_detail", args=[task.template_id])
+        url = reverse("tasks:template_submit", args=[task.template_id])
     except NoReverseMatch:
         return None
     return f"{url}?{urlencode(task.params, doseq=True)}" if task.params else url

@@ -71,3 +71,15 @@ def test_wrong_password_shows_an_error_and_no_session(client):
 def test_logout_needs_a_post_so_links_cannot_log_people_out(client):
     client.force_login(make_user())
     assert client.get("/logout/").status_code == 405
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "current"),
+    [("/", "Dashboard"), ("/workflows/", "Workflows"), ("/templates/", "Workflows"),
+     ("/tasks/", "Tasks"), ("/gallery/", "Gallery"), ("/servers/", "Servers")],
+)  # fmt: skip
+def test_navigation_highlights_only_the_current_section(client, path, current):
+    client.force_login(make_user())
+    active = [item["label"] for item in client.get(path).context["navigation"] if item["active"]]
+    assert active == [current]
