@@ -116,3 +116,22 @@ def test_pick_server_avoids_a_failed_server_while_another_can_take_the_task(sim_
     other.save()
     fallback = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
     assert fallback.server_id == preferred.server_id
+
+
+def test_the_monitor_wakes_dispatch_and_asks_for_reconciliation(enqueued):
+    from servers.monitor import watcher
+
+    watcher._wake_dispatch()
+    watcher._reconcile_later(7)
+    assert enqueued == [("tasks.jobs.dispatch",), ("tasks.reconcile.reconcile_server", 7)]
+
+
+def test_a_broker_outage_does_not_break_the_monitors_loop(monkeypatch):
+    from servers.monitor import watcher
+
+    def down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", down)
+    watcher._wake_dispatch()
+    watcher._reconcile_later(7)
