@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from pathlib import Path
-
 import pytest
 
-from servers.simulator import SimulatedComfyUI
 from tests.browser import screenshot
 from tests.serve_process import free_port
+from tests.simulator_thread import SimulatorThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-class SimulatorThread:
-    """A simulated ComfyUI on a fixed port, in its own event loop, started and stopped at will."""
-
-    def __init__(self, port: int, data_dir: Path) -> None:
-        self.port, self.data_dir = port, data_dir
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.sim: SimulatedComfyUI | None = None
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=20)
-
-    def start(self) -> None:
-        self.sim = SimulatedComfyUI("127.0.0.1", self.port, data_dir=self.data_dir)
-        self._run(self.sim.start())
-
-    def stop(self) -> None:
-        if self.sim is not None:
-            self._run(self.sim.stop())
-            self.sim = None
-
-    def close(self) -> None:
-        self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

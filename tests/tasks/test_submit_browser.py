@@ -1,0 +1,94 @@
+"""A person's first run: workflow → template → submit → live progress → gallery."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.browser import screenshot
+from tests.serve_process import free_port
+from tests.simulator_thread import SimulatorThread
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Ten visible steps of 0.3 s: long enough to watch the bar move.
+SLOW_GRAPH = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 65280},
+    },
+    "2": {
+        "class_type": "SlowProgress",
+        "inputs": {"image": ["1", 0], "steps": 10, "seconds_per_step": 0.3, "nonce": 0},
+    },
+    "3": {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["2", 0], "filename_prefix": "comfyweb_browser"},
+    },
+}
+
+
+@pytest.fixture
+def simulator(tmp_path):
+    sim = SimulatorThread(free_port(), tmp_path / "comfyui")
+    sim.start()
+    yield sim
+    sim.close()
+
+
+def _login(page, serve) -> None:
+    page.goto(f"{serve.url}login/")
+    page.fill("input[name=username]", serve.username)
+    page.fill("input[name=password]", serve.password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:text('Dashboard')")
+
+
+def test_template_submit_shows_live_progress_and_lands_in_the_gallery(
+    page, running_serve, simulator
+):
+    _login(page, running_serve)
+    page.goto(f"{running_serve.url}admin/servers/server/add/")
+    page.fill("input[name=name]", "render-1")
+    page.fill("input[name=base_url]", f"http://127.0.0.1:{simulator.port}")
+    page.click("input[name=_save]")
+    page.wait_for_selector("text=was added successfully")
+    page.goto(f"{running_serve.url}servers/")
+    page.wait_for_selector("#server-rows tr:has-text('render-1')[data-health='healthy']")
+
+    page.goto(f"{running_serve.url}workflows/new/")
+    page.fill("input[name=name]", "Slow green square")
+    page.fill("textarea[name=graph_text]", json.dumps(SLOW_GRAPH))
+    page.click("button:text('Save')")
+    page.wait_for_selector("h1:has-text('Slow green square')")
+
+    page.click("a:text('New template')")
+    page.fill("input[name=name]", "Green square")
+    page.click("button:text('Save template')")
+    page.wait_for_selector("button[value=submit]")
+    screenshot(page, "template-submit-form.png")
+
+    page.click("button[value=submit]")
+    page.wait_for_url(re.compile(r"/tasks/"))
+    page.click("table a[href*='/tasks/']:not([href$='/tasks/'])")
+    page.wait_for_selector("[id$='-progress']")
+    page.evaluate("window.notReloaded = true")
+
+    # The bar moves while the node runs: some value strictly between 0 and 100.
+    page.wait_for_function(
+        "() => { const bar = document.querySelector(\"[id$='-progress'] progress\");"
+        " return bar && bar.value > 0 && bar.value < 100; }",
+        timeout=30_000,
+    )
+    screenshot(page, "task-running.png")
+    page.wait_for_selector("[id$='-status'] .badge.status-completed", timeout=60_000)
+    page.wait_for_selector("img[src*='/thumbnail/']", timeout=30_000)
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, "task-completed.png")
+
+    page.goto(f"{running_serve.url}gallery/")
+    page.wait_for_selector(".gallery-item img")
+    screenshot(page, "gallery.png")
+    assert page.console_errors == []
