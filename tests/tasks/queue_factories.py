@@ -213,6 +213,28 @@ def private_dispatch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dispatch, "WAKE_KEY", f"test:{token}:dispatch-wake")
 
 
+# Fixtures for the queue/dispatch test modules; import the *_fixture names (pytest
+# finds them by their `name`).
+
+
+@pytest.fixture(name="sim_thread")
+def sim_thread_fixture(tmp_path: Path) -> Iterator[SimThread]:
+    yield from running_sims(tmp_path)
+
+
+@pytest.fixture(name="own_dispatch_keys")
+def own_dispatch_keys_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    private_dispatch_keys(monkeypatch)
+
+
+@pytest.fixture(name="enqueued")
+def enqueued_fixture(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Jobs queued with django-q's async_task, recorded instead of sent."""
+    jobs: list[tuple] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: jobs.append(args))
+    return jobs
+
+
 def register(sim: SimulatedComfyUI, **fields: Any) -> Server:
     return make_live_server(sim.base_url, name=f"sim-{sim.port}", **fields)
 

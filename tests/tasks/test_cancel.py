@@ -16,27 +16,17 @@ from tasks.dispatch_send import send_all
 from tasks.models import Batch, Role, Status, Task
 from tasks.transitions import transition
 from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (
+from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,
-    private_dispatch_keys,
+    own_dispatch_keys_fixture,
     register,
-    running_sims,
+    sim_thread_fixture,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
 # KSampler takes 30 s: the first prompt runs while the next one waits in the queue.
 SLOW = SimulatorConfig(time_scale=1.0, node_seconds={"KSampler": 30.0})
-
-
-@pytest.fixture(autouse=True)
-def _own_keys(monkeypatch):
-    private_dispatch_keys(monkeypatch)
-
-
-@pytest.fixture
-def sim_thread(tmp_path):
-    yield from running_sims(tmp_path)
 
 
 def server_queue(sims, sim) -> tuple[set[str], set[str]]:

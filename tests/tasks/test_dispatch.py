@@ -14,25 +14,15 @@ from servers.models import ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import attempt_history
-from tests.tasks.queue_factories import (
+from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,
-    private_dispatch_keys,
+    own_dispatch_keys_fixture,
     register,
-    running_sims,
+    sim_thread_fixture,
     trivial_graph,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _own_keys(monkeypatch):
-    private_dispatch_keys(monkeypatch)
-
-
-@pytest.fixture
-def sim_thread(tmp_path):
-    yield from running_sims(tmp_path)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
 
 def inflight(server) -> int:

@@ -12,25 +12,18 @@ from django.db import close_old_connections
 from servers.models import ServerState
 from tasks import dispatch
 from tasks.models import Status, Task, TaskEvent
-from tests.tasks.queue_factories import (
+from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,
-    private_dispatch_keys,
+    own_dispatch_keys_fixture,
     register,
-    running_sims,
+    sim_thread_fixture,
     threads_on_a_file_database,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _own_keys(monkeypatch):
-    private_dispatch_keys(monkeypatch)
-
-
-@pytest.fixture
-def sim_thread(tmp_path):
-    yield from running_sims(tmp_path)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("own_dispatch_keys"),
+]
 
 
 def in_threads(count: int, work: Callable[[], object], tmp_path) -> list[object]:

@@ -11,33 +11,17 @@ from tasks import dispatch, jobs
 from tasks.models import Status
 from tasks.submission import Run, submit_runs
 from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (
+from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
+    enqueued_fixture,
     make_task,
-    private_dispatch_keys,
+    own_dispatch_keys_fixture,
     register,
-    running_sims,
+    sim_thread_fixture,
     sync_jobs,
     trivial_graph,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _own_keys(monkeypatch):
-    private_dispatch_keys(monkeypatch)
-
-
-@pytest.fixture
-def sim_thread(tmp_path):
-    yield from running_sims(tmp_path)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> list[tuple]:
-    jobs_: list[tuple] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: jobs_.append(args))
-    return jobs_
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
 
 def test_wake_ups_before_the_job_starts_queue_one_job(enqueued):

@@ -11,33 +11,17 @@ from servers.models import Health, ServerState
 from servers.simulator import SimulatorConfig
 from tasks import dispatch, reconcile
 from tasks.models import Status, Task
-from tests.tasks.queue_factories import (
+from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
+    enqueued_fixture,
     make_task,
-    private_dispatch_keys,
+    own_dispatch_keys_fixture,
     register,
-    running_sims,
+    sim_thread_fixture,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
 LONG_AGO = timedelta(minutes=30)
-
-
-@pytest.fixture(autouse=True)
-def _own_keys(monkeypatch):
-    private_dispatch_keys(monkeypatch)
-
-
-@pytest.fixture
-def sim_thread(tmp_path):
-    yield from running_sims(tmp_path)
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> list[tuple]:
-    jobs: list[tuple] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: jobs.append(args))
-    return jobs
 
 
 def on_server(server, *, prompt_id: str = "not-there", status=Status.DISPATCHED, **fields):
