@@ -147,8 +147,13 @@ def thumbnail(image: Image.Image) -> bytes | None:
 
 
 def display_name(ref: FileRef) -> str:
-    """The server's name for display only: its last path segment, no folders."""
+    """The server's name for display only: its last path segment, no folders.
+
+    Control characters go too: PostgreSQL refuses NUL in text, and none of
+    them belongs on a page.
+    """
     name = PurePosixPath(ref.filename.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable())
     return name.strip(". ")[:255] or "output"
 
 

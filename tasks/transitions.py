@@ -98,7 +98,10 @@ def transition(
     """
     allowed = {from_statuses} if isinstance(from_statuses, str) else set(from_statuses)
     now = at or timezone.now()
-    values: dict[str, Any] = {"status": to_status, **fields}
+    # Error texts come from ComfyUI servers; PostgreSQL refuses NUL in text.
+    message = _without_nul(message)
+    values: dict[str, Any] = {"status": to_status}
+    values |= {name: _without_nul(value) for name, value in fields.items()}
     stamp = _STAMPS.get(to_status)
     if stamp and stamp not in values:
         values[stamp] = now
@@ -139,6 +142,10 @@ def transition(
             )
         return True
     return False
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 def claim_slot(server_id: int, max_inflight: int) -> bool:

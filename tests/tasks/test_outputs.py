@@ -53,6 +53,7 @@ def test_hostile_server_file_names_never_reach_the_storage_path(tmp_path, ref):
     assert pathlib.Path(output.file.path).resolve().is_relative_to(tmp_path / "media")
     assert "/" not in output.original_name
     assert "\\" not in output.original_name
+    assert output.original_name.isprintable()
 
 
 def test_the_type_comes_from_the_bytes_not_the_name(tmp_path):
