@@ -98,7 +98,8 @@ def pick_server(
     """Choose the server for `graph` now; record and log why (B9).
 
     `avoid`: ids of servers a retried task failed on; they are chosen only when
-    no other server can take the task now (dispatch prefers another server).
+    no other server could run the task at all (one that is merely full is
+    waited for: dispatch prefers another server).
 
     If the balancer itself raises, the primary alone is used (B6, single-server
     mode) and the error is logged with its traceback.
@@ -127,9 +128,15 @@ def _choose_avoiding(
     if avoid:
         others = [server for server in servers if server.id not in avoid]
         decision = balancer.choose(others, requirements, fleet_policy, now)
-        if not decision.waiting:
+        # Another server that can run it but is busy is worth waiting for; an
+        # avoided server is used only when no other one could run it at all.
+        if not decision.waiting or _busy_elsewhere(decision):
             return decision
     return balancer.choose(servers, requirements, fleet_policy, now)
+
+
+def _busy_elsewhere(decision: Decision) -> bool:
+    return any(reason.startswith("full:") for reason in decision.excluded.values())
 
 
 def _record(decision: Decision, workflow_key: str, now: datetime) -> None:

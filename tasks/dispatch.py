@@ -186,18 +186,19 @@ def _claim_batch() -> list[Claimed]:
     if room <= 0:
         return []
     claimed: list[Claimed] = []
-    waiting: set[str] = set()
+    # (workflow, servers to avoid) that found no server this pass: the same
+    # needs get the same answer, so later tasks like them are not asked about.
+    waiting: set[tuple[str, frozenset[int]]] = set()
     servers: dict[int, _ServerInfo] = {}
     for task in queue.next_candidates(CANDIDATES):
         if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
-        if task.workflow_key and task.workflow_key in waiting:
+        avoid = frozenset(failed_servers(task.pk))
+        if task.workflow_key and (task.workflow_key, avoid) in waiting:
             continue
-        decision = fleet.pick_server(
-            task.graph, workflow_key=task.workflow_key, avoid=failed_servers(task.pk)
-        )
+        decision = fleet.pick_server(task.graph, workflow_key=task.workflow_key, avoid=avoid)
         if decision.waiting:
-            waiting.add(task.workflow_key)
+            waiting.add((task.workflow_key, avoid))
             _note_waiting(task, decision.reason)
             continue
         assert decision.server_id is not None

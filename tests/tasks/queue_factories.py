@@ -20,6 +20,7 @@ from django_q.conf import Conf
 
 from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
+from servers.requirements import workflow_key_of
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tasks import dispatch
 from tasks.models import Priority, Status, Task, TaskEvent, Team
@@ -83,9 +84,11 @@ def make_task(
     **fields: Any,
 ) -> Task:
     team = team or make_team()
+    graph = fields.pop("graph", None) or trivial_graph()
     task = Task.objects.create(
         team=team,
-        graph=fields.pop("graph", None) or trivial_graph(),
+        graph=graph,
+        workflow_key=fields.pop("workflow_key", None) or workflow_key_of(graph),
         priority=priority,
         status=status,
         created_at=created_at or timezone.now(),

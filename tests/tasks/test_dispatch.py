@@ -247,3 +247,23 @@ def test_a_missing_input_image_fails_the_task_without_retry(sim_thread, settings
     task.refresh_from_db()
     assert task.status == Status.FAILED
     assert task.error_type == "MissingUpload"
+
+
+def test_a_retry_waiting_for_another_server_does_not_hold_back_fresh_tasks(sim_thread):
+    failed_on, other = (register(sim, max_inflight=1) for sim in sim_thread.start(2))
+    ServerState.objects.filter(server=other).update(inflight=1)  # busy
+    retried = make_task(created_at=timezone.now() - timedelta(minutes=5), attempts=1)
+    TaskEvent.objects.create(
+        task=retried,
+        from_status="dispatched",
+        to_status="pending",
+        message="attempt 1 failed",
+        data={"failed_server": failed_on.pk, "attempt": 1},
+    )
+    fresh = make_task()
+    assert retried.workflow_key == fresh.workflow_key != ""
+    assert dispatch.dispatch_pending() == 1
+    assert Task.objects.get(pk=retried.pk).status == Status.PENDING  # waits for `other`
+    sent = Task.objects.get(pk=fresh.pk)
+    assert sent.status == Status.DISPATCHED
+    assert sent.server_id == failed_on.pk

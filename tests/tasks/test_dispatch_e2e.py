@@ -229,7 +229,12 @@ def test_a_server_dying_mid_batch_has_its_tasks_retried_on_the_others(tmp_path):
         done = "SELECT count(*) FROM tasks_task WHERE status IN ('completed', 'failed', 'canceled')"
         wait_for(lambda: query(db, done)[0][0] == count, 240, f"{count} finished tasks")
         rows = query(db, "SELECT id, status, server_id, attempts FROM tasks_task")
-        assert {row[1] for row in rows} == {"completed"}
+        assert {row[1] for row in rows} == {"completed"}, query(
+            db,
+            "SELECT t.id, t.error_type, t.error_message, e.from_status, e.to_status, e.message"
+            " FROM tasks_task t JOIN tasks_taskevent e ON e.task_id = t.id"
+            " WHERE t.status != 'completed' ORDER BY e.at",
+        )
         # One that was on it a moment before the outage may have just finished.
         retried = [row for row in rows if row[0] in victims and row[3] >= 1]
         assert retried

@@ -90,12 +90,19 @@ def test_the_safety_net_schedules_exist_after_migrate():
 
 
 def test_pick_server_avoids_a_failed_server_while_another_can_take_the_task(sim_thread):
+    from servers.models import ServerState
+
     first, second = (register(sim) for sim in sim_thread.start(2))
     preferred = fleet.pick_server(trivial_graph(), record=False)
     other = second if preferred.server_id == first.pk else first
     avoided = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
     assert avoided.server_id == other.pk
-    # Nobody else can: the failed server is still better than waiting.
+    # The other one is only busy: wait for it rather than go back.
+    ServerState.objects.filter(server=other).update(inflight=other.max_inflight)
+    busy = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
+    assert busy.waiting
+    assert "full" in busy.reason
+    # Nobody else could run it at all: the failed server beats waiting forever.
     other.enabled = False
     other.save()
     fallback = fleet.pick_server(trivial_graph(), record=False, avoid={preferred.server_id})
