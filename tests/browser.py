@@ -43,3 +43,21 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=path, full_page=True)
     return path
+
+
+def log_in(page, serve) -> None:
+    """Sign in through the login form with the admin `serve` printed on its first run."""
+    page.goto(f"{serve.url}login/")
+    page.fill("input[name=username]", serve.username)
+    page.fill("input[name=password]", serve.password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:text('Dashboard')")
+
+
+def register_server(page, serve, name: str, port: int) -> None:
+    """Add a ComfyUI server the way an admin does, through the admin form."""
+    page.goto(f"{serve.url}admin/servers/server/add/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=base_url]", f"http://127.0.0.1:{port}")
+    page.click("input[name=_save]")
+    page.wait_for_selector("text=was added successfully")

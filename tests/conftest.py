@@ -14,7 +14,8 @@ from django.conf import settings
 
 from comfyweb import embedded_redis
 from tests import browser
-from tests.serve_process import launch
+from tests.serve_process import free_port, launch
+from tests.simulator_thread import SimulatorThread
 
 
 def pytest_configure(config) -> None:
@@ -59,3 +60,12 @@ def page():
         pytest.skip("Debian's chromium package is not installed: apt-get install chromium")
     with browser.open_page() as page:
         yield page
+
+
+@pytest.fixture
+def simulator_thread(tmp_path):
+    """A simulated ComfyUI on a fixed free port that a `serve` subprocess can reach."""
+    sim = SimulatorThread(free_port(), tmp_path / "comfyui")
+    sim.start()
+    yield sim
+    sim.close()

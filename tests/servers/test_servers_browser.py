@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import screenshot
-from tests.serve_process import free_port
-from tests.simulator_thread import SimulatorThread
+from tests.browser import log_in, register_server, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def simulator(tmp_path):
-    sim = SimulatorThread(free_port(), tmp_path / "comfyui")
-    sim.start()
-    yield sim
-    sim.close()
-
-
-def _admin_login(page, serve) -> None:
-    page.goto(f"{serve.url}admin/login/")
-    page.fill("input[name=username]", serve.username)
-    page.fill("input[name=password]", serve.password)
-    page.click("input[type=submit]")
-    page.wait_for_selector("text=Site administration")
-
-
 def test_servers_page_shows_a_server_going_down_and_coming_back_live(
-    page, running_serve, simulator
+    page, running_serve, simulator_thread
 ):
-    _admin_login(page, running_serve)
-    # Register the server the way an admin does, through the admin form.
-    page.goto(f"{running_serve.url}admin/servers/server/add/")
-    page.fill("input[name=name]", "lab-1")
-    page.fill("input[name=base_url]", f"http://127.0.0.1:{simulator.port}")
-    page.click("input[name=_save]")
-    page.wait_for_selector("text=was added successfully")
+    simulator = simulator_thread
+    log_in(page, running_serve)
+    register_server(page, running_serve, "lab-1", simulator.port)
 
     page.goto(f"{running_serve.url}servers/")
     page.evaluate("window.notReloaded = true")

@@ -7,9 +7,7 @@ import re
 
 import pytest
 
-from tests.browser import screenshot
-from tests.serve_process import free_port
-from tests.simulator_thread import SimulatorThread
+from tests.browser import log_in, register_server, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,31 +28,11 @@ SLOW_GRAPH = {
 }
 
 
-@pytest.fixture
-def simulator(tmp_path):
-    sim = SimulatorThread(free_port(), tmp_path / "comfyui")
-    sim.start()
-    yield sim
-    sim.close()
-
-
-def _login(page, serve) -> None:
-    page.goto(f"{serve.url}login/")
-    page.fill("input[name=username]", serve.username)
-    page.fill("input[name=password]", serve.password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("h1:text('Dashboard')")
-
-
 def test_template_submit_shows_live_progress_and_lands_in_the_gallery(
-    page, running_serve, simulator
+    page, running_serve, simulator_thread
 ):
-    _login(page, running_serve)
-    page.goto(f"{running_serve.url}admin/servers/server/add/")
-    page.fill("input[name=name]", "render-1")
-    page.fill("input[name=base_url]", f"http://127.0.0.1:{simulator.port}")
-    page.click("input[name=_save]")
-    page.wait_for_selector("text=was added successfully")
+    log_in(page, running_serve)
+    register_server(page, running_serve, "render-1", simulator_thread.port)
     page.goto(f"{running_serve.url}servers/")
     page.wait_for_selector("#server-rows tr:has-text('render-1')[data-health='healthy']")
 
