@@ -7,7 +7,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from tasks.models.teams import Team
+from tasks.models.teams import Team, TeamScopedQuerySet
 from tasks.models.work import Task
 
 
@@ -21,11 +21,6 @@ def output_path(output: Output, filename: str) -> str:
 
 def thumbnail_path(output: Output, filename: str) -> str:
     return f"thumbnails/team-{output.team_id}/{uuid.uuid4().hex}.webp"
-
-
-class OutputQuerySet(models.QuerySet):
-    def for_user(self, user) -> OutputQuerySet:
-        return self.filter(team__in=Team.objects.for_user(user))
 
 
 class Output(models.Model):
@@ -44,7 +39,7 @@ class Output(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
-    objects = OutputQuerySet.as_manager()
+    objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "pk"]

@@ -35,6 +35,13 @@ class TeamQuerySet(models.QuerySet):
         return self.filter(memberships__user=user)
 
 
+class TeamScopedQuerySet(models.QuerySet):
+    """For models that belong to a team: what `user` may see (all of it for staff)."""
+
+    def for_user(self, user) -> TeamScopedQuerySet:
+        return self.filter(team__in=Team.objects.for_user(user))
+
+
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)

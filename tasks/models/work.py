@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tasks.models.teams import Team
+from tasks.models.teams import Team, TeamScopedQuerySet
 from tasks.models.workflows import Template, WorkflowVersion
 
 
@@ -39,11 +39,6 @@ class Status(models.TextChoices):
     @classmethod
     def finished(cls) -> tuple[Status, ...]:
         return (cls.COMPLETED, cls.FAILED, cls.CANCELED)
-
-
-class TaskQuerySet(models.QuerySet):
-    def for_user(self, user) -> TaskQuerySet:
-        return self.filter(team__in=Team.objects.for_user(user))
 
 
 class Batch(models.Model):
@@ -109,7 +104,7 @@ class Task(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TaskQuerySet.as_manager()
+    objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,12 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from servers.requirements import requirements_from_graph
-from tasks.models.teams import Team
-
-
-class WorkflowQuerySet(models.QuerySet):
-    def for_user(self, user) -> WorkflowQuerySet:
-        return self.filter(team__in=Team.objects.for_user(user))
+from tasks.models.teams import Team, TeamScopedQuerySet
 
 
 class Workflow(models.Model):
@@ -34,7 +29,7 @@ class Workflow(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = WorkflowQuerySet.as_manager()
+    objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -92,11 +87,6 @@ class ParameterType(models.TextChoices):
     IMAGE = "image", "Image upload"
 
 
-class TemplateQuerySet(models.QuerySet):
-    def for_user(self, user) -> TemplateQuerySet:
-        return self.filter(team__in=Team.objects.for_user(user))
-
-
 class Template(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="templates")
     workflow_version = models.ForeignKey(
@@ -110,7 +100,7 @@ class Template(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = TemplateQuerySet.as_manager()
+    objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
