@@ -96,8 +96,14 @@ def _collect(serve: ServeProcess) -> None:
 
 def launch(data_dir: Path) -> ServeProcess:
     serve = start_serve(data_dir)
-    match = serve.wait_for_line(CREDENTIALS.pattern)
-    serve.username, serve.password = match.group(1), match.group(2)
-    serve.wait_for_line("ComfyWeb is running at")
-    serve.wait_healthy()
+    try:
+        match = serve.wait_for_line(CREDENTIALS.pattern)
+        serve.username, serve.password = match.group(1), match.group(2)
+        serve.wait_for_line("ComfyWeb is running at")
+        serve.wait_healthy()
+    except BaseException:
+        # A fixture that fails before yielding gets no teardown: stop it here,
+        # or the whole process tree outlives the test run.
+        serve.stop()
+        raise
     return serve
