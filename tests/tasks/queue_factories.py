@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import itertools
 import sqlite3
-import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -25,8 +24,8 @@ from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tasks import dispatch
 from tasks.models import Priority, Status, Task, TaskEvent, Team
 from tests.factories import make_team, make_user
+from tests.simulator_thread import LoopThread
 
-T = TypeVar("T")
 # Simulated work runs ten times faster than the recorded timings.
 TIME_SCALE = 0.1
 
@@ -130,7 +129,7 @@ def member(team: Team):
     return make_user(team=team)
 
 
-class SimThread:
+class SimThread(LoopThread):
     """Simulated ComfyUI servers on an event loop of their own thread.
 
     Dispatch, cancel and reconcile are synchronous and call `asyncio.run`, so
@@ -140,14 +139,9 @@ class SimThread:
     """
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         self.sims: list[SimulatedComfyUI] = []
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     def start(
         self, count: int = 1, *, config: SimulatorConfig | None = None
@@ -169,9 +163,7 @@ class SimThread:
         for sim in self.sims:
             with contextlib.suppress(Exception):
                 self.run(sim.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.close()
 
     def prompts_seen(self, sim: SimulatedComfyUI) -> set[str]:
         """Every prompt id the server holds: queued, running or in its history."""
@@ -192,7 +184,7 @@ class SimThread:
                 while (await client.get_queue()).remaining:  # noqa: ASYNC110 - polls a server
                     await asyncio.sleep(0.02)
 
-        asyncio.run_coroutine_threadsafe(asyncio.wait_for(idle(), timeout), self.loop).result()
+        self.run(asyncio.wait_for(idle(), timeout), timeout=None)
 
 
 def running_sims(tmp_path: Path) -> Iterator[SimThread]:

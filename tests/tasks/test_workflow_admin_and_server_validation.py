@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 
 import pytest
 
@@ -10,6 +8,7 @@ from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tasks.models import Role, Workflow
 from tests.factories import make_team, make_user
+from tests.simulator_thread import LoopThread
 from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
 
 pytestmark = pytest.mark.django_db
@@ -18,17 +17,14 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def simulated_server(tmp_path):
     """A simulated ComfyUI on its own event loop thread (the views here are sync)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    loop = LoopThread()
     sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=tmp_path / "comfyui", config=SimulatorConfig())
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
+    loop.run(sim.start())
     try:
         yield Server.objects.create(name="sim-1", base_url=sim.base_url)
     finally:
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        loop.run(sim.stop())
+        loop.close()
 
 
 def _validate(client, workflow, server) -> str:
