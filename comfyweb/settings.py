@@ -106,7 +106,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_q",
+    "ninja",
     "comfyweb",
+    "api",
     "servers",
     "tasks",
 ]

@@ -1,0 +1,1 @@
+"""The JSON API v1 (A1): django-ninja on the same models and services as the pages."""
