@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Q, QuerySet
+
 from servers.models import ServerState
 from servers.requirements import MODEL_INPUTS, SEED_INPUTS, model_index
 from tasks.models import ParameterType, Template, TemplateParameter, WorkflowVersion
@@ -50,6 +52,17 @@ class ValueList:
 
 
 # -- values ------------------------------------------------------------------------
+
+
+def search(templates: QuerySet[Template], query: str) -> QuerySet[Template]:
+    """Every word must match the name, description or the workflow's name."""
+    for word in query.split():
+        templates = templates.filter(
+            Q(name__icontains=word)
+            | Q(description__icontains=word)
+            | Q(workflow_version__workflow__name__icontains=word)
+        )
+    return templates
 
 
 def parameters_of(template: Template) -> list[TemplateParameter]:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from tasks import access
 from tasks.gallery import gallery_for
 from tasks.models import Output
 
@@ -28,20 +29,12 @@ def gallery(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def output_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    output = _get_output_for_user(request.user, pk)
+    output = access.output_for(request.user, pk)
     return render(
         request,
         "tasks/gallery/output.html",
         {"output": output, "task": output.task, "run_again_url": _run_again_url(output)},
     )
-
-
-def _get_output_for_user(user, pk: int) -> Output:
-    """Another team's output is a 404: ids must not reveal that it exists."""
-    queryset = Output.objects.for_user(user).select_related(
-        "task__template", "task__workflow_version__workflow", "task__server", "team"
-    )
-    return get_object_or_404(queryset, pk=pk)
 
 
 def _run_again_url(output: Output) -> str | None:

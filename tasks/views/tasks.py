@@ -1,6 +1,6 @@
 """Task pages (D3): the list, the live detail page, cancelling, and output files.
 
-Everything is looked up through `_get_<thing>_for_user`, so another team's
+Everything is looked up through `tasks.access`, so another team's
 task, batch or output is a 404, exactly like one that does not exist.
 """
 
@@ -11,15 +11,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import previews, publish
+from tasks import access, previews, publish
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
-from tasks.models import Batch, Output, Priority, Status, Task, Team
+from tasks.models import Batch, Priority, Status, Task, Team
 
 PAGE_SIZE = 50
 FILTERS = ("status", "priority", "team", "batch")
@@ -29,23 +29,6 @@ CANCEL_MESSAGES = {
     REQUESTED: "Cancelling task {task.pk}: it ends canceled when its server confirms.",
 }
 UNKNOWN_OUTCOME = "Task {task.pk}: its server could not be reached; cancel again later."
-
-
-def _get_task_for_user(request: HttpRequest, task_id: int) -> Task:
-    tasks = Task.objects.for_user(request.user).select_related(
-        "server", "team", "template", "workflow_version__workflow", "submitter"
-    )
-    return get_object_or_404(tasks, pk=task_id)
-
-
-def _get_batch_for_user(request: HttpRequest, batch_id: int) -> Batch:
-    return get_object_or_404(
-        Batch.objects.filter(team__in=Team.objects.for_user(request.user)), pk=batch_id
-    )
-
-
-def _get_output_for_user(request: HttpRequest, output_id: int) -> Output:
-    return get_object_or_404(Output.objects.for_user(request.user), pk=output_id)
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
@@ -98,7 +81,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
-    task = _get_task_for_user(request, task_id)
+    task = access.task_for(request.user, task_id)
     context = publish.task_context(task) | {
         "can_cancel": task.status not in Status.finished() and task.team.can_submit(request.user),
         "run_again_url": _run_again_url(task),
@@ -120,7 +103,7 @@ def _run_again_url(task: Task) -> str | None:
 @login_required
 @require_POST
 def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
-    task = _get_task_for_user(request, task_id)
+    task = access.task_for(request.user, task_id)
     if not task.team.can_submit(request.user):
         raise PermissionDenied("Viewers cannot cancel tasks.")
     outcome = cancel_task(task.pk, by=request.user)
@@ -132,7 +115,7 @@ def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = _get_batch_for_user(request, batch_id)
+    batch = access.batch_for(request.user, batch_id)
     if not batch.team.can_submit(request.user):
         raise PermissionDenied("Viewers cannot cancel tasks.")
     active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
@@ -153,7 +136,7 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
 
 @login_required
 def output_file(request: HttpRequest, output_id: int) -> FileResponse:
-    output = _get_output_for_user(request, output_id)
+    output = access.output_for(request.user, output_id)
     if not output.file:
         raise Http404("This output has no file.")
     # Only images we verified are shown inline; anything else is a download.
@@ -171,7 +154,7 @@ def output_file(request: HttpRequest, output_id: int) -> FileResponse:
 
 @login_required
 def output_thumbnail(request: HttpRequest, output_id: int) -> FileResponse:
-    output = _get_output_for_user(request, output_id)
+    output = access.output_for(request.user, output_id)
     if not output.thumbnail:
         raise Http404("This output has no thumbnail.")
     response = FileResponse(output.thumbnail.open("rb"), content_type="image/webp")
@@ -181,7 +164,7 @@ def output_thumbnail(request: HttpRequest, output_id: int) -> FileResponse:
 
 @login_required
 def task_preview(request: HttpRequest, task_id: int) -> HttpResponse:
-    task = _get_task_for_user(request, task_id)
+    task = access.task_for(request.user, task_id)
     latest = previews.latest(task.pk)
     if latest is None:
         raise Http404("No preview.")

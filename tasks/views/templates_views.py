@@ -5,35 +5,18 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from servers.models import Server
-from tasks import templating
+from tasks import access, templating
 from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm, field_name
-from tasks.models import ParameterType, Task, Team, Template, Workflow, WorkflowVersion
+from tasks.models import ParameterType, Task, Team, Template, WorkflowVersion
 from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
 from tasks.validation import CatalogueUnavailable, fetch_catalogue, validate_graph
 from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
-
-
-def _get_template_for_user(user, pk: int) -> Template:
-    """A template of one of the user's teams; any other is a 404 (no existence leak)."""
-    queryset = Template.objects.for_user(user).select_related("team", "workflow_version__workflow")
-    return get_object_or_404(queryset.prefetch_related("parameters"), pk=pk)
-
-
-def _get_workflow_for_user(user, pk: int) -> Workflow:
-    return get_object_or_404(Workflow.objects.for_user(user).select_related("team"), pk=pk)
-
-
-def _require(allowed: bool, action: str) -> None:
-    if not allowed:
-        raise PermissionDenied(f"Your role in this team does not allow you to {action}.")
 
 
 def template_list(request: HttpRequest) -> HttpResponse:
@@ -41,12 +24,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
         "team", "workflow_version__workflow"
     )
     query = request.GET.get("q", "").strip()
-    for word in query.split():
-        templates = templates.filter(
-            Q(name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(workflow_version__workflow__name__icontains=word)
-        )
+    templates = templating.search(templates, query)
     context = {"templates": templates.order_by("name")[:500], "query": query}
     return render(request, "tasks/workflows/template_list.html", context)
 
@@ -86,8 +64,8 @@ def _suggested_initial(version: WorkflowVersion, catalogue: dict | None) -> list
 
 @require_http_methods(["GET", "POST"])
 def template_create(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = _get_workflow_for_user(request.user, pk)
-    _require(workflow.team.can_submit(request.user), "create templates")
+    workflow = access.workflow_for(request.user, pk)
+    access.require(workflow.team.can_submit(request.user), "create templates")
     number = request.GET.get("version") or request.POST.get("version") or ""
     version = (
         get_object_or_404(workflow.versions, number=int(number))
@@ -103,8 +81,8 @@ def template_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    template = _get_template_for_user(request.user, pk)
-    _require(template.team.can_submit(request.user), "edit templates")
+    template = access.template_for(request.user, pk)
+    access.require(template.team.can_submit(request.user), "edit templates")
     # Moving a template to another version of its workflow (say v2 after an
     # edit) re-checks every parameter against that version's graph.
     number = request.POST.get("version", "") if request.method == "POST" else ""
@@ -149,8 +127,8 @@ def _edit_template(
 
 @require_http_methods(["GET", "POST"])
 def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    template = _get_template_for_user(request.user, pk)
-    _require(template.team.can_manage(request.user), "delete templates")
+    template = access.template_for(request.user, pk)
+    access.require(template.team.can_manage(request.user), "delete templates")
     workflow = template.workflow_version.workflow
     if request.method == "POST":
         template.delete()  # its tasks keep their graph and values (template is SET_NULL)
@@ -177,7 +155,7 @@ def _initial_values(request: HttpRequest, template: Template) -> dict:
 @require_http_methods(["GET", "POST"])
 def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
     """The template's page: its generated form; Preview renders, Submit queues."""
-    template = _get_template_for_user(request.user, pk)
+    template = access.template_for(request.user, pk)
     can_submit = template.team.can_submit(request.user)
     data = request.POST if request.method == "POST" else None
     initial = _initial_values(request, template) if data is None else {}
@@ -197,7 +175,7 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
                 "changes": graph_diff(version.graph, rendered),
             }
         else:
-            _require(can_submit, "submit work")
+            access.require(can_submit, "submit work")
             form.store_uploads()
             runs = expand_runs(template=template, values=form.values, **form.batch_options())
             report = validate_graph(runs[0].graph)

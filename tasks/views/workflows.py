@@ -6,14 +6,13 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from tasks import access, workflow_store
 from tasks.forms_workflows import RunForm, ValidateForm, WorkflowForm, submit_teams
-from tasks.models import Task, Team, Workflow, WorkflowVersion
+from tasks.models import Team, Workflow, WorkflowVersion
 from tasks.templating import expand_runs
 from tasks.validation import CatalogueUnavailable, ValidationReport, fetch_catalogue, validate_graph
 from tasks.views.workflow_helpers import (
@@ -24,29 +23,6 @@ from tasks.views.workflow_helpers import (
 )
 
 
-def _get_workflow_for_user(user, pk: int) -> Workflow:
-    """A workflow of one of the user's teams; any other is a 404 (no existence leak)."""
-    return get_object_or_404(
-        Workflow.objects.for_user(user).select_related("team", "current_version"), pk=pk
-    )
-
-
-def _require(allowed: bool, action: str) -> None:
-    if not allowed:
-        raise PermissionDenied(f"Your role in this team does not allow you to {action}.")
-
-
-def _search(workflows: QuerySet[Workflow], query: str) -> QuerySet[Workflow]:
-    for word in query.split():
-        workflows = workflows.filter(
-            Q(name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(tags__icontains=word)
-            | Q(current_version__node_classes__icontains=word)
-        )
-    return workflows
-
-
 def workflow_list(request: HttpRequest) -> HttpResponse:
     teams = list(Team.objects.for_user(request.user))
     workflows = Workflow.objects.for_user(request.user).select_related("team", "current_version")
@@ -55,7 +31,7 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
     if team_id.isdigit():
         workflows = workflows.filter(team_id=int(team_id))
     if query:
-        workflows = _search(workflows, query)
+        workflows = workflow_store.search(workflows, query)
     context = {
         "workflows": workflows.order_by("name", "team__name")[:500],
         "teams": teams,
@@ -89,7 +65,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, **extra) -> dict:
 
 
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = _get_workflow_for_user(request.user, pk)
+    workflow = access.workflow_for(request.user, pk)
     return render(request, "tasks/workflows/detail.html", _detail_context(request, workflow))
 
 
@@ -102,77 +78,61 @@ def workflow_create(request: HttpRequest) -> HttpResponse:
         )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        with transaction.atomic():
-            workflow = Workflow.objects.create(
-                team=data["team"],
-                name=data["name"],
-                description=data["description"],
-                tags=data["tags"],
-                created_by=request.user,
-            )
-            _add_version(workflow, data["graph"], request.user, data["note"])
+        workflow = workflow_store.create_workflow(
+            team=data["team"],
+            name=data["name"],
+            description=data["description"],
+            tags=data["tags"],
+            graph=data["graph"],
+            user=request.user,
+            note=data["note"],
+        )
         messages.success(request, f"Workflow “{workflow.name}” saved as version 1.")
         return redirect("tasks:workflow_detail", pk=workflow.pk)
     return render(request, "tasks/workflows/form.html", {"form": form, "workflow": None})
 
 
-def _add_version(workflow: Workflow, graph: dict, user, note: str = "") -> WorkflowVersion:
-    last = workflow.versions.order_by("-number").values_list("number", flat=True).first() or 0
-    version = WorkflowVersion.objects.create(
-        workflow=workflow, number=last + 1, graph=graph, note=note, created_by=user
-    )
-    workflow.current_version = version
-    workflow.save(update_fields=["current_version", "updated_at"])
-    return version
-
-
 @require_http_methods(["GET", "POST"])
 def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = _get_workflow_for_user(request.user, pk)
-    _require(workflow.team.can_submit(request.user), "edit workflows")
+    workflow = access.workflow_for(request.user, pk)
+    access.require(workflow.team.can_submit(request.user), "edit workflows")
     form = WorkflowForm(
         request.POST or None, request.FILES or None, user=request.user, workflow=workflow
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        with transaction.atomic():
-            workflow.name, workflow.description = data["name"], data["description"]
-            workflow.tags = data["tags"]
-            workflow.save(update_fields=["name", "description", "tags", "updated_at"])
-            current = workflow.current_version
-            # Only a changed graph makes a version: metadata is not part of what runs.
-            if data["graph"] is not None and (current is None or data["graph"] != current.graph):
-                version = _add_version(workflow, data["graph"], request.user, data["note"])
-                messages.success(request, f"Saved as version {version.number}.")
-            else:
-                messages.success(request, "Details saved; the graph is unchanged.")
+        version = workflow_store.update_workflow(
+            workflow,
+            name=data["name"],
+            description=data["description"],
+            tags=data["tags"],
+            graph=data["graph"],
+            user=request.user,
+            note=data["note"],
+        )
+        if version is not None:
+            messages.success(request, f"Saved as version {version.number}.")
+        else:
+            messages.success(request, "Details saved; the graph is unchanged.")
         return redirect("tasks:workflow_detail", pk=workflow.pk)
     return render(request, "tasks/workflows/form.html", {"form": form, "workflow": workflow})
 
 
 @require_http_methods(["GET", "POST"])
 def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = _get_workflow_for_user(request.user, pk)
-    _require(workflow.team.can_manage(request.user), "delete workflows")
-    task_count = Task.objects.filter(workflow_version__workflow=workflow).count()
+    workflow = access.workflow_for(request.user, pk)
+    access.require(workflow.team.can_manage(request.user), "delete workflows")
     if request.method == "POST":
-        if task_count:
-            messages.error(
-                request,
-                f"“{workflow.name}” cannot be deleted: {task_count} task"
-                f"{'s' if task_count != 1 else ''} ran its versions and keep a reference "
-                "to the exact graph. Delete those tasks first, or keep the workflow.",
-            )
+        try:
+            workflow_store.delete_workflow(workflow)
+        except workflow_store.WorkflowInUse as refused:
+            messages.error(request, str(refused))
             return redirect("tasks:workflow_detail", pk=workflow.pk)
-        with transaction.atomic():
-            # Templates protect their version; they go with the workflow they belong to.
-            workflow.team.templates.filter(workflow_version__workflow=workflow).delete()
-            workflow.delete()
         messages.success(request, f"Workflow “{workflow.name}” deleted.")
         return redirect("tasks:workflows")
     context = {
         "workflow": workflow,
-        "task_count": task_count,
+        "task_count": workflow_store.tasks_using(workflow),
         "template_count": workflow.team.templates.filter(
             workflow_version__workflow=workflow
         ).count(),
@@ -183,7 +143,7 @@ def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def workflow_validate(request: HttpRequest, pk: int) -> HttpResponse:
     """Validate the shown version against one server's catalogue (fetched now, on request)."""
-    workflow = _get_workflow_for_user(request.user, pk)
+    workflow = access.workflow_for(request.user, pk)
     form = ValidateForm(request.POST)
     extra: dict = {"validate_form": form}
     if form.is_valid():
@@ -211,8 +171,8 @@ def _version_from_post(request: HttpRequest, workflow: Workflow) -> WorkflowVers
 
 @require_POST
 def workflow_run(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = _get_workflow_for_user(request.user, pk)
-    _require(workflow.team.can_submit(request.user), "run workflows")
+    workflow = access.workflow_for(request.user, pk)
+    access.require(workflow.team.can_submit(request.user), "run workflows")
     form = RunForm(request.POST)
     version = _version_from_post(request, workflow)
     if not form.is_valid():

@@ -1,0 +1,348 @@
+"""Tasks and batches (S4, A2, A5, A6): submit, list, follow, cancel.
+
+Submitting goes through the same steps as the workflow and template pages:
+`expand_runs` makes the runs, `submit_runs` queues them (and checks the team),
+`cancel_task`/`cancel_batch` cancel.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import EmptyPage, Paginator
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from api.errors import ERRORS, ApiError, invalid
+from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
+from api.routers.templates import clean_params
+from api.schemas import Ref, ref
+from tasks import access, publish
+from tasks.cancel import cancel_batch, cancel_task
+from tasks.models import ParameterType, Status, Task, Template
+from tasks.submission import submit_runs
+from tasks.templating import MAX_RUNS, ValueList, clean_value, expand_runs, parameters_of
+from tasks.validation import validate_graph
+
+router = Router(tags=["tasks"])
+
+PriorityName = Literal["low", "normal", "high", "urgent"]
+StatusName = Literal["pending", "dispatched", "running", "completed", "failed", "canceled"]
+PAGE_SIZE = 50
+
+
+class Sweep(Schema):
+    param: str = Field(description="A template parameter (not an image).")
+    values: list[Any] = Field(min_length=1, max_length=MAX_RUNS, description="One run per value.")
+
+
+class TaskIn(Schema):
+    workflow: int | None = Field(None, description="Run this workflow's current version...")
+    version: int | None = Field(None, description="...or this version number of it.")
+    template: int | None = Field(None, description="Run this template with `params`.")
+    params: dict[str, Any] = {}
+    graph: dict[str, Any] | None = Field(None, description="Run this API-format graph.")
+    team: int | None = Field(None, description="For a graph, when you are in several teams.")
+    priority: PriorityName = "normal"
+    count: int = Field(1, ge=1, le=MAX_RUNS, description="Runs; each gets a fresh seed if > 1.")
+    sweep: Sweep | None = Field(None, description="Template only: one run per value.")
+    description: str = Field("", max_length=200)
+
+
+class ProgressOut(Schema):
+    fraction: float
+    node: str | None
+    node_type: str | None
+    value: int
+    max: int
+
+
+class TaskErrorOut(Schema):
+    type: str
+    message: str
+    node_id: str | None
+
+
+class OutputOut(Schema):
+    id: int
+    filename: str
+    content_type: str
+    width: int | None
+    height: int | None
+    size: int
+    url: str
+
+
+class TaskOut(Schema):
+    id: int
+    status: StatusName
+    priority: PriorityName
+    team: Ref
+    workflow: Ref | None
+    version: int | None
+    template: Ref | None
+    params: dict[str, Any]
+    server: Ref | None
+    prompt_id: str
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    progress: ProgressOut
+    error: TaskErrorOut | None
+    outputs: list[OutputOut]
+    created_at: datetime
+    dispatched_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    batch: int | None
+
+
+class SubmittedOut(Schema):
+    tasks: list[TaskOut]
+    batch: int | None
+
+
+class TaskPage(Schema):
+    items: list[TaskOut]
+    count: int
+    page: int
+    pages: int
+    page_size: int
+
+
+class BatchCanceledOut(Schema):
+    batch: int
+    outcomes: dict[str, int] = Field(description="canceled / requested / finished / unreachable")
+
+
+def output_json(output) -> dict[str, Any]:
+    return {
+        "id": output.pk,
+        "filename": output.original_name or output.file.name.rsplit("/", 1)[-1],
+        "content_type": output.content_type,
+        "width": output.width,
+        "height": output.height,
+        "size": output.size,
+        "url": reverse("api:output_file", args=[output.pk]),
+    }
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    version = task.workflow_version
+    fraction = 1.0 if task.status == Status.COMPLETED else task.progress_fraction
+    return {
+        "id": task.pk,
+        "status": task.status,
+        "priority": PRIORITY_NAMES[task.priority],
+        "team": ref(task.team),
+        "workflow": ref(version.workflow) if version else None,
+        "version": version.number if version else None,
+        "template": ref(task.template),
+        "params": task.params,
+        "server": ref(task.server),
+        "prompt_id": task.prompt_id,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "cancel_requested": task.cancel_requested,
+        "progress": {
+            "fraction": fraction,
+            "node": task.progress_node or None,
+            "node_type": task.progress_node_type or None,
+            "value": task.progress_value,
+            "max": task.progress_max,
+        },
+        "error": (
+            {
+                "type": task.error_type or "error",
+                "message": task.error_message,
+                "node_id": task.error_node or None,
+            }
+            if task.error_type or task.error_message
+            else None
+        ),
+        "outputs": [output_json(o) for o in task.outputs.all()],
+        "created_at": task.created_at,
+        "dispatched_at": task.dispatched_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "batch": task.batch_id,
+    }
+
+
+def _visible_tasks(user):
+    return (
+        Task.objects.for_user(user)
+        .select_related("server", "team", "template", "workflow_version__workflow")
+        .prefetch_related("outputs")
+    )
+
+
+def _one_source(payload: TaskIn) -> str:
+    given = [
+        name for name in ("workflow", "template", "graph") if getattr(payload, name) is not None
+    ]
+    if len(given) != 1:
+        raise invalid(
+            [
+                (
+                    "request",
+                    "Give exactly one of workflow, template or graph"
+                    + (f"; got {', '.join(given)}." if given else "."),
+                )
+            ]
+        )
+    if payload.sweep is not None and given[0] != "template":
+        raise invalid([("sweep", "A sweep sets a template parameter: give a template.")])
+    if payload.sweep is not None and payload.count != 1:
+        raise invalid([("count", "Give either count or sweep: a sweep makes one run per value.")])
+    if payload.params and given[0] != "template":
+        raise invalid([("params", "Parameters belong to a template: give a template.")])
+    return given[0]
+
+
+def _sweep(template: Template, sweep: Sweep) -> ValueList:
+    params = {p.name: p for p in parameters_of(template)}
+    param = params.get(sweep.param)
+    if param is None or param.type == ParameterType.IMAGE:
+        listable = ", ".join(n for n, p in params.items() if p.type != ParameterType.IMAGE)
+        raise invalid(
+            [("sweep.param", f"Sweep one of the template's parameters: {listable or 'none'}.")]
+        )
+    values, problems = [], []
+    for index, raw in enumerate(sweep.values):
+        try:
+            values.append(clean_value(param, raw))
+        except ValueError as exc:
+            problems.append((f"sweep.values[{index}]", str(exc)))
+    if problems:
+        raise invalid(problems)
+    return ValueList(param.name, values)
+
+
+def _runs(request, payload: TaskIn, source: str):
+    """(team, runs, version, template, description) for what the payload names."""
+    if source == "workflow":
+        workflow = access.workflow_for(request.user, payload.workflow)
+        version = workflow.current_version
+        if payload.version is not None:
+            version = get_object_or_404(workflow.versions, number=payload.version)
+        if version is None:
+            raise ApiError(409, "This workflow has no version to run.")
+        runs = expand_runs(graph=version.graph, count=payload.count)
+        return workflow.team, runs, version, None, f"{workflow.name} v{version.number}"
+    if source == "template":
+        template = access.template_for(request.user, payload.template)
+        values = clean_params(template, payload.params)
+        if payload.sweep is not None:
+            runs = expand_runs(
+                template=template, values=values, value_list=_sweep(template, payload.sweep)
+            )
+        else:
+            runs = expand_runs(template=template, values=values, count=payload.count)
+        _check_graph(runs[0].graph)
+        return template.team, runs, template.workflow_version, template, template.name
+    team = team_to_create_in(request.user, payload.team)
+    _check_graph(payload.graph)
+    runs = expand_runs(graph=payload.graph, count=payload.count)
+    return team, runs, None, None, "graph"
+
+
+def _check_graph(graph: dict[str, Any]) -> None:
+    report = validate_graph(graph)
+    if not report.valid:
+        raise invalid(
+            [("graph", message) for message in report.all_messages()],
+            errors=report.messages,
+            node_errors=report.node_errors,
+        )
+
+
+@router.post("/tasks", response={201: SubmittedOut, **ERRORS}, summary="Submit work")
+def submit(request, payload: TaskIn):
+    """Exactly one of `workflow`, `template` (+ `params`) or `graph`; more than one run
+    (`count` > 1 or a `sweep`) makes a batch."""
+    source = _one_source(payload)
+    team, runs, version, template, label = _runs(request, payload, source)
+    if not team.can_submit(request.user):
+        raise PermissionDenied("Your role in this team does not allow you to submit work.")
+    result = submit_runs(
+        team=team,
+        submitter=request.user,
+        runs=runs,
+        workflow_version=version,
+        template=template,
+        priority=PRIORITIES[payload.priority],
+        description=payload.description
+        or f"{label}, {len(runs)} run{'s' if len(runs) != 1 else ''}",
+    )
+    ids = [task.pk for task in result.tasks]
+    tasks = sorted(_visible_tasks(request.user).filter(pk__in=ids), key=lambda t: ids.index(t.pk))
+    return 201, {"tasks": [task_json(t) for t in tasks], "batch": result.batch and result.batch.pk}
+
+
+@router.get("/tasks", response={200: TaskPage, **ERRORS}, summary="List tasks, newest first")
+def list_tasks(
+    request,
+    status: StatusName | None = None,
+    batch: int | None = None,
+    priority: PriorityName | None = None,
+    team: int | None = None,
+    page: int = Query(1, ge=1),
+    page_size: int = Query(PAGE_SIZE, ge=1, le=200),
+) -> dict[str, Any]:
+    tasks = _visible_tasks(request.user)
+    if status is not None:
+        tasks = tasks.filter(status=status)
+    if batch is not None:
+        tasks = tasks.filter(batch_id=batch)
+    if priority is not None:
+        tasks = tasks.filter(priority=PRIORITIES[priority])
+    if team is not None:
+        tasks = tasks.filter(team_id=team)
+    paginator = Paginator(tasks.order_by("-created_at", "-pk"), page_size)
+    try:
+        items = list(paginator.page(page))
+    except EmptyPage:
+        items = []  # past the end: an empty page, not an error, for simple loops
+    return {
+        "items": [task_json(t) for t in items],
+        "count": paginator.count,
+        "page": page,
+        "pages": paginator.num_pages,
+        "page_size": page_size,
+    }
+
+
+@router.get("/tasks/{task_id}", response={200: TaskOut, **ERRORS}, summary="One task")
+def get_task(request, task_id: int) -> dict[str, Any]:
+    return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
+
+
+@router.post("/tasks/{task_id}/cancel", response={200: TaskOut, **ERRORS}, summary="Cancel a task")
+def cancel(request, task_id: int) -> dict[str, Any]:
+    """Pending: canceled at once. On a server: removed or interrupted there, and
+    `canceled` once the server confirms (`cancel_requested` until then)."""
+    task = access.task_for(request.user, task_id)
+    access.require(task.team.can_submit(request.user), "cancel tasks")
+    cancel_task(task.pk, by=request.user)
+    publish.publish_task(task.pk)
+    return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
+
+
+@router.post(
+    "/batches/{batch_id}/cancel",
+    response={200: BatchCanceledOut, **ERRORS},
+    summary="Cancel a batch",
+)
+def cancel_whole_batch(request, batch_id: int) -> dict[str, Any]:
+    batch = access.batch_for(request.user, batch_id)
+    access.require(batch.team.can_submit(request.user), "cancel tasks")
+    active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
+    outcomes = cancel_batch(batch.pk, by=request.user)
+    for pk in active:
+        publish.publish_task(pk)
+    return {"batch": batch.pk, "outcomes": outcomes}

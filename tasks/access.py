@@ -1,0 +1,63 @@
+"""Who may see and change what: the lookups every page and API endpoint goes through.
+
+An object of a team the user is not in is a 404, exactly like one that does not
+exist (no existence leak); a visible object the user's role may not change is a
+PermissionDenied (403).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from tasks.models import Batch, Output, Task, Team, Template, Workflow
+
+
+def require(allowed: bool, action: str) -> None:
+    if not allowed:
+        raise PermissionDenied(f"Your role in this team does not allow you to {action}.")
+
+
+def workflow_for(user, pk: int) -> Workflow:
+    queryset = Workflow.objects.for_user(user).select_related("team", "current_version")
+    return get_object_or_404(queryset, pk=pk)
+
+
+def template_for(user, pk: int) -> Template:
+    queryset = Template.objects.for_user(user).select_related("team", "workflow_version__workflow")
+    return get_object_or_404(queryset.prefetch_related("parameters"), pk=pk)
+
+
+def task_for(user, pk: int) -> Task:
+    queryset = Task.objects.for_user(user).select_related(
+        "server", "team", "template", "workflow_version__workflow", "submitter"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def batch_for(user, pk: int) -> Batch:
+    return get_object_or_404(Batch.objects.filter(team__in=Team.objects.for_user(user)), pk=pk)
+
+
+def output_for(user, pk: int) -> Output:
+    queryset = Output.objects.for_user(user).select_related(
+        "task__template", "task__workflow_version__workflow", "task__server", "team"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def queue_scope_for(user, team_id: int | str | None) -> Team | None:
+    """The queue a user asks to control: None is everyone's (staff only), else one team's
+    (its admins and staff)."""
+    if team_id in (None, ""):
+        if not user.is_staff:
+            raise PermissionDenied("Only staff control the whole queue.")
+        return None
+    team_id = str(team_id)
+    team = Team.objects.for_user(user).filter(pk=team_id).first() if team_id.isdigit() else None
+    if team is None:
+        raise Http404("No such team.")
+    if not team.can_manage(user):
+        raise PermissionDenied("Only the team's admins control its queue.")
+    return team
