@@ -6,6 +6,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from api.forms import ApiTokenForm
+from api.models import ApiToken
 from comfyweb import health
 from servers import status_panel
 from tasks import queue_panel
@@ -38,7 +40,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def account(request: HttpRequest) -> HttpResponse:
-    return render(request, "comfyweb/account.html", {"teams": _teams_with_roles(request.user)})
+    return render_account(request)
+
+
+def render_account(
+    request: HttpRequest,
+    *,
+    token_form: ApiTokenForm | None = None,
+    issued: tuple[ApiToken, str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The account page; the token views render it too, with a form's errors or
+    with a token just issued, whose clear text exists only in this one response."""
+    issued_token, issued_raw = issued or (None, None)
+    context = {
+        "teams": _teams_with_roles(request.user),
+        "tokens": request.user.api_tokens.all(),
+        "token_form": token_form or ApiTokenForm(),
+        "issued_token": issued_token,
+        "issued_raw": issued_raw,
+    }
+    return render(request, "comfyweb/account.html", context, status=status)
 
 
 def _teams_with_roles(user) -> list[tuple[Team, str]]:
