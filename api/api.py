@@ -6,6 +6,7 @@ from ninja import NinjaAPI
 
 from api.auth import api_auth, docs_auth
 from api.errors import install_handlers
+from api.parser import JsonObjectParser
 from api.routers import health, outputs, queue, servers, tasks, templates, workflows
 
 DESCRIPTION = """
@@ -28,6 +29,7 @@ api = NinjaAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     docs_decorator=docs_auth,
+    parser=JsonObjectParser(),
 )
 install_handlers(api)
 for module in (health, servers, workflows, templates, tasks, outputs, queue):

@@ -6,6 +6,7 @@ from django.http import FileResponse, Http404
 from ninja import Router
 
 from api.errors import ERRORS
+from api.schemas import PathId
 from tasks import access
 
 router = Router(tags=["outputs"])
@@ -32,7 +33,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
         }
     },
 )
-def output_file(request, output_id: int) -> FileResponse:
+def output_file(request, output_id: PathId) -> FileResponse:
     output = access.output_for(request.user, output_id)
     if not output.file:
         raise Http404("This output has no file.")

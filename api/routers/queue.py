@@ -9,6 +9,7 @@ from ninja import Router, Schema
 from pydantic import Field
 
 from api.errors import ERRORS
+from api.schemas import Id
 from tasks import access, queue
 from tasks.models import QueuePause, Team
 
@@ -29,7 +30,7 @@ class ClearedOut(QueueOut):
 
 
 class ScopeIn(Schema):
-    team: int | None = Field(None, description="One team's queue; omit for everyone's (staff).")
+    team: Id | None = Field(None, description="One team's queue; omit for everyone's (staff).")
 
 
 def queue_json(user) -> dict[str, Any]:

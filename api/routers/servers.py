@@ -14,6 +14,7 @@ from pydantic import Field
 
 from api.auth import require_staff
 from api.errors import ERRORS, ApiError, ErrorOut, form_problems, invalid
+from api.schemas import PathId
 from servers.forms import EDITABLE, ServerForm
 from servers.models import FleetSettings, Server
 from servers.probe import probe
@@ -139,14 +140,14 @@ def create_server(request, payload: ServerIn):
 
 
 @router.get("/servers/{server_id}", response={200: ServerOut, **ERRORS}, summary="One server")
-def get_server(request, server_id: int) -> dict[str, Any]:
+def get_server(request, server_id: PathId) -> dict[str, Any]:
     return server_json(_server(server_id))
 
 
 @router.patch(
     "/servers/{server_id}", response={200: ServerOut, **ERRORS}, summary="Change a server (staff)"
 )
-def update_server(request, server_id: int, payload: ServerPatch):
+def update_server(request, server_id: PathId, payload: ServerPatch):
     require_staff(request, "change servers")
     server = get_object_or_404(Server, pk=server_id)
     _save(payload.model_dump(exclude_unset=True), instance=server)
@@ -158,7 +159,7 @@ def update_server(request, server_id: int, payload: ServerPatch):
     response={204: None, 409: ErrorOut, **ERRORS},
     summary="Remove a server (staff)",
 )
-def delete_server(request, server_id: int):
+def delete_server(request, server_id: PathId):
     require_staff(request, "remove servers")
     server = get_object_or_404(Server, pk=server_id)
     active = server.tasks.filter(status__in=Status.active()).count()
@@ -178,7 +179,7 @@ def delete_server(request, server_id: int):
     response={200: ProbeOut, **ERRORS},
     summary="Check a server now (staff)",
 )
-def test_server(request, server_id: int) -> dict[str, Any]:
+def test_server(request, server_id: PathId) -> dict[str, Any]:
     require_staff(request, "test servers")
     server = get_object_or_404(Server, pk=server_id)
     return async_to_sync(probe)(server, FleetSettings.load()).as_json()

@@ -20,7 +20,7 @@ from pydantic import Field
 from api.errors import ERRORS, ApiError, invalid
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
-from api.schemas import Ref, ref
+from api.schemas import Id, PathId, QueryId, Ref, ref
 from tasks import access, publish
 from tasks.cancel import cancel_batch, cancel_task
 from tasks.models import ParameterType, Status, Task, Template
@@ -41,12 +41,12 @@ class Sweep(Schema):
 
 
 class TaskIn(Schema):
-    workflow: int | None = Field(None, description="Run this workflow's current version...")
+    workflow: Id | None = Field(None, description="Run this workflow's current version...")
     version: int | None = Field(None, description="...or this version number of it.")
-    template: int | None = Field(None, description="Run this template with `params`.")
+    template: Id | None = Field(None, description="Run this template with `params`.")
     params: dict[str, Any] = {}
     graph: dict[str, Any] | None = Field(None, description="Run this API-format graph.")
-    team: int | None = Field(None, description="For a graph, when you are in several teams.")
+    team: Id | None = Field(None, description="For a graph, when you are in several teams.")
     priority: PriorityName = "normal"
     count: int = Field(1, ge=1, le=MAX_RUNS, description="Runs; each gets a fresh seed if > 1.")
     sweep: Sweep | None = Field(None, description="Template only: one run per value.")
@@ -288,9 +288,9 @@ def submit(request, payload: TaskIn):
 def list_tasks(
     request,
     status: StatusName | None = None,
-    batch: int | None = None,
+    batch: QueryId = None,
     priority: PriorityName | None = None,
-    team: int | None = None,
+    team: QueryId = None,
     page: int = Query(1, ge=1),
     page_size: int = Query(PAGE_SIZE, ge=1, le=200),
 ) -> dict[str, Any]:
@@ -318,12 +318,12 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response={200: TaskOut, **ERRORS}, summary="One task")
-def get_task(request, task_id: int) -> dict[str, Any]:
+def get_task(request, task_id: PathId) -> dict[str, Any]:
     return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
 
 
 @router.post("/tasks/{task_id}/cancel", response={200: TaskOut, **ERRORS}, summary="Cancel a task")
-def cancel(request, task_id: int) -> dict[str, Any]:
+def cancel(request, task_id: PathId) -> dict[str, Any]:
     """Pending: canceled at once. On a server: removed or interrupted there, and
     `canceled` once the server confirms (`cancel_requested` until then)."""
     task = access.task_for(request.user, task_id)
@@ -338,7 +338,7 @@ def cancel(request, task_id: int) -> dict[str, Any]:
     response={200: BatchCanceledOut, **ERRORS},
     summary="Cancel a batch",
 )
-def cancel_whole_batch(request, batch_id: int) -> dict[str, Any]:
+def cancel_whole_batch(request, batch_id: PathId) -> dict[str, Any]:
     batch = access.batch_for(request.user, batch_id)
     access.require(batch.team.can_submit(request.user), "cancel tasks")
     active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))

@@ -13,7 +13,7 @@ from ninja import Router, Schema
 from pydantic import Field
 
 from api.errors import ERRORS, ApiError, form_problems, invalid
-from api.schemas import Ref, ref
+from api.schemas import Id, PathId, QueryId, Ref, ref
 from tasks import access, templating
 from tasks.forms_templates import ParameterFormSet, TemplateForm
 from tasks.models import Template, WorkflowVersion
@@ -71,7 +71,7 @@ class TemplateOut(Schema):
 
 
 class TemplateIn(Schema):
-    workflow: int
+    workflow: Id
     version: int | None = Field(None, description="A version number; default the current one.")
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
@@ -197,7 +197,7 @@ def _version(workflow, number: int | None) -> WorkflowVersion:
 
 
 @router.get("/templates", response={200: list[TemplateOut], **ERRORS}, summary="List templates")
-def list_templates(request, q: str = "", workflow: int | None = None) -> list[dict[str, Any]]:
+def list_templates(request, q: str = "", workflow: QueryId = None) -> list[dict[str, Any]]:
     templates = Template.objects.for_user(request.user).select_related(
         "team", "workflow_version__workflow"
     )
@@ -223,14 +223,14 @@ def create_template(request, payload: TemplateIn):
 @router.get(
     "/templates/{template_id}", response={200: TemplateOut, **ERRORS}, summary="One template"
 )
-def get_template(request, template_id: int) -> dict[str, Any]:
+def get_template(request, template_id: PathId) -> dict[str, Any]:
     return template_json(access.template_for(request.user, template_id))
 
 
 @router.patch(
     "/templates/{template_id}", response={200: TemplateOut, **ERRORS}, summary="Change a template"
 )
-def update_template(request, template_id: int, payload: TemplatePatch) -> dict[str, Any]:
+def update_template(request, template_id: PathId, payload: TemplatePatch) -> dict[str, Any]:
     template = access.template_for(request.user, template_id)
     access.require(template.team.can_submit(request.user), "edit templates")
     changes = payload.model_dump(exclude_unset=True)
@@ -248,7 +248,7 @@ def update_template(request, template_id: int, payload: TemplatePatch) -> dict[s
 
 
 @router.delete("/templates/{template_id}", response={204: None, **ERRORS}, summary="Delete")
-def delete_template(request, template_id: int):
+def delete_template(request, template_id: PathId):
     """Its tasks keep their graph and values."""
     template = access.template_for(request.user, template_id)
     access.require(template.team.can_manage(request.user), "delete templates")
@@ -261,7 +261,7 @@ def delete_template(request, template_id: int):
     response={200: PreviewOut, **ERRORS},
     summary="Render the graph for these values",
 )
-def preview_template(request, template_id: int, payload: PreviewIn) -> dict[str, Any]:
+def preview_template(request, template_id: PathId, payload: PreviewIn) -> dict[str, Any]:
     template = access.template_for(request.user, template_id)
     values = clean_params(template, payload.params)
     graph = templating.render(template, values)

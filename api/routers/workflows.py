@@ -12,7 +12,7 @@ from pydantic import Field
 
 from api.errors import ERRORS, ApiError, ErrorOut, form_problems, invalid
 from api.lookup import team_to_create_in
-from api.schemas import Ref, ref
+from api.schemas import Id, PathId, QueryId, Ref, ref
 from servers.models import Server
 from tasks import access, workflow_store
 from tasks.forms_workflows import WorkflowForm
@@ -53,9 +53,9 @@ class WorkflowIn(Schema):
     description: str = ""
     tags: list[str] = []
     graph: dict[str, Any] = Field(description="API-format graph (ComfyUI: Export (API)).")
-    team: int | None = Field(None, description="Needed when you are in several teams.")
+    team: Id | None = Field(None, description="Needed when you are in several teams.")
     note: str = Field("", max_length=200, description="What this version is.")
-    check_server: int | None = Field(
+    check_server: Id | None = Field(
         None, description="Also validate against this server's node catalogue."
     )
 
@@ -66,11 +66,11 @@ class WorkflowPatch(Schema):
     tags: list[str] | None = None
     graph: dict[str, Any] | None = Field(None, description="A changed graph makes a new version.")
     note: str = Field("", max_length=200)
-    check_server: int | None = None
+    check_server: Id | None = None
 
 
 class ValidateIn(Schema):
-    server: int | None = Field(None, description="Check against this server's catalogue.")
+    server: Id | None = Field(None, description="Check against this server's catalogue.")
     version: int | None = Field(None, description="A version number; default the current one.")
 
 
@@ -125,7 +125,7 @@ def _rejected(form: WorkflowForm) -> ApiError:
 
 
 @router.get("/workflows", response={200: list[WorkflowOut], **ERRORS}, summary="List or search")
-def list_workflows(request, q: str = "", team: int | None = None) -> list[dict[str, Any]]:
+def list_workflows(request, q: str = "", team: QueryId = None) -> list[dict[str, Any]]:
     """Workflows of your teams; `q` matches name, description, tags and node types."""
     workflows = Workflow.objects.for_user(request.user).select_related("team", "current_version")
     if team is not None:
@@ -157,7 +157,7 @@ def create_workflow(request, payload: WorkflowIn):
 @router.get(
     "/workflows/{workflow_id}", response={200: WorkflowDetail, **ERRORS}, summary="One workflow"
 )
-def get_workflow(request, workflow_id: int) -> dict[str, Any]:
+def get_workflow(request, workflow_id: PathId) -> dict[str, Any]:
     return workflow_json(access.workflow_for(request.user, workflow_id), with_graph=True)
 
 
@@ -166,7 +166,7 @@ def get_workflow(request, workflow_id: int) -> dict[str, Any]:
     response={200: WorkflowDetail, **ERRORS},
     summary="Change details; a new graph is a new version",
 )
-def update_workflow(request, workflow_id: int, payload: WorkflowPatch) -> dict[str, Any]:
+def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dict[str, Any]:
     workflow = access.workflow_for(request.user, workflow_id)
     access.require(workflow.team.can_submit(request.user), "edit workflows")
     current = {
@@ -196,7 +196,7 @@ def update_workflow(request, workflow_id: int, payload: WorkflowPatch) -> dict[s
     response={204: None, 409: ErrorOut, **ERRORS},
     summary="Delete (refused while tasks reference it)",
 )
-def delete_workflow(request, workflow_id: int):
+def delete_workflow(request, workflow_id: PathId):
     workflow = access.workflow_for(request.user, workflow_id)
     access.require(workflow.team.can_manage(request.user), "delete workflows")
     try:
@@ -213,7 +213,7 @@ def delete_workflow(request, workflow_id: int):
     response={200: ValidationOut, **ERRORS},
     summary="Validate a version (against a server's catalogue if named)",
 )
-def validate_workflow(request, workflow_id: int, payload: ValidateIn) -> dict[str, Any]:
+def validate_workflow(request, workflow_id: PathId, payload: ValidateIn) -> dict[str, Any]:
     workflow = access.workflow_for(request.user, workflow_id)
     version: WorkflowVersion | None = workflow.current_version
     if payload.version is not None:
