@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -12,4 +12,10 @@ class ComfyWebConfig(AppConfig):
         from comfyweb import health_panel, schedules, topics
 
         topics.register(health_panel.topic)
-        post_migrate.connect(schedules.ensure_schedules, sender=self)
+        # Not sender=self: migrate signals only apps that have models, and this one
+        # has none. The schedules are django_q's rows, made once its tables exist.
+        post_migrate.connect(
+            schedules.ensure_schedules,
+            sender=apps.get_app_config("django_q"),
+            dispatch_uid="comfyweb.ensure_schedules",
+        )

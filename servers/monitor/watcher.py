@@ -240,6 +240,9 @@ class ServerWatcher:
             self.spec.id, found.node_classes, found.model_files, timezone.now()
         )
         cache.stored(self.spec.id)
+        # The balancer holds back tasks for servers whose nodes and models it does not
+        # know yet (a newly added or restarted server): now it does, so look again.
+        await database_sync_to_async(_wake_dispatch)()
 
     # -- events ---------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.core.management import call_command
 from django_q.models import Schedule
 
-from comfyweb.schedules import ensure_schedules
 from servers import fleet
 from tasks import dispatch, jobs
 from tasks.models import Status
@@ -82,7 +82,8 @@ def test_the_jobs_run_by_dotted_path_and_a_missed_success_ends_completed(
 
 
 def test_the_safety_net_schedules_exist_after_migrate():
-    ensure_schedules()
+    Schedule.objects.all().delete()
+    call_command("migrate", verbosity=0)
     funcs = dict(Schedule.objects.values_list("name", "func"))
     assert funcs["tasks.dispatch"] == "tasks.jobs.dispatch"
     assert funcs["tasks.reconcile"] == "tasks.jobs.reconcile"
