@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ninja import Router, Schema
+from pydantic import BaseModel
 
 from api.errors import ERRORS
 from comfyweb import health
@@ -12,7 +13,9 @@ from comfyweb import health
 router = Router(tags=["health"])
 
 
-class ComponentOut(Schema):
+class ComponentOut(BaseModel):
+    # A plain pydantic model: ninja's Schema reads objects through attribute access,
+    # which drops the extra keys (a worker's clusters and workers) that "allow" keeps.
     ok: bool
     detail: str = ""
     latency_ms: float | None = None

@@ -163,28 +163,35 @@ def _save(template: Template, fields: dict[str, Any], parameters: list[Parameter
         instance=template,
         team=template.team,
     )
-    formset = None
-    if parameters is not None:
-        formset = ParameterFormSet(
-            _parameter_rows(template, parameters),
-            instance=template,
-            form_kwargs={"graph": template.workflow_version.graph},
-        )
-    form_ok = form.is_valid()
-    if not form_ok or (formset is not None and not formset.is_valid()):
-        problems = list(form_problems(form))
-        if formset is not None:
-            skipped = formset.initial_form_count()
-            for index, param_form in enumerate(formset.forms[skipped:]):
-                problems += form_problems(
-                    param_form, rename=PARAMETER_FIELDS, prefix=f"parameters[{index}]."
-                )
-            problems += [("parameters", message) for message in formset.non_form_errors()]
-        raise invalid(problems)
+    # All in one transaction: the old parameters are deleted first (so a new one may
+    # reuse a name: the formset checks names against the table), and a refusal rolls
+    # the deletion back.
     with transaction.atomic():
+        formset = None
+        if parameters is not None:
+            if template.pk:
+                template.parameters.all().delete()
+            formset = ParameterFormSet(
+                _parameter_rows(template, parameters),
+                instance=template,
+                form_kwargs={"graph": template.workflow_version.graph},
+            )
+        form_ok = form.is_valid()
+        if not form_ok or (formset is not None and not formset.is_valid()):
+            problems = list(form_problems(form))
+            if formset is not None:
+                skipped = formset.initial_form_count()
+                for index, param_form in enumerate(formset.forms[skipped:]):
+                    problems += form_problems(
+                        param_form, rename=PARAMETER_FIELDS, prefix=f"parameters[{index}]."
+                    )
+                problems += [("parameters", message) for message in formset.non_form_errors()]
+            raise invalid(problems)
         form.save()
         if formset is not None:
             formset.instance = template
+            for position, param_form in enumerate(formset.forms):
+                param_form.instance.position = position  # keep the order they were given in
             formset.save()
 
 
