@@ -37,9 +37,14 @@ def output_file(request, output_id: PathId) -> FileResponse:
     output = access.output_for(request.user, output_id)
     if not output.file:
         raise Http404("This output has no file.")
+    try:
+        stream = output.file.open("rb")
+    except FileNotFoundError:
+        # The row outlived its file (media cleared or restored without it): gone, not a 500.
+        raise Http404("This output's file is missing.") from None
     extension = output.file.name.rsplit(".", 1)[-1]
     response = FileResponse(
-        output.file.open("rb"),
+        stream,
         content_type=output.content_type,
         as_attachment=True,
         filename=f"task-{output.task_id}-output-{output.pk}.{extension}",
