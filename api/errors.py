@@ -155,4 +155,6 @@ def _pydantic_problems(errors: list[dict[str, Any]]):
             location = location[1:]
         if location and location[0] in {"payload", "filters"}:
             location = location[1:]
-        yield ".".join(location) or "body", error.get("msg", "Invalid value.")
+        # parameters.0.type -> parameters[0].type, as the form errors name it.
+        path = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in location)
+        yield path.lstrip(".") or "body", error.get("msg", "Invalid value.")

@@ -30,6 +30,7 @@ urlpatterns = [
         auth_views.PasswordChangeView.as_view(success_url="/account/"),
         name="password_change",
     ),
+    path("", include("api.urls")),
     path("servers/", include("servers.urls")),
     path("", include("tasks.urls")),
     path("admin/", admin.site.urls),

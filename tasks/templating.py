@@ -272,10 +272,13 @@ def expand_runs(
         variants = [dict(base) for _ in range(count)]
     seeds = [p.name for p in params if p.type == ParameterType.SEED]
     vary_seeds = sweep is None and len(variants) > 1
+    # A listed seed is the point of the list: only the other seeds are refreshed.
+    listed = value_list.parameter if value_list is not None else None
+    fresh = [name for name in seeds if name != listed]
     runs = []
     for variant in variants:
         if vary_seeds:
-            variant.update({name: fresh_seed() for name in seeds})
+            variant.update({name: fresh_seed() for name in fresh})
         rendered = render_graph(template.workflow_version.graph, params, variant)
         if vary_seeds and not seeds:
             reseed(rendered)

@@ -22,6 +22,8 @@ def pytest_configure(config) -> None:
     # Async tests touch the database from worker threads; persistent connections
     # there would outlive the test run and block dropping the PostgreSQL test database.
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Test users need no slow password hashing (PBKDF2 costs ~0.3 s a user here).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,6 +29,7 @@ def free_port() -> int:
 class ServeProcess:
     process: subprocess.Popen
     url: str
+    data_dir: Path
     lines: list[str] = field(default_factory=list)
     username: str = ""
     password: str = ""
@@ -65,16 +66,22 @@ class ServeProcess:
             self.process.wait(timeout=30)
 
 
-def start_serve(data_dir: Path) -> ServeProcess:
-    """`serve` as a fresh install would run it: SQLite and embedded Redis in data_dir."""
-    port = free_port()
+def serve_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a fresh install with its data in data_dir (also for its
+    management commands)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
-    env |= {
+    return env | {
         "COMFYWEB_DATA_DIR": str(data_dir),
         "SECRET_KEY": "serve-test-secret",
         "LOG_FORMAT": "text",
         "WORKER_PROCESSES": "1",
     }
+
+
+def start_serve(data_dir: Path) -> ServeProcess:
+    """`serve` as a fresh install would run it: SQLite and embedded Redis in data_dir."""
+    port = free_port()
+    env = serve_env(data_dir)
     stderr = (data_dir.parent / f"{data_dir.name}-stderr.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -84,7 +91,7 @@ def start_serve(data_dir: Path) -> ServeProcess:
         stderr=stderr,
         text=True,
     )
-    serve = ServeProcess(process, f"http://127.0.0.1:{port}/")
+    serve = ServeProcess(process, f"http://127.0.0.1:{port}/", data_dir)
     threading.Thread(target=_collect, args=(serve,), daemon=True).start()
     return serve
 
@@ -107,3 +114,17 @@ def launch(data_dir: Path) -> ServeProcess:
         serve.stop()
         raise
     return serve
+
+
+def manage(serve: ServeProcess, *args: str) -> str:
+    """Run a management command against serve's database; its stdout."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT,
+        env=serve_env(serve.data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from asgiref.sync import async_to_sync
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from api.auth import require_staff
@@ -19,7 +19,7 @@ from servers.forms import EDITABLE, ServerForm
 from servers.models import FleetSettings, Server
 from servers.probe import probe
 from servers.status_panel import servers_with_state
-from tasks.models import Status
+from tasks.models import Status as TaskStatus
 
 router = Router(tags=["servers"])
 
@@ -136,7 +136,7 @@ def list_servers(request) -> list[dict[str, Any]]:
 def create_server(request, payload: ServerIn):
     require_staff(request, "add servers")
     server = _save(payload.model_dump())
-    return 201, server_json(_server(server.pk))
+    return Status(201, server_json(_server(server.pk)))
 
 
 @router.get("/servers/{server_id}", response={200: ServerOut, **ERRORS}, summary="One server")
@@ -162,7 +162,7 @@ def update_server(request, server_id: PathId, payload: ServerPatch):
 def delete_server(request, server_id: PathId):
     require_staff(request, "remove servers")
     server = get_object_or_404(Server, pk=server_id)
-    active = server.tasks.filter(status__in=Status.active()).count()
+    active = server.tasks.filter(status__in=TaskStatus.active()).count()
     if active:
         raise ApiError(
             409,
@@ -171,7 +171,7 @@ def delete_server(request, server_id: PathId):
             details={"inflight": active},
         )
     server.delete()
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import EmptyPage, Paginator
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from api.errors import ERRORS, ApiError, invalid
@@ -23,7 +23,8 @@ from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from tasks import access, publish
 from tasks.cancel import cancel_batch, cancel_task
-from tasks.models import ParameterType, Status, Task, Template
+from tasks.models import ParameterType, Task, Template
+from tasks.models import Status as TaskStatus
 from tasks.submission import submit_runs
 from tasks.templating import MAX_RUNS, ValueList, clean_value, expand_runs, parameters_of
 from tasks.validation import validate_graph
@@ -133,7 +134,7 @@ def output_json(output) -> dict[str, Any]:
 
 def task_json(task: Task) -> dict[str, Any]:
     version = task.workflow_version
-    fraction = 1.0 if task.status == Status.COMPLETED else task.progress_fraction
+    fraction = 1.0 if task.status == TaskStatus.COMPLETED else task.progress_fraction
     return {
         "id": task.pk,
         "status": task.status,
@@ -281,7 +282,9 @@ def submit(request, payload: TaskIn):
     )
     ids = [task.pk for task in result.tasks]
     tasks = sorted(_visible_tasks(request.user).filter(pk__in=ids), key=lambda t: ids.index(t.pk))
-    return 201, {"tasks": [task_json(t) for t in tasks], "batch": result.batch and result.batch.pk}
+    return Status(
+        201, {"tasks": [task_json(t) for t in tasks], "batch": result.batch and result.batch.pk}
+    )
 
 
 @router.get("/tasks", response={200: TaskPage, **ERRORS}, summary="List tasks, newest first")
@@ -341,7 +344,9 @@ def cancel(request, task_id: PathId) -> dict[str, Any]:
 def cancel_whole_batch(request, batch_id: PathId) -> dict[str, Any]:
     batch = access.batch_for(request.user, batch_id)
     access.require(batch.team.can_submit(request.user), "cancel tasks")
-    active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
+    active = list(
+        batch.tasks.exclude(status__in=TaskStatus.finished()).values_list("pk", flat=True)
+    )
     outcomes = cancel_batch(batch.pk, by=request.user)
     for pk in active:
         publish.publish_task(pk)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from api.errors import ERRORS, ApiError, form_problems, invalid
@@ -224,7 +224,7 @@ def create_template(request, payload: TemplateIn):
         created_by=request.user,
     )
     _save(template, payload.model_dump(), payload.parameters)
-    return 201, template_json(access.template_for(request.user, template.pk))
+    return Status(201, template_json(access.template_for(request.user, template.pk)))
 
 
 @router.get(
@@ -260,7 +260,7 @@ def delete_template(request, template_id: PathId):
     template = access.template_for(request.user, template_id)
     access.require(template.team.can_manage(request.user), "delete templates")
     template.delete()
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from api.errors import ERRORS, ApiError, ErrorOut, form_problems, invalid
@@ -151,7 +151,9 @@ def create_workflow(request, payload: WorkflowIn):
         user=request.user,
         note=data["note"],
     )
-    return 201, workflow_json(access.workflow_for(request.user, workflow.pk), with_graph=True)
+    return Status(
+        201, workflow_json(access.workflow_for(request.user, workflow.pk), with_graph=True)
+    )
 
 
 @router.get(
@@ -205,7 +207,7 @@ def delete_workflow(request, workflow_id: PathId):
         raise ApiError(
             409, str(refused), details={"tasks": workflow_store.tasks_using(workflow)}
         ) from refused
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(
