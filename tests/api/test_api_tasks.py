@@ -177,12 +177,7 @@ def test_a_sweep_makes_one_task_per_value_with_that_value(world, template):
     assert response.json()["batch"] is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in tasks/templating.py expand_runs: a value list of more than one value "
-    "gives every seed parameter a fresh seed, the listed one too, so the values are lost",
-)
-def test_a_sweep_of_the_seed_keeps_the_swept_seeds_keeps_the_swept_seeds(world, seeded_template):
+def test_a_sweep_of_the_seed_keeps_the_swept_seeds(world, seeded_template):
     sweep = {"param": "seed", "values": [11, 22, 33]}
     response = world.member("POST", "tasks", {"template": seeded_template.pk, "sweep": sweep})
     assert response.status_code == 201, response.content
