@@ -61,3 +61,14 @@ def queue_scope_for(user, team_id: int | str | None) -> Team | None:
     if not team.can_manage(user):
         raise PermissionDenied("Only the team's admins control its queue.")
     return team
+
+
+def open_stored(field, what: str = "file"):
+    """An output's stored file opened for reading; a 404 when it has none, or when
+    the row outlived its file (media cleared or restored without it): gone, not a 500."""
+    if not field:
+        raise Http404(f"This output has no {what}.")
+    try:
+        return field.open("rb")
+    except FileNotFoundError:
+        raise Http404(f"This output's {what} is missing.") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from ninja import Router
 
 from api.errors import ERRORS
@@ -35,13 +35,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 )
 def output_file(request, output_id: PathId) -> FileResponse:
     output = access.output_for(request.user, output_id)
-    if not output.file:
-        raise Http404("This output has no file.")
-    try:
-        stream = output.file.open("rb")
-    except FileNotFoundError:
-        # The row outlived its file (media cleared or restored without it): gone, not a 500.
-        raise Http404("This output's file is missing.") from None
+    stream = access.open_stored(output.file)
     extension = output.file.name.rsplit(".", 1)[-1]
     response = FileResponse(
         stream,

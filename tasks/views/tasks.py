@@ -137,13 +137,12 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
 @login_required
 def output_file(request: HttpRequest, output_id: int) -> FileResponse:
     output = access.output_for(request.user, output_id)
-    if not output.file:
-        raise Http404("This output has no file.")
+    stream = access.open_stored(output.file)
     # Only images we verified are shown inline; anything else is a download.
     inline = output.content_type.startswith("image/") and "download" not in request.GET
     extension = output.file.name.rsplit(".", 1)[-1]
     response = FileResponse(
-        output.file.open("rb"),
+        stream,
         content_type=output.content_type,
         as_attachment=not inline,
         filename=f"task-{output.task_id}-output-{output.pk}.{extension}",
@@ -155,9 +154,8 @@ def output_file(request: HttpRequest, output_id: int) -> FileResponse:
 @login_required
 def output_thumbnail(request: HttpRequest, output_id: int) -> FileResponse:
     output = access.output_for(request.user, output_id)
-    if not output.thumbnail:
-        raise Http404("This output has no thumbnail.")
-    response = FileResponse(output.thumbnail.open("rb"), content_type="image/webp")
+    thumbnail = access.open_stored(output.thumbnail, "thumbnail")
+    response = FileResponse(thumbnail, content_type="image/webp")
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

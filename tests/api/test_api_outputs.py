@@ -116,3 +116,14 @@ def test_a_token_from_a_signed_in_browser_is_not_needed(world, client):
     response = client.get(f"/api/v1/outputs/{output.pk}/file")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == image("PNG")
+
+
+@pytest.mark.parametrize("url", ["/outputs/{}/file/", "/outputs/{}/thumbnail/"])
+def test_the_pages_answer_404_too_when_a_stored_file_is_gone(world, url):
+    """The gallery's own file views share the rule (tasks.access.open_stored)."""
+    output = make_output(world.team)
+    output.thumbnail.save("ignored", ContentFile(image("WEBP")))
+    for field in (output.file, output.thumbnail):
+        field.storage.delete(field.name)
+    world.member.client.force_login(world.users["member"])
+    assert world.member.client.get(url.format(output.pk)).status_code == 404
