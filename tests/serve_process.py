@@ -29,7 +29,7 @@ def free_port() -> int:
 class ServeProcess:
     process: subprocess.Popen
     url: str
-    data_dir: Path
+    data_dir: Path | None = None  # where its database lives, for `manage()`
     lines: list[str] = field(default_factory=list)
     username: str = ""
     password: str = ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
@@ -47,6 +47,7 @@ CHECKS = [
 def token(db, monkeypatch):
     # Django's test client keeps the test's transaction open by not closing the
     # connection after each request; calling the WSGI handler directly must too.
+    request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     monkeypatch.setattr("tasks.submission._wake", lambda: None)  # no dispatch worker here
     # Generated servers have generated URLs: nothing here may reach them (loopback only).
@@ -58,6 +59,7 @@ def token(db, monkeypatch):
     workflow = make_workflow(team, "schema workflow")
     make_template(workflow.current_version)
     yield issue_token(user, "schemathesis")[1]
+    request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
 
