@@ -35,10 +35,12 @@ What it guarantees:
   to browsers can hook in without this module knowing about sockets.
 
 `retry_or_fail()` is the failure policy on top of it (ARCHITECTURE decision 4):
-a transient error or a lost prompt puts the task back to `pending` with
-`attempts + 1` and a `not_before` from the shared backoff, noting the server it
-failed on (dispatch then prefers another one); at `max_attempts` it fails with
+a transient error or a lost prompt puts the task back to `pending` with a
+`not_before` from the shared backoff, noting the server it failed on (dispatch
+then prefers another one); once `max_attempts` runs have started it fails with
 the history of its attempts; a task whose cancel was requested is canceled.
+`Task.attempts` counts runs started (dispatch adds one as it claims the task),
+so a first run is attempt 1 whether it is running, succeeded or failed.
 
 What it does not do: wake dispatch. A caller that freed a slot and wants the
 next task sent at once calls `tasks.dispatch.wake_dispatch()` (cheap; safe to
@@ -214,11 +216,13 @@ def retry_or_fail(
         )
         if seen is None or seen["status"] not in allowed:
             return None
-        attempts = seen["attempts"] + 1
+        # Dispatch counted this run when it started it; a task put on a server by
+        # other means (an admin, a test) has started at least this one.
+        attempts = max(seen["attempts"], 1)
         failed_on = server_id if server_id is not None else seen["server_id"]
         data = {"attempt": attempts, "reason": reason, "failed_server": failed_on}
         # The attempts count is part of the condition: two reporters of one
-        # failure (dispatch and the reconciler) count it once.
+        # failure (dispatch and the reconciler) act on it once.
         guard = {**(where or {}), "attempts": seen["attempts"]}
         if seen["cancel_requested"]:
             to, message, fields = Status.CANCELED, f"canceled ({reason})", {}

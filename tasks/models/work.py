@@ -85,7 +85,9 @@ class Task(models.Model):
         "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
     prompt_id = models.CharField(max_length=64, blank=True, db_index=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Runs started: dispatch adds one each time it sends the task."
+    )
     max_attempts = models.PositiveSmallIntegerField(default=3)
     not_before = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)

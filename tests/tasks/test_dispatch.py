@@ -52,6 +52,7 @@ def test_a_pending_task_is_sent_with_the_servers_client_id_and_our_prompt_id(sim
     assert task.status == Status.DISPATCHED
     assert task.server_id == server.pk
     assert task.dispatched_at is not None
+    assert task.attempts == 1  # runs started: its first is attempt 1
     entry = history_item(sim_thread, sim, task.prompt_id)
     assert entry is not None
     assert entry.item.client_id == server.client_id
@@ -109,7 +110,7 @@ def test_a_rejected_prompt_fails_at_once_with_the_servers_per_node_message(sim_t
     assert task.error_node == "3"
     assert "steps" in task.error_message
     assert task.error_type
-    assert task.attempts == 0  # no retry for a graph the server refuses
+    assert task.attempts == 1  # it was sent once, and not retried: the server refuses the graph
     assert inflight(server) == 0
     event = TaskEvent.objects.filter(task=task, to_status=Status.FAILED).get()
     assert "3" in event.data["node_errors"]
@@ -140,6 +141,7 @@ def test_a_transient_failure_is_retried_with_backoff_on_another_server(sim_threa
     assert dispatch.dispatch_pending() == 1
     task.refresh_from_db()
     assert task.status == Status.DISPATCHED
+    assert task.attempts == 2
     assert task.server_id == good.pk
     assert [a["failed_server"] for a in attempt_history(task.pk)] == [bad.pk]
 

@@ -25,7 +25,9 @@ LONG_AGO = timedelta(minutes=30)
 
 
 def on_server(server, *, prompt_id: str = "not-there", status=Status.DISPATCHED, **fields):
+    """A task dispatch sent to `server` (its first run unless `attempts` says otherwise)."""
     ServerState.objects.filter(server=server).update(inflight=1)
+    fields.setdefault("attempts", 1)
     return make_task(
         status=status,
         server=server,
@@ -44,7 +46,7 @@ def sent_and_finished(sims, sim) -> Task:
     return Task.objects.get(pk=task.pk)
 
 
-def test_a_lost_prompt_goes_back_to_pending_with_one_more_attempt(sim_thread):
+def test_a_lost_prompt_goes_back_to_pending_its_run_counted_once(sim_thread):
     (sim,) = sim_thread.start(1)
     server = register(sim)
     task = on_server(server)
@@ -59,7 +61,7 @@ def test_a_lost_prompt_goes_back_to_pending_with_one_more_attempt(sim_thread):
 def test_a_lost_prompt_on_its_last_attempt_fails(sim_thread):
     (sim,) = sim_thread.start(1)
     server = register(sim)
-    task = on_server(server, attempts=2, max_attempts=3)
+    task = on_server(server, attempts=3, max_attempts=3)
     reconcile.reconcile_server(server.pk)
     task.refresh_from_db()
     assert task.status == Status.FAILED

@@ -132,6 +132,15 @@ def test_task_detail_shows_progress_timeline_nodes_and_the_failing_node(client):
     assert f'data-live-topic="task" data-live-key="{task.pk}"' in html
 
 
+def test_task_detail_counts_a_running_first_run_as_attempt_one(client):
+    team = make_team()
+    running = make_task(team, server=make_server(), status=Status.RUNNING)
+    waiting = make_task(team)
+    client.force_login(make_user(team=team))
+    assert "<dd>1 of 3</dd>" in client.get(f"/tasks/{running.pk}/").content.decode()
+    assert "<dd>none yet (up to 3)</dd>" in client.get(f"/tasks/{waiting.pk}/").content.decode()
+
+
 def test_another_teams_task_is_a_404_everywhere(client, cancels):
     task = make_task(make_team(), server=make_server())
     output = make_output(task)

@@ -1,0 +1,49 @@
+"""Schema upgrades keep existing rows true: migrations run against data."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def migrate(*target: tuple[str, str]):
+    """Migrate to `target`; the historical app registry at that state."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(list(target))
+    executor.loader.build_graph()
+    return executor.loader.project_state(list(target)).apps
+
+
+def test_upgrading_recounts_attempts_as_runs_started():
+    old = migrate(("tasks", "0002_work"))
+    team = old.get_model("tasks", "Team").objects.create(name="T", slug="t")
+    Task = old.get_model("tasks", "Task")
+    TaskEvent = old.get_model("tasks", "TaskEvent")
+
+    def task(status: str, attempts: int, runs: int):
+        made = Task.objects.create(team=team, graph={}, status=status, attempts=attempts)
+        for _ in range(runs):
+            TaskEvent.objects.create(task=made, from_status="pending", to_status="dispatched")
+        return made.pk
+
+    # The old count was of failures: a first run in progress or done said 0.
+    never_sent = task("pending", 0, runs=0)
+    running_first = task("running", 0, runs=1)
+    completed_after_a_retry = task("completed", 1, runs=2)
+    failed_three_times = task("failed", 3, runs=3)
+    rejected_once = task("failed", 0, runs=1)
+    try:
+        new = migrate(*[("tasks", "0003_attempts_count_runs_started")])
+        attempts = dict(new.get_model("tasks", "Task").objects.values_list("pk", "attempts"))
+    finally:
+        migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert attempts == {
+        never_sent: 0,
+        running_first: 1,
+        completed_after_a_retry: 2,
+        failed_three_times: 3,
+        rejected_once: 1,
+    }
