@@ -3,9 +3,10 @@
 - `pending` → `canceled` at once (a conditional transition: if dispatch claims
   it at the same moment, exactly one of the two wins, and we follow the task
   into its new state).
-- `dispatched` → `cancel_requested`, the prompt deleted from the server's queue
-  (POST /queue delete), and `canceled` once the server's /queue no longer
-  holds it. If it started running meanwhile, it is interrupted as below.
+- `dispatched` → `cancel_requested` (and "cancel requested" in the timeline),
+  the prompt deleted from the server's queue (POST /queue delete), and
+  `canceled` once the server's /queue no longer holds it. If it started
+  running meanwhile, it is interrupted as below.
 - `running` → `cancel_requested` and a targeted interrupt (POST /interrupt with
   our prompt id, so another client's prompt is never hit). The task becomes
   `canceled` only when the server confirms: `execution_interrupted` reaches the
@@ -13,10 +14,14 @@
   reconciler does the same if that event is missed, and a failed retry of a
   task whose cancel was requested ends `canceled` too.
 
+- A prompt already in the server's history ended before the cancel arrived:
+  nothing is interrupted and the task ends as its run did (a completed task
+  does not keep the request: `tasks.outputs` clears it).
+
 Outcomes (`cancel_task`'s return value): "canceled", "requested" (waiting for
-the server's confirmation), "finished" (nothing to cancel), "unreachable" (the
-server did not answer: `cancel_requested` stays set and the reconciler
-finishes the job).
+the server's confirmation), "finished" (nothing to cancel: it had ended),
+"unreachable" (the server did not answer: `cancel_requested` stays set and the
+reconciler finishes the job).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
 from servers.comfyui import ComfyUIClient, ComfyUIError
 from servers.comfyui.client import Timeouts
@@ -79,58 +85,74 @@ def cancel_batch(batch_id: int, *, by) -> dict[str, int]:
 
 def _cancel_on_server(task: Task, who: str) -> str | None:
     """The outcome, or None if the task changed state first (the caller looks again)."""
-    # Set first: whatever happens next (retry, a missed event, reconciliation)
-    # sees that the user asked and ends the task canceled.
-    asked = Task.objects.filter(
-        pk=task.pk, prompt_id=task.prompt_id, status__in=Status.active()
-    ).update(cancel_requested=True)
-    if not asked:
-        return None
+    # Flag and timeline entry first, in one transaction on the task's row: whatever
+    # happens next (retry, a missed event, reconciliation) sees that the user
+    # asked and ends the task canceled, and an end that races with us is logged
+    # after the request, never before it.
+    with transaction.atomic():
+        asked = Task.objects.filter(
+            pk=task.pk, prompt_id=task.prompt_id, status__in=Status.active()
+        ).update(cancel_requested=True)
+        if not asked:
+            return None
+        record(task.pk, f"cancel requested by {who}")
     server = Server.objects.filter(pk=task.server_id).first()
     if server is None:
         # Its server was removed: the prompt is beyond reach, end it here.
         transition(task.pk, Status.active(), Status.CANCELED, message=f"canceled by {who}")
         return CANCELED
     try:
-        still_running = asyncio.run(_remove(server, task.prompt_id, task.status))
+        where = asyncio.run(_remove(server, task.prompt_id))
     except ComfyUIError as error:
-        record(task.pk, f"cancel requested by {who}; {server.name} did not answer: {error}")
+        _note_if_active(task.pk, f"{server.name} did not answer the cancel: {error}")
         return UNREACHABLE
-    if still_running:
-        record(task.pk, f"cancel requested by {who}: interrupting on {server.name}")
+    if where == _RUNNING:
+        _note_if_active(task.pk, f"interrupting on {server.name}")
         return REQUESTED
+    if where == _ENDED:
+        # It ran to its end before the cancel arrived: collecting its outputs
+        # (or the reconciler) finishes it, and the request changes nothing.
+        return FINISHED
     # Deleted from the queue before it ran: nothing will ever confirm, so we do.
     if transition(
         task.pk,
-        Status.DISPATCHED,
+        Status.active(),
         Status.CANCELED,
         message=f"canceled by {who}: removed from {server.name}'s queue",
         where={"prompt_id": task.prompt_id},
     ):
         return CANCELED
-    # It started (or ended) meanwhile: the interrupt covers a start; re-read.
     task.refresh_from_db()
-    if task.status in Status.finished():
-        return CANCELED if task.status == Status.CANCELED else FINISHED
-    asyncio.run(_interrupt(server, task.prompt_id))
-    return REQUESTED
+    return CANCELED if task.status == Status.CANCELED else FINISHED
 
 
-async def _remove(server: Server, prompt_id: str, status: str) -> bool:
-    """Delete the prompt from the server's queue, interrupt it if it runs; True if it runs."""
+def _note_if_active(task_id: int, message: str) -> None:
+    """A timeline entry that only makes sense before the task ends (keeps the order)."""
+    with transaction.atomic():
+        if Task.objects.select_for_update().filter(pk=task_id, status__in=Status.active()):
+            record(task_id, message)
+
+
+# Where `_remove` found the prompt.
+_RUNNING = "running"  # it runs: interrupted, the server confirms with execution_interrupted
+_REMOVED = "removed"  # it waited in the queue (or never arrived): deleted
+_ENDED = "ended"  # it is in the server's history: it finished before the cancel
+
+
+async def _remove(server: Server, prompt_id: str) -> str:
+    """Stop the prompt wherever it is on the server; where it was (see above)."""
     async with _client(server) as client:
-        if status == Status.DISPATCHED:
-            await client.delete_queued([prompt_id])
-            queue = await client.get_queue()
-            if prompt_id not in {item.prompt_id for item in queue.running}:
-                return False
-        await client.interrupt(prompt_id)
-        return True
-
-
-async def _interrupt(server: Server, prompt_id: str) -> None:
-    async with _client(server) as client:
-        await client.interrupt(prompt_id)
+        # Deleting a prompt that is not queued is a no-op, so this is safe in any state.
+        await client.delete_queued([prompt_id])
+        queue = await client.get_queue()
+        if prompt_id in {item.prompt_id for item in queue.running}:
+            await client.interrupt(prompt_id)
+            return _RUNNING
+        # Not queued and not running: ComfyUI moves a prompt from running to its
+        # history in one step, so it either ended or was never (or no longer) there.
+        if await client.get_history(prompt_id) is not None:
+            return _ENDED
+        return _REMOVED
 
 
 def _client(server: Server) -> ComfyUIClient:

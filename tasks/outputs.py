@@ -218,6 +218,7 @@ def _complete(task: Task, stored: list[Output]) -> int:
         data={"outputs": [output.pk for output in stored]},
         where={"prompt_id": task.prompt_id},
         progress_fraction=1.0,
+        cancel_requested=False,  # a cancel that came too late changed nothing
     )
     if not done:
         # Canceled or retried meanwhile: these files belong to nothing that finished.

@@ -115,6 +115,13 @@ class TaskPage(Schema):
     page_size: int
 
 
+class TaskCancelOut(TaskOut):
+    outcome: Literal["canceled", "requested", "finished", "unreachable"] = Field(
+        description="canceled; requested (its server confirms later); finished (it had "
+        "ended: nothing was canceled); unreachable (its server did not answer, retried later)"
+    )
+
+
 class BatchCanceledOut(Schema):
     batch: int
     outcomes: dict[str, int] = Field(description="canceled / requested / finished / unreachable")
@@ -325,15 +332,19 @@ def get_task(request, task_id: PathId) -> dict[str, Any]:
     return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
 
 
-@router.post("/tasks/{task_id}/cancel", response={200: TaskOut, **ERRORS}, summary="Cancel a task")
+@router.post(
+    "/tasks/{task_id}/cancel", response={200: TaskCancelOut, **ERRORS}, summary="Cancel a task"
+)
 def cancel(request, task_id: PathId) -> dict[str, Any]:
     """Pending: canceled at once. On a server: removed or interrupted there, and
-    `canceled` once the server confirms (`cancel_requested` until then)."""
+    `canceled` once the server confirms (`cancel_requested` until then). A task
+    that had already ended is left as it is (`outcome: finished`)."""
     task = access.task_for(request.user, task_id)
     access.require(task.team.can_submit(request.user), "cancel tasks")
-    cancel_task(task.pk, by=request.user)
+    outcome = cancel_task(task.pk, by=request.user)
     publish.publish_task(task.pk)
-    return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
+    task = get_object_or_404(_visible_tasks(request.user), pk=task_id)
+    return task_json(task) | {"outcome": outcome}
 
 
 @router.post(

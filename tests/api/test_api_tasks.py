@@ -654,6 +654,7 @@ def test_canceling_a_pending_task_cancels_it_at_once(world):
     assert response.status_code == 200
     assert response.json()["id"] == task.pk
     assert response.json()["status"] == "canceled"
+    assert response.json()["outcome"] == "canceled"
     task.refresh_from_db()
     assert task.status == Status.CANCELED
     assert task.events.filter(to_status=Status.CANCELED).exists()
@@ -665,6 +666,7 @@ def test_canceling_a_finished_task_leaves_it_as_it_is(world, status):
     response = world.member("POST", f"tasks/{task.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == status
+    assert response.json()["outcome"] == "finished"  # nothing was canceled, and it says so
     task.refresh_from_db()
     assert task.status == status
 
@@ -673,7 +675,11 @@ def test_canceling_a_task_on_an_unreachable_server_marks_it_requested(world):
     server = Server.objects.create(name="down", base_url="http://127.0.0.1:9")
     task = make_task(world.team, status=Status.DISPATCHED, server=server, prompt_id="p-1")
     body = world.member("POST", f"tasks/{task.pk}/cancel").json()
-    assert (body["status"], body["cancel_requested"]) == ("dispatched", True)
+    assert (body["status"], body["cancel_requested"], body["outcome"]) == (
+        "dispatched",
+        True,
+        "unreachable",
+    )
 
 
 def test_staff_may_cancel_any_teams_task(world):

@@ -10,10 +10,10 @@ from django.core.exceptions import PermissionDenied
 from servers.comfyui import ComfyUIClient
 from servers.models import ServerState
 from servers.simulator import SimulatorConfig
-from tasks import dispatch
+from tasks import dispatch, outputs
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, UNREACHABLE, cancel_batch, cancel_task
 from tasks.dispatch_send import send_all
-from tasks.models import Batch, Role, Status, Task
+from tasks.models import Batch, Role, Status, Task, TaskEvent
 from tasks.transitions import transition
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
@@ -161,3 +161,49 @@ def test_viewers_and_other_teams_cannot_cancel():
         with pytest.raises(PermissionDenied):
             cancel_task(task.pk, by=user)
     assert Task.objects.get(pk=task.pk).status == Status.PENDING
+
+
+def finished_on_the_server_before_we_heard(sims, *, status: str) -> Task:
+    """A task whose prompt has ended on its server while we still think it is `status`.
+
+    (The moment a user clicks cancel as the last step ends: the server is done,
+    the monitor and output collection have not caught up yet.)
+    """
+    (sim,) = sims.start(1)
+    register(sim)
+    task = make_task()
+    assert dispatch.dispatch_pending() == 1
+    sims.wait_idle(sim)
+    if status == Status.RUNNING:
+        transition(task.pk, Status.DISPATCHED, Status.RUNNING, message="execution_start")
+    return Task.objects.get(pk=task.pk)
+
+
+@pytest.mark.parametrize("status", [Status.DISPATCHED, Status.RUNNING])
+def test_a_cancel_that_arrives_after_the_prompt_ended_is_a_no_op_that_says_so(
+    sim_thread, settings, tmp_path, status
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    task = finished_on_the_server_before_we_heard(sim_thread, status=status)
+    assert cancel_task(task.pk, by=None) == FINISHED
+    assert outputs.collect_outputs(task.pk) == 1
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED
+    assert not task.cancel_requested  # the page shows no "cancel requested" beside it
+    timeline = [e.message for e in TaskEvent.objects.filter(task=task).order_by("at", "pk")]
+    assert timeline[-2:] == ["cancel requested by the system", "1 output stored"]
+    assert not any("interrupt" in message for message in timeline)
+
+
+def test_a_cancel_request_is_in_the_timeline_before_the_end_it_raced_with(sim_thread):
+    _sim, server, first, _second = two_on_one_slow_server(sim_thread)
+    transition(first.pk, Status.DISPATCHED, Status.RUNNING, message="execution_start")
+    assert cancel_task(first.pk, by=None) == REQUESTED
+    # execution_interrupted reaches the execution handler, which does this:
+    transition(first.pk, Status.active(), Status.CANCELED, message="Interrupted on request")
+    timeline = [e.message for e in TaskEvent.objects.filter(task=first).order_by("at", "pk")]
+    assert timeline[-3:] == [
+        "cancel requested by the system",
+        f"interrupting on {server.name}",
+        "Interrupted on request",
+    ]
