@@ -17,7 +17,11 @@ from typing import Any
 MAX_WORKFLOW_KEY = 64
 # Inputs that change on every run of a seed sweep without changing which models
 # it loads; leaving them out of the workflow key keeps the sweep on one server.
+# The one list of seed-like input names: templates re-seed them, outputs record them.
 SEED_INPUTS = frozenset({"seed", "noise_seed", "nonce"})
+# ComfyUI's seed inputs take 0 … 0xffffffffffffffff (torch's generator is 64-bit);
+# a larger seed is refused by the server only when the prompt is sent.
+SEED_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

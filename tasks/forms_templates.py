@@ -11,8 +11,16 @@ from django import forms
 from django.core.files.storage import default_storage
 from django.forms.models import BaseInlineFormSet, inlineformset_factory
 
+from servers.requirements import SEED_INPUTS, SEED_MAX
 from tasks.models import ParameterType, Priority, Template, TemplateParameter
-from tasks.templating import MAX_RUNS, SeedSweep, ValueList, clean_value, parameters_of
+from tasks.templating import (
+    MAX_RUNS,
+    SeedSweep,
+    ValueList,
+    clean_value,
+    parameters_of,
+    unbound_seeds,
+)
 
 
 class TemplateForm(forms.ModelForm):
@@ -178,6 +186,11 @@ def field_name(param: TemplateParameter) -> str:
     return f"p_{param.name}"
 
 
+def seed_field_name(key: str) -> str:
+    """The field of a seed no parameter sets ("2.nonce" → "s_2.nonce")."""
+    return f"s_{key}"
+
+
 class SubmitForm(forms.Form):
     """Fields generated from a template's parameters, then priority and batch options."""
 
@@ -197,10 +210,13 @@ class SubmitForm(forms.Form):
         min_value=1,
         max_value=MAX_RUNS,
         initial=1,
-        help_text="With N > 1, “Run N times” gives every run a fresh random seed.",
+        help_text="With N > 1, “Run N times” gives every run a fresh random seed; "
+        "one run per value changes only that parameter.",
     )
     sweep_parameter = forms.ChoiceField(label="Seed parameter", required=False)
-    sweep_start = forms.IntegerField(label="First seed", required=False, min_value=0)
+    sweep_start = forms.IntegerField(
+        label="First seed", required=False, min_value=0, max_value=SEED_MAX
+    )
     list_parameter = forms.ChoiceField(label="Parameter", required=False)
     list_values = forms.CharField(
         label="Values",
@@ -214,7 +230,13 @@ class SubmitForm(forms.Form):
         self.template = template
         self.params = parameters_of(template)
         generated = {field_name(p): _field_for(p) for p in self.params}
-        self.fields = generated | self.fields
+        graph = template.workflow_version.graph
+        self.seed_keys = list(unbound_seeds(template))
+        pinned = {
+            seed_field_name(key): _seed_field(graph, *target)
+            for key, target in unbound_seeds(template).items()
+        }
+        self.fields = generated | pinned | self.fields
         seeds = [(p.name, p.label or p.name) for p in self.params if p.type == ParameterType.SEED]
         listable = [
             (p.name, p.label or p.name) for p in self.params if p.type != ParameterType.IMAGE
@@ -232,8 +254,12 @@ class SubmitForm(forms.Form):
     def parameter_fields(self) -> list[forms.BoundField]:
         return [self[field_name(p)] for p in self.params]
 
+    def seed_fields(self) -> list[forms.BoundField]:
+        """Seeds of the graph no parameter sets: blank keeps the version's value."""
+        return [self[seed_field_name(key)] for key in self.seed_keys]
+
     def batch_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.fields if not name.startswith("p_")]
+        return [self[name] for name in self.fields if not name.startswith(("p_", "s_"))]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -253,6 +279,9 @@ class SubmitForm(forms.Form):
                 self.values[param.name] = clean_value(param, raw)
             except ValueError as exc:
                 self.add_error(name, str(exc))
+        for key in self.seed_keys:
+            if cleaned.get(seed_field_name(key)) is not None:
+                self.values[key] = cleaned[seed_field_name(key)]
         self._clean_batch(cleaned)
         return cleaned
 
@@ -263,6 +292,8 @@ class SubmitForm(forms.Form):
                 self.add_error("sweep_parameter", "Choose the seed parameter to sweep.")
             if cleaned.get("sweep_start") is None:
                 self.add_error("sweep_start", "Enter the first seed.")
+            else:
+                self._clean_sweep_range(cleaned)
         elif mode == "list":
             by_name = {p.name: p for p in self.params}
             param = by_name.get(cleaned.get("list_parameter", ""))
@@ -284,6 +315,20 @@ class SubmitForm(forms.Form):
                 if problems:
                     self.add_error("list_values", problems)
                 cleaned["value_list"] = ValueList(param.name, values)
+
+    def _clean_sweep_range(self, cleaned: dict[str, Any]) -> None:
+        """Every seed start … start+N-1 must be one the parameter takes."""
+        param = next((p for p in self.params if p.name == cleaned.get("sweep_parameter")), None)
+        count = cleaned.get("count")
+        if param is None or count is None:
+            return
+        first, last = cleaned["sweep_start"], cleaned["sweep_start"] + count - 1
+        for seed in (first, last):
+            try:
+                clean_value(param, seed)
+            except ValueError as exc:
+                self.add_error("sweep_start", f"The sweep runs seeds {first} … {last}: {exc}")
+                return
 
     def batch_options(self) -> dict[str, Any]:
         """Keyword arguments of `expand_runs` for the chosen batch mode."""
@@ -330,9 +375,13 @@ def _field_for(param: TemplateParameter) -> forms.Field:
     low = param.minimum
     high = param.maximum
     if param.type in (ParameterType.INT, ParameterType.SEED):
+        is_seed = param.type == ParameterType.SEED or param.input_name in SEED_INPUTS
+        if is_seed:  # ComfyUI refuses a seed outside 0 … 2**64-1, but only once sent
+            low = 0 if low is None else max(low, 0)
+            high = SEED_MAX if high is None else min(high, SEED_MAX)
         return forms.IntegerField(
             required=required,
-            min_value=int(low) if low is not None else (0 if param.type == "seed" else None),
+            min_value=int(low) if low is not None else None,
             max_value=int(high) if high is not None else None,
             **common,
         )
@@ -355,3 +404,15 @@ def _field_for(param: TemplateParameter) -> forms.Field:
     long_text = param.input_name == "text" or len(str(param.default or "")) > 60
     widget = forms.Textarea(attrs={"rows": 3}) if long_text else forms.TextInput()
     return forms.CharField(required=False, strip=False, widget=widget, **common)
+
+
+def _seed_field(graph: dict[str, Any], node_id: str, input_name: str) -> forms.IntegerField:
+    node = graph[node_id]
+    return forms.IntegerField(
+        label=f"{input_name} of node {node_id} ({node.get('class_type', '')})",
+        required=False,
+        min_value=0,
+        max_value=SEED_MAX,
+        help_text=f"Blank: {node['inputs'][input_name]}, the version's own "
+        "(with “Run N times”, a fresh seed per run).",
+    )

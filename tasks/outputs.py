@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from servers.comfyui import ComfyUIClient, FileRef, HistoryEntry, NotFound
 from servers.comfyui.responses import file_refs
+from servers.requirements import SEED_INPUTS
 from tasks.dispatch import wake_dispatch
 from tasks.models import Output, Status, Task
 from tasks.transitions import transition
@@ -37,7 +38,6 @@ CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 OPAQUE = "application/octet-stream"
 # /history is written just before the last message of the prompt; give it a moment.
 HISTORY_WAITS = (0.0, 0.2, 0.5, 1.0, 2.0)
-SEED_INPUTS = frozenset({"seed", "noise_seed"})
 Image.MAX_IMAGE_PIXELS = 100_000_000  # refuse decompression bombs from a hostile server
 
 

@@ -10,6 +10,13 @@ uploads/team-<id>/<generated name>; the value is `{"upload": "<storage path>",
 on the node input. Dispatch (tasks/dispatch_send.py) uploads that file to the
 chosen server (POST /upload/image) and replaces the input with the name the
 server answers, since a server only knows files uploaded to it.
+
+Seeds: a task's `params` record every value set on its graph. A seed-like input
+(servers.requirements.SEED_INPUTS) that no parameter binds is recorded, when a
+batch draws it or the user pins it, under the key "<node_id>.<input_name>"
+(parameter names are slugs, so the dot cannot clash); `render` sets those keys
+too, so rendering a task's params on its version's graph gives its graph, and
+"run again" reproduces it. A value a parameter binds is never re-seeded.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from servers.models import ServerState
-from servers.requirements import MODEL_INPUTS, SEED_INPUTS, model_index
+from servers.requirements import MODEL_INPUTS, SEED_INPUTS, SEED_MAX, model_index
 from tasks.models import ParameterType, Template, TemplateParameter, WorkflowVersion
 from tasks.submission import Run
 from tasks.validation import input_specs
@@ -99,14 +106,23 @@ def clean_value(param: TemplateParameter, raw: Any) -> Any:
         )
     if kind in (ParameterType.INT, ParameterType.SEED):
         value = _to_int(raw)
-        if kind == ParameterType.SEED and value < 0:
-            raise ValueError("A seed is 0 or more.")
+        if kind == ParameterType.SEED or param.input_name in SEED_INPUTS:
+            check_seed(value)
     else:
         value = _to_float(raw)
     if param.minimum is not None and value < param.minimum:
         raise ValueError(f"At least {_number(param.minimum)}.")
     if param.maximum is not None and value > param.maximum:
         raise ValueError(f"At most {_number(param.maximum)}.")
+    return value
+
+
+def check_seed(value: int) -> int:
+    """A seed ComfyUI accepts: 0 … 2**64 - 1, or ValueError naming the bound."""
+    if value < 0:
+        raise ValueError("A seed is 0 or more.")
+    if value > SEED_MAX:
+        raise ValueError(f"A seed is at most 2**64 - 1 ({SEED_MAX}).")
     return value
 
 
@@ -156,7 +172,46 @@ def clean_values(
             values[param.name] = clean_value(param, given)
         except ValueError as exc:
             errors[param.name] = str(exc)
+    for key in unbound_seeds(template):
+        given = raw.get(key)
+        if given is None or given == "":
+            continue  # not pinned: the version's value (or a fresh one in a batch)
+        try:
+            values[key] = check_seed(_to_int(given))
+        except ValueError as exc:
+            errors[key] = str(exc)
     return values, errors
+
+
+def seed_key(node_id: str, input_name: str) -> str:
+    """The params key of a seed-like input no parameter binds."""
+    return f"{node_id}.{input_name}"
+
+
+def seed_inputs(graph: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Every literal seed-like input of a graph (a link is no seed), by its key."""
+    found: dict[str, tuple[str, str]] = {}
+    for node_id, node in graph.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            continue
+        for name in sorted(SEED_INPUTS):
+            value = inputs.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                found[seed_key(str(node_id), name)] = (str(node_id), name)
+    return found
+
+
+def _unbound(
+    graph: Mapping[str, Any], params: Iterable[TemplateParameter]
+) -> dict[str, tuple[str, str]]:
+    bound = {(p.node_id, p.input_name) for p in params}
+    return {key: target for key, target in seed_inputs(graph).items() if target not in bound}
+
+
+def unbound_seeds(template: Template) -> dict[str, tuple[str, str]]:
+    """The seed-like inputs of the template's graph that no parameter sets, by key."""
+    return _unbound(template.workflow_version.graph, parameters_of(template))
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -172,7 +227,13 @@ def graph_value(param: TemplateParameter, value: Any) -> Any:
 def render_graph(
     graph: Mapping[str, Any], params: Iterable[TemplateParameter], values: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """The graph with each parameter's value, and each "<node>.<input>" seed no
+    parameter binds, set on its input."""
+    params = list(params)
     rendered = copy.deepcopy(dict(graph))
+    for key, (node_id, input_name) in _unbound(graph, params).items():
+        if key in values:
+            rendered[node_id]["inputs"][input_name] = values[key]
     for param in params:
         if param.name not in values:
             continue
@@ -220,19 +281,6 @@ def fresh_seed() -> int:
     return secrets.randbelow(SEED_LIMIT)
 
 
-def reseed(graph: dict[str, Any]) -> dict[str, Any]:
-    """A fresh random seed on every literal seed-like input, so ComfyUI's cache can't answer."""
-    for node in graph.values():
-        inputs = node.get("inputs") if isinstance(node, dict) else None
-        if not isinstance(inputs, dict):
-            continue
-        for name in SEED_INPUTS:
-            value = inputs.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                inputs[name] = fresh_seed()
-    return graph
-
-
 def expand_runs(
     *,
     graph: Mapping[str, Any] | None = None,
@@ -242,48 +290,114 @@ def expand_runs(
     sweep: SeedSweep | None = None,
     value_list: ValueList | None = None,
 ) -> list[Run]:
-    """The runs one submission makes.
+    """The runs one submission makes; each run's params record every value set on its graph.
 
-    A plain `graph` run `count` times gets fresh seeds per run when count > 1.
-    A `template` with cleaned `values`: `sweep` gives `count` runs with seeds
-    start..start+count-1 on one seed parameter; `value_list` one run per value;
-    otherwise `count` runs, each with fresh seeds on its seed parameters (or on
-    the graph's seed-like inputs when the template binds none) when count > 1.
+    A plain `graph` run `count` times gets, when count > 1, fresh seeds on its
+    seed-like inputs per run (recorded as "<node>.<input>"). A `template` with
+    cleaned `values`: `sweep` gives `count` runs with seeds start..start+count-1
+    on one seed parameter; `value_list` one run per value, nothing else changing;
+    otherwise `count` runs, and when count > 1 each gets fresh seeds on the
+    template's seed parameters (or, when it has none, on the seed-like inputs no
+    parameter binds). A value an int/choice/... parameter binds is never re-seeded.
     """
+    return [run for run, _ in _expand(graph, template, values, count, sweep, value_list)]
+
+
+def _expand(
+    graph: Mapping[str, Any] | None,
+    template: Template | None,
+    values: Mapping[str, Any] | None,
+    count: int,
+    sweep: SeedSweep | None,
+    value_list: ValueList | None,
+) -> list[tuple[Run, frozenset[str]]]:
+    """(run, the keys of its params drawn at random) per run."""
     if (graph is None) == (template is None):
         raise ValueError("Give either a graph or a template.")
     if not 1 <= count <= MAX_RUNS:
         raise ValueError(f"count must be between 1 and {MAX_RUNS}")
-    if graph is not None:
-        if count == 1:
-            return [Run(copy.deepcopy(dict(graph)), {})]
-        return [Run(reseed(copy.deepcopy(dict(graph))), {}) for _ in range(count)]
-    assert template is not None
-    params = parameters_of(template)
+    if sweep is not None and not 0 <= sweep.start <= sweep.start + count - 1 <= SEED_MAX:
+        raise ValueError(f"A sweep's seeds must stay within 0 … 2**64 - 1 ({SEED_MAX}).")
+    if value_list is not None and len(value_list.values) > MAX_RUNS:
+        raise ValueError(f"at most {MAX_RUNS} values")
+    source = template.workflow_version.graph if template is not None else graph
+    params = parameters_of(template) if template is not None else []
     base = dict(values or {})
-    variants: list[dict[str, Any]]
     if sweep is not None:
         variants = [base | {sweep.parameter: sweep.start + i} for i in range(count)]
     elif value_list is not None:
-        if len(value_list.values) > MAX_RUNS:
-            raise ValueError(f"at most {MAX_RUNS} values")
         variants = [base | {value_list.parameter: v} for v in value_list.values]
     else:
         variants = [dict(base) for _ in range(count)]
-    seeds = [p.name for p in params if p.type == ParameterType.SEED]
-    vary_seeds = sweep is None and len(variants) > 1
-    # A listed seed is the point of the list: only the other seeds are refreshed.
-    listed = value_list.parameter if value_list is not None else None
-    fresh = [name for name in seeds if name != listed]
+    fresh: list[str] = []
+    if sweep is None and value_list is None and count > 1:
+        # Run N times: N different images, so every run draws its seeds.
+        fresh = [p.name for p in params if p.type == ParameterType.SEED]
+        fresh = fresh or list(_unbound(source, params))
     runs = []
     for variant in variants:
-        if vary_seeds:
-            variant.update({name: fresh_seed() for name in fresh})
-        rendered = render_graph(template.workflow_version.graph, params, variant)
-        if vary_seeds and not seeds:
-            reseed(rendered)
-        runs.append(Run(rendered, variant))
+        variant.update({key: fresh_seed() for key in fresh})
+        runs.append((Run(render_graph(source, params, variant), variant), frozenset(fresh)))
     return runs
+
+
+@dataclass
+class BatchPreview:
+    """What a submission would run: inputs set alike in every run, and a row per run
+    of the inputs that vary (`random` columns are drawn anew on submit)."""
+
+    graph: dict[str, Any]  # the first run's
+    runs: int
+    common: list[dict[str, Any]]
+    columns: list[dict[str, Any]]
+    rows: list[list[dict[str, Any]]]  # per run, per column: {"value", "random"}
+
+
+def preview_batch(template: Template, values: Mapping[str, Any], **batch: Any) -> BatchPreview:
+    """`expand_runs(template=..., values=..., **batch)` described for the preview."""
+    expanded = _expand(
+        None,
+        template,
+        values,
+        batch.get("count", 1),
+        batch.get("sweep"),
+        batch.get("value_list"),
+    )
+    version = template.workflow_version.graph
+    graphs = [run.graph for run, _ in expanded]
+    targets = {(p.node_id, p.input_name): p.name for p in parameters_of(template)}
+    targets |= {target: key for key, target in unbound_seeds(template).items()}
+    random = expanded[0][1]
+    varying: list[tuple[str, str]] = []
+    for node_id, node in graphs[0].items():
+        for name, value in (node.get("inputs") or {}).items():
+            key = targets.get((node_id, name))
+            if key in random or any(g[node_id]["inputs"].get(name) != value for g in graphs):
+                varying.append((node_id, name))
+    columns = [
+        {
+            "node_id": node_id,
+            "class_type": graphs[0][node_id].get("class_type", ""),
+            "input_name": name,
+            "key": targets.get((node_id, name), seed_key(node_id, name)),
+            "before": (version.get(node_id) or {}).get("inputs", {}).get(name),
+            "random": targets.get((node_id, name)) in random,
+        }
+        for node_id, name in varying
+    ]
+    rows = [
+        [
+            {"value": g[node_id]["inputs"].get(name), "random": column["random"]}
+            for (node_id, name), column in zip(varying, columns, strict=True)
+        ]
+        for g in graphs
+    ]
+    common = [
+        change
+        for change in graph_diff(version, graphs[0])
+        if (change["node_id"], change["input_name"]) not in varying
+    ]
+    return BatchPreview(graphs[0], len(graphs), common, columns, rows)
 
 
 # -- suggestions -------------------------------------------------------------------

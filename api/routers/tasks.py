@@ -38,18 +38,31 @@ PAGE_SIZE = 50
 
 class Sweep(Schema):
     param: str = Field(description="A template parameter (not an image).")
-    values: list[Any] = Field(min_length=1, max_length=MAX_RUNS, description="One run per value.")
+    values: list[Any] = Field(
+        min_length=1, max_length=MAX_RUNS, description="One run per value; nothing else changes."
+    )
 
 
 class TaskIn(Schema):
     workflow: Id | None = Field(None, description="Run this workflow's current version...")
     version: int | None = Field(None, description="...or this version number of it.")
     template: Id | None = Field(None, description="Run this template with `params`.")
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='By parameter name; "<node_id>.<input_name>" sets a seed no parameter '
+        "sets. A task's `params` record every value set on its graph: given back, "
+        "they run the same graph again.",
+    )
     graph: dict[str, Any] | None = Field(None, description="Run this API-format graph.")
     team: Id | None = Field(None, description="For a graph, when you are in several teams.")
     priority: PriorityName = "normal"
-    count: int = Field(1, ge=1, le=MAX_RUNS, description="Runs; each gets a fresh seed if > 1.")
+    count: int = Field(
+        1,
+        ge=1,
+        le=MAX_RUNS,
+        description="Runs; if > 1 each draws fresh seeds (on the template's seed parameters, "
+        'else on seeds no parameter sets, recorded as "<node_id>.<input_name>").',
+    )
     sweep: Sweep | None = Field(None, description="Template only: one run per value.")
     description: str = Field("", max_length=200)
 

@@ -280,15 +280,19 @@ def preview_template(request, template_id: PathId, payload: PreviewIn) -> dict[s
 
 
 def clean_params(template: Template, raw: dict[str, Any]) -> dict[str, Any]:
-    """Typed values with the defaults filled in, or a 400 naming every bad one."""
+    """Typed values with the defaults filled in, or a 400 naming every bad one.
+
+    Besides parameter names, "<node_id>.<input_name>" pins a seed no parameter
+    sets, as a task's `params` record it: a task's params given back reproduce it."""
     known = {p.name for p in templating.parameters_of(template)}
+    seeds = set(templating.unbound_seeds(template))
+    has = ", ".join(sorted(known)) or "none"
+    if seeds:
+        has += f"; and seeds no parameter sets: {', '.join(sorted(seeds))}"
     problems = [
-        (
-            f"params.{name}",
-            f"The template has no parameter {name}; it has {', '.join(sorted(known)) or 'none'}.",
-        )
+        (f"params.{name}", f"The template has no parameter {name}; it has {has}.")
         for name in raw
-        if name not in known
+        if name not in known | seeds
     ]
     values, errors = templating.clean_values(template, raw)
     problems += [(f"params.{name}", message) for name, message in errors.items()]

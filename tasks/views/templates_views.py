@@ -12,9 +12,15 @@ from django.views.decorators.http import require_http_methods
 
 from servers.models import Server
 from tasks import access, templating
-from tasks.forms_templates import ParameterFormSet, SubmitForm, TemplateForm, field_name
+from tasks.forms_templates import (
+    ParameterFormSet,
+    SubmitForm,
+    TemplateForm,
+    field_name,
+    seed_field_name,
+)
 from tasks.models import ParameterType, Task, Team, Template, WorkflowVersion
-from tasks.templating import expand_runs, graph_diff, known_models, suggest_parameters
+from tasks.templating import expand_runs, known_models, preview_batch, suggest_parameters
 from tasks.validation import CatalogueUnavailable, fetch_catalogue, validate_graph
 from tasks.views.workflow_helpers import submit_and_report, submitted_redirect
 
@@ -149,7 +155,11 @@ def _initial_values(request: HttpRequest, template: Template) -> dict:
         ).first()
         values = dict(task.params) if task is not None else {}
     values |= {p.name: request.GET[p.name] for p in params if p.name in request.GET}
-    return {field_name(p): values[p.name] for p in params if p.name in values}
+    # Seeds no parameter sets are in a task's params as "<node>.<input>" (templating).
+    seeds = templating.unbound_seeds(template)
+    values |= {key: request.GET[key] for key in seeds if key in request.GET}
+    initial = {field_name(p): values[p.name] for p in params if p.name in values}
+    return initial | {seed_field_name(key): values[key] for key in seeds if key in values}
 
 
 @require_http_methods(["GET", "POST"])
@@ -169,11 +179,9 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
     if data is not None and form.is_valid():
         version = template.workflow_version
         if request.POST.get("action") == "preview":
-            rendered = templating.render(template, form.preview_values())
-            context["preview"] = {
-                "graph": json.dumps(rendered, indent=2),
-                "changes": graph_diff(version.graph, rendered),
-            }
+            preview = preview_batch(template, form.preview_values(), **form.batch_options())
+            context["preview"] = preview
+            context["preview_graph"] = json.dumps(preview.graph, indent=2)
         else:
             access.require(can_submit, "submit work")
             form.store_uploads()

@@ -186,6 +186,41 @@ def test_a_sweep_of_the_seed_keeps_the_swept_seeds(world, seeded_template):
     assert [task_row(t).graph["3"]["inputs"]["seed"] for t in tasks] == [11, 22, 33]
 
 
+def test_a_sweep_of_an_int_bound_to_a_seed_input_runs_the_swept_values(world):
+    version = make_workflow(world.team, graph=trivial_graph(seed=5)).current_version
+    template = make_template(
+        version,
+        parameters=[
+            {"name": "s", "node_id": "3", "input_name": "seed", "type": "int", "default": 5}
+        ],
+    )
+    sweep = {"param": "s", "values": [314282915, 7, 8]}
+    tasks = world.member("POST", "tasks", {"template": template.pk, "sweep": sweep}).json()["tasks"]
+    assert [t["params"] for t in tasks] == [{"s": 314282915}, {"s": 7}, {"s": 8}]
+    assert [task_row(t).graph["3"]["inputs"]["seed"] for t in tasks] == [314282915, 7, 8]
+
+
+def test_a_counted_graph_records_each_runs_seed_in_its_params(world):
+    response = world.member("POST", "tasks", {"graph": trivial_graph(seed=1), "count": 3})
+    for task in response.json()["tasks"]:
+        assert task["params"] == {"3.seed": task_row(task).graph["3"]["inputs"]["seed"]}
+
+
+def test_a_tasks_params_submitted_again_reproduce_its_graph(world):
+    """A count gave each run a fresh seed on an input no parameter sets ("3.seed")."""
+    version = make_workflow(world.team, graph=trivial_graph(seed=5)).current_version
+    template = make_template(
+        version,
+        parameters=[{"name": "steps", "node_id": "3", "input_name": "steps", "type": "int"}],
+    )
+    body = {"template": template.pk, "params": {"steps": 2}, "count": 2}
+    first = world.member("POST", "tasks", body).json()["tasks"][0]
+    assert set(first["params"]) == {"steps", "3.seed"}
+    again = world.member("POST", "tasks", {"template": template.pk, "params": first["params"]})
+    assert again.status_code == 201, again.content
+    assert task_row(again.json()["tasks"][0]).graph == task_row(first).graph
+
+
 def test_a_workflow_runs_its_current_version_or_the_one_named(world):
     workflow = make_workflow(world.team)
     add_version(workflow, trivial_graph(seed=3))

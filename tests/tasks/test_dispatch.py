@@ -230,6 +230,9 @@ def test_an_image_parameter_is_uploaded_to_the_chosen_server_and_named_in_the_gr
     entry = history_item(sim_thread, sim, Task.objects.get(pk=task.pk).prompt_id)
     assert entry.item.prompt["7"]["inputs"]["image"] == "cat.png"
     assert (sim.dirs.input / "cat.png").exists()
+    # What ran is what was recorded: nothing else of the stored graph changed on the way.
+    graph["7"]["inputs"]["image"] = "cat.png"
+    assert entry.item.prompt == graph
 
 
 def test_a_missing_input_image_fails_the_task_without_retry(sim_thread, settings, tmp_path):

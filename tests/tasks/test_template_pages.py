@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.files.storage import default_storage
@@ -184,6 +185,104 @@ def test_preview_shows_what_changes_and_queues_nothing(client, team, member):
     assert '<td class="after">300</td>' in html
     assert '<td class="after">255</td>' in html
     assert "filename_prefix</td>" not in html
+    assert not Task.objects.exists()
+
+
+def _slow_template(team, *parameters):
+    """slow_progress (a `nonce` seed input on node 2) with the given parameters."""
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    return make_template(workflow.current_version, parameters=list(parameters))
+
+
+SEED_PARAM = {"name": "seed", "node_id": "2", "input_name": "nonce", "type": ParameterType.SEED}
+STEPS_PARAM = {"name": "steps", "node_id": "2", "input_name": "steps", "type": "int"}
+
+
+def _preview_rows(html: str) -> list[list[str]]:
+    """The cells of the preview's per-run table, one list per run."""
+    table = html.split('<table class="table small runs">', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    return [re.findall(r"<td>(.*?)</td>", row) for row in body.split("</tr>")[:-1]]
+
+
+def test_preview_of_a_seed_sweep_shows_each_runs_seed(client, team, member):
+    template = _slow_template(team, SEED_PARAM | {"default": 1})
+    client.force_login(member)
+    html = client.post(
+        f"/templates/{template.pk}/",
+        {
+            "p_seed": "1",
+            "priority": 1,
+            "mode": "sweep",
+            "count": 3,
+            "sweep_parameter": "seed",
+            "sweep_start": "42",
+            "action": "preview",
+        },
+    ).content.decode()
+    assert "Nothing changes" not in html
+    assert [row[1:] for row in _preview_rows(html)] == [["42"], ["43"], ["44"]]
+    assert not Task.objects.exists()
+
+
+def test_preview_of_a_value_list_shows_one_run_per_value(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = _submit(
+        client,
+        template,
+        action="preview",
+        mode="list",
+        list_parameter="width",
+        list_values="64\n128\n256",
+    ).content.decode()
+    assert [row[1:] for row in _preview_rows(html)] == [["64"], ["128"], ["256"]]
+    assert '<td class="after">x</td>' in html  # the prefix: the same in every run
+
+
+def test_preview_of_run_n_times_says_each_run_gets_a_random_seed(client, team, member):
+    template = _slow_template(team, STEPS_PARAM | {"default": 2})
+    client.force_login(member)
+    html = client.post(
+        f"/templates/{template.pk}/",
+        {"p_steps": "2", "priority": 1, "mode": "count", "count": 2, "action": "preview"},
+    ).content.decode()
+    rows = _preview_rows(html)
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert all("random" in row[1] for row in rows)
+
+
+def test_run_again_of_a_batch_task_reproduces_its_graph(client, team, member):
+    """A task of "Run N times" got a fresh seed on an input no parameter sets; its
+    run-again link (task page and gallery) prefills that seed, and submitting it
+    as prefilled queues the very same graph."""
+    template = _slow_template(team, STEPS_PARAM | {"default": 2})
+    client.force_login(member)
+    client.post(
+        f"/templates/{template.pk}/",
+        {"p_steps": "3", "priority": 1, "mode": "count", "count": 2, "action": "submit"},
+    )
+    first = Task.objects.order_by("pk").first()
+    assert first.params == {"steps": 3, "2.nonce": first.graph["2"]["inputs"]["nonce"]}
+    url = client.get(f"/tasks/{first.pk}/").context["run_again_url"]
+    form = client.get(url).context["form"]
+    data = {bf.html_name: bf.value() for bf in form if bf.value() is not None}
+    response = client.post(url, data | {"action": "submit"})
+    assert response.status_code == 302
+    again = Task.objects.order_by("pk").last()
+    assert again.graph == first.graph
+    assert again.params == first.params
+
+
+def test_a_pinned_seed_out_of_range_is_a_form_error(client, team, member):
+    template = _slow_template(team)
+    client.force_login(member)
+    response = client.post(
+        f"/templates/{template.pk}/",
+        {"s_2.nonce": str(2**64), "priority": 1, "mode": "count", "count": 1, "action": "submit"},
+    )
+    assert response.status_code == 200
+    assert str(2**64 - 1) in response.content.decode()
     assert not Task.objects.exists()
 
 

@@ -11,6 +11,7 @@ from tasks.templating import (
     expand_runs,
     graph_diff,
     render,
+    render_graph,
     suggest_parameters,
 )
 from tests.factories import make_team
@@ -143,6 +144,111 @@ def test_template_count_without_seed_parameters_reseeds_the_graph():
     runs = expand_runs(template=template, values={"steps": 3}, count=3)
     assert {r.graph["2"]["inputs"]["steps"] for r in runs} == {3}
     assert len({r.graph["2"]["inputs"]["nonce"] for r in runs}) == 3
+
+
+def _nonce_template(param_type: str = ParameterType.INT):
+    """slow_progress with its `nonce` (a seed-like input) bound to an int parameter."""
+    version = make_workflow(make_team(), graph=shared_workflow("slow_progress")).current_version
+    return make_template(
+        version,
+        parameters=[
+            {"name": "nonce", "node_id": "2", "input_name": "nonce", "type": param_type},
+            {"name": "steps", "node_id": "2", "input_name": "steps", "type": ParameterType.INT},
+        ],
+    )
+
+
+def _seed_and_steps_template():
+    version = make_workflow(make_team(), graph=TXT2IMG).current_version
+    return make_template(
+        version,
+        parameters=[
+            {"name": "seed", "node_id": "3", "input_name": "seed", "type": ParameterType.SEED},
+            {"name": "steps", "node_id": "3", "input_name": "steps", "type": ParameterType.INT},
+        ],
+    )
+
+
+def assert_params_are_what_runs(template, runs):
+    """Rendering a run's recorded params on the version's graph gives exactly its graph."""
+    for run in runs:
+        assert render(template, run.params) == run.graph
+
+
+def test_a_value_list_over_an_int_bound_to_a_seed_input_runs_the_listed_values():
+    template = _nonce_template()
+    runs = expand_runs(
+        template=template,
+        values={"nonce": 0, "steps": 2},
+        value_list=ValueList("nonce", [314282915, 7, 8]),
+    )
+    assert [r.graph["2"]["inputs"]["nonce"] for r in runs] == [314282915, 7, 8]
+    assert [r.params["nonce"] for r in runs] == [314282915, 7, 8]
+    assert_params_are_what_runs(template, runs)
+
+
+def test_run_n_times_never_reseeds_an_input_a_parameter_binds():
+    template = _nonce_template()
+    runs = expand_runs(template=template, values={"nonce": 5, "steps": 2}, count=3)
+    assert [r.graph["2"]["inputs"]["nonce"] for r in runs] == [5, 5, 5]
+    assert_params_are_what_runs(template, runs)
+
+
+def test_a_value_list_changes_only_the_listed_parameter():
+    template = _seed_and_steps_template()
+    runs = expand_runs(
+        template=template, values={"seed": 7, "steps": 20}, value_list=ValueList("steps", [1, 2])
+    )
+    assert [r.graph["3"]["inputs"]["seed"] for r in runs] == [7, 7]
+    assert [r.params for r in runs] == [{"seed": 7, "steps": 1}, {"seed": 7, "steps": 2}]
+
+
+def test_run_n_times_records_fresh_seeds_of_unbound_inputs_under_node_and_input():
+    version = make_workflow(make_team(), graph=shared_workflow("slow_progress")).current_version
+    template = make_template(
+        version,
+        parameters=[
+            {"name": "steps", "node_id": "2", "input_name": "steps", "type": ParameterType.INT},
+        ],
+    )
+    runs = expand_runs(template=template, values={"steps": 3}, count=3)
+    assert [set(r.params) for r in runs] == [{"steps", "2.nonce"}] * 3
+    assert [r.params["2.nonce"] for r in runs] == [r.graph["2"]["inputs"]["nonce"] for r in runs]
+    assert len({r.params["2.nonce"] for r in runs}) == 3
+    assert_params_are_what_runs(template, runs)
+
+
+def test_run_n_times_records_fresh_values_of_seed_parameters():
+    template = _seed_and_steps_template()
+    runs = expand_runs(template=template, values={"seed": 7, "steps": 20}, count=3)
+    assert len({r.params["seed"] for r in runs}) == 3
+    assert_params_are_what_runs(template, runs)
+
+
+def test_a_plain_graph_run_n_times_records_each_runs_seeds():
+    graph = TXT2IMG | {"10": {"class_type": "KSampler", "inputs": {"seed": 1, "noise_seed": 2}}}
+    runs = expand_runs(graph=graph, count=2)
+    for run in runs:
+        assert set(run.params) == {"3.seed", "10.seed", "10.noise_seed"}
+        assert render_graph(graph, [], run.params) == run.graph
+
+
+def test_a_pinned_seed_of_an_unbound_input_is_set_and_recorded():
+    version = make_workflow(make_team(), graph=shared_workflow("slow_progress")).current_version
+    template = make_template(version)
+    values, errors = clean_values(template, {"2.nonce": "99"})
+    assert errors == {}
+    [run] = expand_runs(template=template, values=values)
+    assert run.graph["2"]["inputs"]["nonce"] == 99
+    assert run.params == {"2.nonce": 99}
+
+
+def test_a_pinned_seed_must_name_an_unbound_seed_input():
+    template = _nonce_template()
+    values, _ = clean_values(template, {"nonce": 1, "steps": 1, "2.nonce": 5, "2.steps": 9})
+    assert values == {"nonce": 1, "steps": 1}
+    _, errors = clean_values(make_template(template.workflow_version), {"2.nonce": "x"})
+    assert errors == {"2.nonce": "Enter a whole number."}
 
 
 def test_expand_runs_refuses_bad_counts(template):
