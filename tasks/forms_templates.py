@@ -52,7 +52,7 @@ def parse_choices(text: str) -> list[Any]:
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or a number too long for Python to read
             value = line
         if isinstance(value, list | dict) or value is None:
             value = line

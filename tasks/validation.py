@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 
 from servers.comfyui import ComfyUIClient, ComfyUIError, Timeouts
 from servers.models import FleetSettings, Server
+from servers.requirements import SEED_INPUTS, SEED_MAX
 
 # Output nodes of core ComfyUI; with a catalogue, `output_node` decides instead.
 OUTPUT_CLASSES = frozenset(
@@ -121,6 +122,9 @@ def parse_graph_text(text: str | bytes) -> tuple[Any, ValidationReport]:
             f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
         )
         return None, report
+    except ValueError as exc:  # a number of more than 4300 digits: Python won't read it
+        report.add("invalid_json", f"Not valid JSON: {exc}.")
+        return None, report
 
 
 def is_ui_format(data: Any) -> bool:
@@ -208,6 +212,16 @@ def _check_node_structure(
     for name, value in inputs.items():
         if isinstance(value, list):
             _check_link(node_id, str(name), value, graph, report)
+        elif name in SEED_INPUTS and isinstance(value, int) and value > SEED_MAX:
+            # Any server refuses it, but only once the prompt is sent: say so now.
+            report.add_node(
+                node_id,
+                "value_bigger_than_max",
+                f"Value {value} bigger than max of {SEED_MAX}: {name} (a seed is at most "
+                "2**64 - 1).",
+                details=name,
+                input_name=str(name),
+            )
 
 
 def _check_link(

@@ -221,6 +221,29 @@ def test_a_tasks_params_submitted_again_reproduce_its_graph(world):
     assert task_row(again.json()["tasks"][0]).graph == task_row(first).graph
 
 
+SEED_MAX = 2**64 - 1
+
+
+def test_a_seed_beyond_2_64_minus_1_is_a_400_naming_the_bound(world, seeded_template):
+    body = {"template": seeded_template.pk, "params": {"seed": 99999999999999999999999999999}}
+    fields = fields_of(world.member("POST", "tasks", body))
+    assert fields == {"params.seed": f"A seed is at most 2**64 - 1 ({SEED_MAX})."}
+    sweep = {"param": "seed", "values": [1, SEED_MAX, SEED_MAX + 1]}
+    body = {"template": seeded_template.pk, "sweep": sweep}
+    assert set(fields_of(world.member("POST", "tasks", body))) == {"sweep.values[2]"}
+    assert not Task.objects.exists()
+
+
+def test_a_graph_with_a_seed_beyond_2_64_minus_1_is_a_400(world):
+    response = world.member("POST", "tasks", {"graph": trivial_graph(seed=SEED_MAX + 1)})
+    details = error_of(response)["details"]
+    assert response.status_code == 400
+    assert str(SEED_MAX) in details["node_errors"]["3"][0]["message"]
+    assert not Task.objects.exists()
+    response = world.member("POST", "tasks", {"graph": trivial_graph(seed=SEED_MAX)})
+    assert response.status_code == 201, response.content
+
+
 def test_a_workflow_runs_its_current_version_or_the_one_named(world):
     workflow = make_workflow(world.team)
     add_version(workflow, trivial_graph(seed=3))

@@ -162,6 +162,14 @@ def test_a_bad_parameter_is_named_by_its_index_and_field(world, parameter, field
     assert not Template.objects.exists()
 
 
+def test_a_seed_default_beyond_2_64_minus_1_is_refused(world):
+    workflow = make_workflow(world.team, graph=shared_workflow("slow_progress"))
+    seed = {"name": "seed", "node": "2", "input": "nonce", "type": "seed", "default": 2**64}
+    response = create(world.member, workflow, parameters=[seed])
+    assert fields_named(response) == {"parameters[0].default"}
+    assert str(2**64 - 1) in error_of(response)["message"]
+
+
 def test_two_parameters_on_one_input_are_refused(world):
     workflow = make_workflow(world.team)
     response = create(world.member, workflow, parameters=[WIDTH, WIDTH | {"name": "w2"}])

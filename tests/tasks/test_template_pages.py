@@ -286,6 +286,76 @@ def test_a_pinned_seed_out_of_range_is_a_form_error(client, team, member):
     assert not Task.objects.exists()
 
 
+SEED_MAX = 2**64 - 1
+
+
+@pytest.mark.parametrize("action", ["preview", "submit"])
+def test_a_seed_beyond_2_64_minus_1_is_a_form_error_naming_the_bound(client, team, member, action):
+    template = _slow_template(team, SEED_PARAM | {"default": 1})
+    client.force_login(member)
+    data = {"priority": 1, "mode": "count", "count": 1, "action": action}
+    response = client.post(
+        f"/templates/{template.pk}/", data | {"p_seed": "99999999999999999999999999999"}
+    )
+    assert response.status_code == 200
+    assert f"less than or equal to {SEED_MAX}" in response.content.decode()
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("param", "start", "message"),
+    [
+        (SEED_PARAM, SEED_MAX - 1, f"{SEED_MAX - 1} … {SEED_MAX + 1}: A seed is at most 2**64 - 1"),
+        (SEED_PARAM | {"maximum": 1000}, 999, "999 … 1001: At most 1000."),
+    ],
+    ids=["past-2**64-1", "past-the-parameters-maximum"],
+)
+def test_a_sweep_running_past_its_last_seed_is_a_form_error(
+    client, team, member, param, start, message
+):
+    template = _slow_template(team, param | {"default": 1})
+    client.force_login(member)
+    for action in ("preview", "submit"):
+        response = client.post(
+            f"/templates/{template.pk}/",
+            {
+                "p_seed": "1",
+                "priority": 1,
+                "mode": "sweep",
+                "count": 3,
+                "sweep_parameter": "seed",
+                "sweep_start": str(start),
+                "action": action,
+            },
+        )
+        assert response.status_code == 200
+        assert message in response.content.decode()
+    assert not Task.objects.exists()
+
+
+def test_the_editor_refuses_a_seed_default_beyond_2_64_minus_1(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    data = {"name": "Big", **_management("parameters", 1)}
+    data |= _param(0, name="seed", type="seed", node_id="2", input_name="nonce",
+                   default_text=str(SEED_MAX + 1))  # fmt: skip
+    response = client.post(f"/workflows/{workflow.pk}/templates/new/", data)
+    assert response.status_code == 200
+    assert f"A seed is at most 2**64 - 1 ({SEED_MAX})." in response.content.decode()
+    assert not Template.objects.exists()
+
+
+def test_a_choice_too_long_to_be_a_number_stays_text(client, team, member):
+    workflow = make_workflow(team)
+    client.force_login(member)
+    data = {"name": "Long", **_management("parameters", 1)}
+    data |= _param(0, name="c", type="choice", node_id="2", input_name="filename_prefix",
+                   choices_text="9" * 5000)  # fmt: skip
+    response = client.post(f"/workflows/{workflow.pk}/templates/new/", data)
+    assert response.status_code == 302
+    assert Template.objects.get().parameters.get().choices == ["9" * 5000]
+
+
 def test_image_parameter_upload_is_stored_under_a_generated_name(client, team, member):
     workflow = make_workflow(team, graph=shared_workflow("load_invert_save"))
     template = make_template(

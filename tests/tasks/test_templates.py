@@ -251,6 +251,32 @@ def test_a_pinned_seed_must_name_an_unbound_seed_input():
     assert errors == {"2.nonce": "Enter a whole number."}
 
 
+SEED_MAX = 2**64 - 1
+
+
+@pytest.mark.parametrize("kind", [ParameterType.SEED, ParameterType.INT])
+def test_a_seed_beyond_2_64_minus_1_is_refused_naming_the_bound(kind):
+    param = TemplateParameter(type=kind, node_id="2", input_name="nonce")
+    assert clean_value(param, str(SEED_MAX)) == SEED_MAX
+    with pytest.raises(ValueError, match=f"at most 2\\*\\*64 - 1 \\({SEED_MAX}\\)"):
+        clean_value(param, "99999999999999999999999999999")
+    with pytest.raises(ValueError, match="0 or more"):
+        clean_value(param, -1)
+
+
+def test_a_sweep_running_past_2_64_minus_1_is_refused():
+    template = _seed_and_steps_template()
+    values = {"seed": 1, "steps": 1}
+    runs = expand_runs(
+        template=template, values=values, count=2, sweep=SeedSweep("seed", SEED_MAX - 1)
+    )
+    assert [r.params["seed"] for r in runs] == [SEED_MAX - 1, SEED_MAX]
+    with pytest.raises(ValueError, match="2\\*\\*64 - 1"):
+        expand_runs(
+            template=template, values=values, count=3, sweep=SeedSweep("seed", SEED_MAX - 1)
+        )
+
+
 def test_expand_runs_refuses_bad_counts(template):
     with pytest.raises(ValueError, match="count"):
         expand_runs(template=template, values={}, count=0)

@@ -174,3 +174,23 @@ def test_new_style_combo_and_literal_for_a_link_only_input(catalogue):
     graph["1"]["inputs"]["mode"] = "b"
     graph["1"]["inputs"]["image"] = ["1", 0]
     assert validate_graph(graph, catalogue).types == {"dependency_cycle"}
+
+
+def test_a_seed_beyond_2_64_minus_1_is_refused_without_a_catalogue():
+    graph = shared_workflow("slow_progress")
+    graph["2"]["inputs"]["nonce"] = 2**64
+    report = validate_graph(graph)
+    [error] = report.node_errors["2"]
+    assert (error["type"], error["input_name"]) == ("value_bigger_than_max", "nonce")
+    assert str(2**64 - 1) in error["message"]
+    graph["2"]["inputs"]["nonce"] = 2**64 - 1
+    assert validate_graph(graph).valid
+
+
+def test_a_number_too_long_to_read_is_reported_not_raised():
+    data, report = parse_graph_text(
+        '{"1": {"class_type": "X", "inputs": {"seed": ' + "9" * 5000 + "}}}"
+    )
+    assert data is None
+    assert report.types == {"invalid_json"}
+    assert "4300 digits" in report.messages[0]
