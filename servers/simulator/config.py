@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 # Folder names GET /models answered on the recorded server, in its order.
@@ -73,6 +74,13 @@ class SimulatorConfig:
     failure_rate: float = 0.0
     # Seed for the failure-rate and PreviewImage-name random generators.
     seed: int | None = None
+    # Awaited (with the executing prompt's client id) at the end of every
+    # simulated stretch of work, before its result is reported. None runs freely;
+    # the conformance replay holds the work there until it has done what the
+    # recording did before the next message, so a busy machine cannot reorder them.
+    pace: Callable[[str | None], Awaitable[None]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def seconds(self, nominal: float) -> float:
         return max(0.0, nominal * self.time_scale)

@@ -45,6 +45,8 @@ class Hub:
         # drop_all() and shutdown reach them too.
         self._open: set[web.WebSocketResponse] = set()
         self._messages: asyncio.Queue[tuple[str | int, Any, str | None]] = asyncio.Queue()
+        # Frames written to each open socket (text and binary), for `sent_to`.
+        self._sent: dict[web.WebSocketResponse, int] = {}
         self._publisher: asyncio.Task[None] | None = None
         # Set by the executor: whose prompt runs and its last executing node.
         self.client_id: str | None = None
@@ -74,6 +76,15 @@ class Hub:
     def queue_updated(self) -> None:
         self.send_sync("status", {"status": self._queue_info()})
 
+    async def flushed(self) -> None:
+        """Until every message queued so far has been written to its sockets."""
+        await self._messages.join()
+
+    def sent_to(self, sid: str) -> int:
+        """Frames written so far to the socket that now holds `sid` (0 if none)."""
+        ws = self.sockets.get(sid)
+        return self._sent.get(ws, 0) if ws is not None else 0
+
     def supports_preview_metadata(self, sid: str | None) -> bool:
         if sid is None:
             return False
@@ -87,6 +98,8 @@ class Hub:
                 await self._deliver(event, data, sid)
             except Exception:
                 logger.exception("simulator: failed to deliver %s", event)
+            finally:
+                self._messages.task_done()
 
     async def _deliver(self, event: str | int, data: Any, sid: str | None) -> None:
         if sid is None:
@@ -102,6 +115,7 @@ class Hub:
                     await ws.send_bytes(payload)
                 else:
                     await ws.send_str(payload)
+                self._count(ws)
 
     @staticmethod
     def _encode(event: str | int, data: Any) -> str | bytes:
@@ -116,6 +130,11 @@ class Hub:
     async def _send_now(self, ws: web.WebSocketResponse, event: str, data: Any) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_str(json.dumps({"type": event, "data": data}))
+            self._count(ws)
+
+    def _count(self, ws: web.WebSocketResponse) -> None:
+        if ws in self._open:
+            self._sent[ws] = self._sent.get(ws, 0) + 1
 
     # -- the /ws endpoint ------------------------------------------------
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -149,6 +168,7 @@ class Hub:
                 first_message = False
         finally:
             self._open.discard(ws)
+            self._sent.pop(ws, None)
             self.sockets.pop(sid, None)
             self.features.pop(sid, None)
         return ws

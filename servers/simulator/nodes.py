@@ -57,6 +57,9 @@ class NodeContext:
         while (remaining := deadline - loop.time()) > 0:
             await asyncio.sleep(min(poll, remaining))
             self.check_interrupt()
+        if self.config.pace is not None:
+            await self.config.pace(self.client_id)
+            self.check_interrupt()
 
     def progress(self, value: float, total: float, preview: images.Batch | None = None) -> None:
         """A ProgressBar update: raises Interrupted first if an interrupt is pending."""

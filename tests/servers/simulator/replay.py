@@ -7,9 +7,12 @@ The capture has no script, only traffic, so the actions are read off it:
 - a client that is not there at the end closes after its last message;
 - every `http` record is a request, replayed with the ids the simulator chose.
 Before each action the replay waits until every client has received as many
-messages as it had in the capture before that moment, so the actions land at
-the same point of each run (an interrupt after the second progress, a
-reconnect mid-run) without sleeping.
+messages as it had in the capture before that moment, and the simulator's work
+waits (`SimulatorConfig.pace`) until the replay has done every action the
+capture shows before the next message that work would send. So the actions
+land at the same point of each run (an interrupt after the second progress, a
+queue cleared between two steps, a reconnect mid-run) however busy the machine
+is, without sleeping.
 """
 
 from __future__ import annotations
@@ -132,6 +135,15 @@ def build_timeline() -> list[_Action]:
     return sorted(actions)
 
 
+def _sid_of(message: Any) -> str | None:
+    """The client id a `status` message on connect announces, if this is one."""
+    if not isinstance(message, dict) or message.get("type") != "status":
+        return None
+    data = message.get("data")
+    sid = data.get("sid") if isinstance(data, dict) else None
+    return sid if isinstance(sid, str) else None
+
+
 def _upload_bytes(size: int) -> bytes:
     # The capture uploaded a 507-byte PNG and then "different bytes, same name"
     # of 508: the same picture with one extra trailing byte.
@@ -142,24 +154,38 @@ def _upload_bytes(size: int) -> bytes:
 
 
 class Replay:
-    def __init__(self, sim: SimulatedComfyUI):
+    def __init__(self, sim: SimulatedComfyUI, *, late: float = 0.0):
+        """`late`: seconds every request to /interrupt or /queue is held back, as on
+        a machine too busy to send it when the capture did (0: as soon as due)."""
         self.sim = sim
+        self.late = late
         self.observed = Observed()
         self.scenario = "(before)"
         self.sockets: dict[str, ClientConnection] = {}
         self.readers: list[asyncio.Task[None]] = []
         self.received: dict[str, int] = defaultdict(int)
         self.arrival = asyncio.Event()
+        # Set whenever a message arrives or an action is done (what `pace` waits on).
+        self.changed = asyncio.Event()
+        # The capture time of the next action not done yet: every action before it is.
+        self.next_action_t = float("-inf")
+        # Client id -> label of the socket that holds it now (from its first status).
+        self.label_of: dict[str, str] = {}
         self.expected_times: dict[str, list[float]] = defaultdict(list)
         for record in capture.records():
             if record["kind"] == "ws":
                 self.expected_times[record["client"]].append(record["t"])
 
     async def run(self) -> Observed:
+        timeline = build_timeline()
         async with httpx.AsyncClient(base_url=self.sim.base_url, timeout=30) as http:
-            for action in build_timeline():
+            for index, action in enumerate(timeline):
+                self.next_action_t = action.t
                 await self._catch_up(action.t)
                 await self._do(action, http)
+                following = timeline[index + 1 : index + 2]
+                self.next_action_t = following[0].t if following else float("inf")
+                self.changed.set()
         for task in self.readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -188,6 +214,38 @@ class Replay:
             self.arrival.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrival.wait(), remaining)
+
+    async def pace(self, client_id: str | None) -> None:
+        """The simulator's `pace`: hold its work until the actions before its next message are done.
+
+        The next message a client gets from it (the executing client, or every
+        socket for a prompt sent without a client id) is the one after the
+        frames written to it so far; in the capture it came at some time T, and
+        every action recorded before T (a POST /interrupt, a queue clear) must
+        have happened before the work that produces it goes on.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_GUARD
+        while True:
+            await self.sim.hub.flushed()
+            recipients = [client_id] if client_id else list(self.sim.hub.sockets)
+            if all(self._next_message_due(sid) for sid in recipients):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return  # a different run than recorded: the comparison will say how
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+    def _next_message_due(self, sid: str) -> bool:
+        """Whether every action recorded before `sid`'s next message has been done."""
+        label = self.label_of.get(sid)
+        if label is None:
+            return True  # not a client of the capture's
+        times = self.expected_times[label]
+        index = self.sim.hub.sent_to(sid)
+        return index >= len(times) or self.next_action_t >= times[index]
 
     async def _do(self, action: _Action, http: httpx.AsyncClient) -> None:
         if action.kind == "scenario":
@@ -225,9 +283,13 @@ class Replay:
                     entry = {"frame": "binary", **capture.describe_binary(frame)}
                 else:
                     entry = {"frame": "text", "msg": json.loads(frame)}
+                    sid = _sid_of(entry["msg"])
+                    if sid:
+                        self.label_of[sid] = label
                 self.observed.ws[self.scenario][label].append(entry)
                 self.received[label] += 1
                 self.arrival.set()
+                self.changed.set()
 
     async def _request(self, http: httpx.AsyncClient, record: dict[str, Any]) -> None:
         ids = self.observed.ids
@@ -244,6 +306,8 @@ class Replay:
                 "image": (image["filename"], _upload_bytes(image["bytes"]), "image/png")
             }
             kwargs["data"] = parts
+        if self.late and record["path"] in ("/interrupt", "/queue"):
+            await asyncio.sleep(self.late)
         response = await http.request(record["method"], path, **kwargs)
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
