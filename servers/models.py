@@ -110,6 +110,24 @@ class Server(models.Model):
         return f"comfyweb-{FleetSettings.load().deployment_id.hex[:12]}-{self.pk}"
 
 
+class NodeCatalogue(models.Model):
+    """A server's `/object_info`, trimmed to what graph validation reads.
+
+    Stored once per distinct content (`digest`): servers with the same nodes and
+    models share a row, so checking a graph against the fleet validates it once
+    per catalogue, not once per server. Rows never change; the monitor deletes
+    the ones no server uses any more. Kept out of ServerState because it is
+    ~0.5 MB and the balancer reads ServerState for every task it places.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    object_info = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"catalogue {self.digest[:12]} ({len(self.object_info)} nodes)"
+
+
 class ServerState(models.Model):
     """What the monitor last saw of a server; written with update(), never by forms."""
 
@@ -140,6 +158,10 @@ class ServerState(models.Model):
     node_classes = models.JSONField(default=list, blank=True)
     model_files = models.JSONField(default=dict, blank=True)  # folder -> [file names]
     capabilities_at = models.DateTimeField(null=True, blank=True)
+    # Its /object_info (input specs), read with the node classes; None until then.
+    catalogue = models.ForeignKey(
+        NodeCatalogue, null=True, blank=True, on_delete=models.SET_NULL, related_name="states"
+    )
     # Monitor statistics: event counts by type, rate, reconnects, cache hits.
     event_stats = models.JSONField(default=dict, blank=True)
 

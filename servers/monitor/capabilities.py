@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from servers.comfyui import ComfyUIClient, SystemStats
 
@@ -20,6 +21,8 @@ from servers.comfyui import ComfyUIClient, SystemStats
 class Capabilities:
     node_classes: list[str]
     model_files: dict[str, list[str]]
+    # The whole /object_info: input specs, for checking graphs without asking the server.
+    object_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def fetch_capabilities(client: ComfyUIClient) -> Capabilities:
@@ -29,6 +32,7 @@ async def fetch_capabilities(client: ComfyUIClient) -> Capabilities:
     return Capabilities(
         node_classes=sorted(object_info),
         model_files={folder: sorted(names) for folder, names in zip(folders, files, strict=True)},
+        object_info=object_info,
     )
 
 

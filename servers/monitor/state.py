@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from servers import catalogues
 from servers.models import FailureKind, FailureRecord, Health, ServerState
 
 from .checks import CheckOutcome
@@ -187,8 +188,15 @@ def record_stream_back(server_id: int, *, now: datetime | None = None) -> None:
 
 
 def write_capabilities(
-    server_id: int, node_classes: list[str], model_files: dict[str, list[str]], at: datetime
+    server_id: int,
+    node_classes: list[str],
+    model_files: dict[str, list[str]],
+    at: datetime,
+    object_info: dict[str, Any] | None = None,
 ) -> None:
+    if object_info is not None:
+        # First, so that once capabilities_at says "known" the input specs are there too.
+        catalogues.store(server_id, object_info)
     ServerState.objects.filter(server_id=server_id).update(
         node_classes=node_classes, model_files=model_files, capabilities_at=at
     )

@@ -237,7 +237,7 @@ class ServerWatcher:
             )
             return
         await database_sync_to_async(state.write_capabilities)(
-            self.spec.id, found.node_classes, found.model_files, timezone.now()
+            self.spec.id, found.node_classes, found.model_files, timezone.now(), found.object_info
         )
         cache.stored(self.spec.id)
         # The balancer holds back tasks for servers whose nodes and models it does not
