@@ -305,6 +305,15 @@ def _unhealthy(server: ServerSnapshot, now: datetime) -> str:
     return f"unhealthy since {_clock(since, now)} ({_age(now - since)} ago)"
 
 
+def capability_gaps(server: ServerSnapshot, requirements: Requirements) -> list[str]:
+    """What `server` lacks for `requirements`, in the words of the waiting reasons.
+
+    The test the balancer applies, for checks made before a task is queued;
+    unknown capabilities are a gap ("capabilities unknown").
+    """
+    return _capability_gaps(server, requirements, strict=True)
+
+
 def _capability_gaps(
     server: ServerSnapshot, requirements: Requirements, *, strict: bool
 ) -> list[str]:

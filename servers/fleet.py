@@ -139,6 +139,18 @@ def _busy_elsewhere(decision: Decision) -> bool:
     return any(reason.startswith("full:") for reason in decision.excluded.values())
 
 
+def capacity_for(requirements: Requirements) -> list[str]:
+    """Capacity outside the current fleet that could still provide what a task needs.
+
+    The seam for container pools (issue #13): a pool that can start a server
+    with these node classes and model files names itself here, and work that no
+    current server can run is then accepted to wait for it instead of being
+    refused at submission (`tasks.runnable`). No such capacity exists yet.
+    """
+    del requirements
+    return []
+
+
 def _record(decision: Decision, workflow_key: str, now: datetime) -> None:
     row = BalancerDecision.objects.create(
         at=now,

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from servers.requirements import workflow_key_of
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
+from tasks.runnable import require_runnable
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ def submit_runs(
 
     Raises PermissionDenied if `submitter` may not submit for `team` (or the
     workflow version or template belongs to another team), and
-    ValidationError for an empty run list or an unknown priority. Dispatch is
+    ValidationError for an empty run list or an unknown priority, and
+    `Unrunnable` (a ValidationError) when no enabled server can run a graph and
+    waiting would not change that (`tasks.runnable`). Dispatch is
     enqueued only after the transaction commits, so a worker never looks for
     tasks that are not visible yet.
     """
@@ -61,6 +64,7 @@ def submit_runs(
         raise ValidationError("Nothing to submit: no runs.")
     if priority not in Priority.values:
         raise ValidationError(f"Unknown priority {priority!r}.")
+    require_runnable(run.graph for run in runs)
     now = timezone.now()
     with transaction.atomic():
         batch = None

@@ -265,25 +265,38 @@ def _check_link(
         )
 
 
+def _sources(graph: Mapping[str, Any], node_id: str) -> list[str]:
+    """Ids of the nodes whose outputs `node_id`'s inputs link to."""
+    node = graph.get(node_id)
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    if not isinstance(inputs, Mapping):
+        return []
+    return [
+        v[0]
+        for v in inputs.values()
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and v[0] in graph
+    ]
+
+
+def upstream(graph: Mapping[str, Any], node_id: str) -> set[str]:
+    """`node_id` and every node it (indirectly) takes an input from."""
+    seen = {node_id}
+    pending = [node_id]
+    while pending:
+        for source in _sources(graph, pending.pop()):
+            if source not in seen:
+                seen.add(source)
+                pending.append(source)
+    return seen
+
+
 def _check_cycles(graph: Mapping[str, Any], report: ValidationReport) -> None:
     """A node that (indirectly) feeds itself can never run; ComfyUI fails it at execution."""
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def sources(node_id: str) -> list[str]:
-        node = graph.get(node_id)
-        inputs = node.get("inputs") if isinstance(node, Mapping) else None
-        if not isinstance(inputs, Mapping):
-            return []
-        return [
-            v[0]
-            for v in inputs.values()
-            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and v[0] in graph
-        ]
-
     for start in graph:
         if state.get(start):
             continue
-        stack = [(start, iter(sources(start)))]
+        stack = [(start, iter(_sources(graph, start)))]
         state[start] = 1
         while stack:
             node_id, pending = stack[-1]
@@ -304,7 +317,7 @@ def _check_cycles(graph: Mapping[str, Any], report: ValidationReport) -> None:
                 return
             elif not state.get(nxt):
                 state[nxt] = 1
-                stack.append((nxt, iter(sources(nxt))))
+                stack.append((nxt, iter(_sources(graph, nxt))))
 
 
 def _output_nodes(
@@ -326,6 +339,55 @@ def _output_nodes(
 
 def output_node_ids(graph: Mapping[str, Any], catalogue=None) -> list[str]:
     return _output_nodes(graph, catalogue)
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    """What a server with a given catalogue would answer to POST /prompt of a graph.
+
+    ComfyUI refuses the whole prompt for a node class it lacks, for a graph with
+    no output node, and when no output node validates (each with everything it
+    takes inputs from). Otherwise it runs the outputs that validate and skips
+    the others; nodes that feed no output are never looked at.
+    """
+
+    accepted: bool
+    reasons: list[str]  # why it would answer 400
+    skipped: list[str]  # accepted, but these outputs would be left out, and why
+    report: ValidationReport  # every problem, including ones ComfyUI ignores
+
+
+def server_answer(
+    graph: Mapping[str, Any], catalogue: Mapping[str, Mapping[str, Any]], *, server_name: str = ""
+) -> ServerAnswer:
+    report = validate_graph(graph, catalogue, server_name=server_name)
+    fatal = [
+        f"Node {node_id}: {e['message']}"
+        for node_id, errors in report.node_errors.items()
+        for e in errors
+        if e["type"] in {"invalid_prompt", "dependency_cycle"}
+    ]
+    if report.errors or fatal:
+        return ServerAnswer(False, report.messages + fatal, [], report)
+    outputs = output_node_ids(graph, catalogue)
+    failing: dict[str, list[str]] = {}
+    for output in outputs:
+        broken = upstream(graph, output) & report.node_errors.keys()
+        if broken:
+            failing[output] = sorted(broken, key=_node_sort_key)
+    if len(failing) == len(outputs):
+        culprits = sorted({n for nodes in failing.values() for n in nodes}, key=_node_sort_key)
+        reasons = [f"Node {n}: {e['message']}" for n in culprits for e in report.node_errors[n]]
+        return ServerAnswer(False, reasons, [], report)
+    skipped = [
+        f"output node {output} (problems in node {', '.join(nodes)})"
+        for output, nodes in failing.items()
+    ]
+    return ServerAnswer(True, [], skipped, report)
+
+
+def _node_sort_key(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
 # -- against a catalogue ---------------------------------------------------------

@@ -25,6 +25,7 @@ from tasks import access, publish
 from tasks.cancel import cancel_batch, cancel_task
 from tasks.models import ParameterType, Task, Template
 from tasks.models import Status as TaskStatus
+from tasks.runnable import Unrunnable
 from tasks.submission import submit_runs
 from tasks.templating import MAX_RUNS, ValueList, clean_value, expand_runs, parameters_of
 from tasks.validation import validate_graph
@@ -290,16 +291,21 @@ def submit(request, payload: TaskIn):
     team, runs, version, template, label = _runs(request, payload, source)
     if not team.can_submit(request.user):
         raise PermissionDenied("Your role in this team does not allow you to submit work.")
-    result = submit_runs(
-        team=team,
-        submitter=request.user,
-        runs=runs,
-        workflow_version=version,
-        template=template,
-        priority=PRIORITIES[payload.priority],
-        description=payload.description
-        or f"{label}, {len(runs)} run{'s' if len(runs) != 1 else ''}",
-    )
+    try:
+        result = submit_runs(
+            team=team,
+            submitter=request.user,
+            runs=runs,
+            workflow_version=version,
+            template=template,
+            priority=PRIORITIES[payload.priority],
+            description=payload.description
+            or f"{label}, {len(runs)} run{'s' if len(runs) != 1 else ''}",
+        )
+    except Unrunnable as refused:
+        raise ApiError(
+            400, refused.message, type="unrunnable", details=refused.verdict.as_json()
+        ) from refused
     ids = [task.pk for task in result.tasks]
     tasks = sorted(_visible_tasks(request.user).filter(pk__in=ids), key=lambda t: ids.index(t.pk))
     return Status(

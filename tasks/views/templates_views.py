@@ -198,6 +198,9 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
                 template=template,
                 priority=form.cleaned_data["priority"],
                 description=f"{template.name}, {len(runs)} runs",
+                form=form,
             )
+            if result is None and form.errors:  # no server can run it
+                return render(request, "tasks/workflows/template_detail.html", context, status=400)
             return submitted_redirect(request, result, fallback=("tasks:template_detail", pk))
     return render(request, "tasks/workflows/template_detail.html", context)

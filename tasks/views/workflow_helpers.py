@@ -9,13 +9,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import NoReverseMatch, reverse
 
-from servers.models import Server
-from servers.requirements import has_model, model_index
+from tasks import runnable
 from tasks.models import Priority, Template, WorkflowVersion
+from tasks.runnable import ServerVerdict, Unrunnable
 from tasks.submission import Run, SubmitResult, submit_runs
 
 
@@ -60,34 +61,25 @@ def _order(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
 
 
-@dataclass
-class ServerFit:
-    server: Server
-    known: bool  # the monitor has read its capabilities
-    missing_classes: list[str]
-    missing_models: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.known and not self.missing_classes and not self.missing_models
+def capable_servers(version: WorkflowVersion) -> list[ServerVerdict]:
+    """Each enabled server's verdict on this version: can run, cannot run and why, unknown."""
+    verdicts = runnable.judge(version.graph).servers
+    return sorted(verdicts, key=lambda v: (not v.ok, not v.known, v.name))
 
 
-def capable_servers(version: WorkflowVersion) -> list[ServerFit]:
-    """Each enabled server and what it lacks for this version (from ServerState)."""
-    fits = []
-    for server in Server.objects.enabled().select_related("state"):
-        state = getattr(server, "state", None)
-        classes = set(state.node_classes or []) if state else set()
-        known = bool(classes)
-        missing_classes = sorted(set(version.node_classes) - classes) if known else []
-        index = model_index(state.model_files or {}) if state else {}
-        missing_models = [
-            f"{folder}/{name}"
-            for folder, name in version.model_files
-            if known and not has_model(index, folder, name)
-        ]
-        fits.append(ServerFit(server, known, missing_classes, missing_models))
-    return sorted(fits, key=lambda f: (not f.ok, not f.known, f.server.name))
+def warn_unrunnable(request: HttpRequest, version: WorkflowVersion) -> None:
+    """After a save, a warning naming the servers that cannot run the new version.
+
+    Saving is not refused: a workflow may be meant for servers not online yet,
+    and the detail page says what each server lacks. Submitting it is refused.
+    """
+    verdict = runnable.judge(version.graph)
+    if verdict.refused:
+        messages.warning(request, f"Saved, but it cannot run now. {verdict.message()}")
+        return
+    for server in verdict.checked:
+        if not server.ok:
+            messages.warning(request, f"{server.name} cannot run it: {'; '.join(server.reasons)}")
 
 
 def submit_and_report(
@@ -99,8 +91,13 @@ def submit_and_report(
     template: Template | None = None,
     priority: int = Priority.NORMAL,
     description: str = "",
+    form: Form | None = None,
 ) -> SubmitResult | None:
-    """Queue the runs; the outcome becomes a flash message. None if refused."""
+    """Queue the runs; the outcome becomes a flash message. None if refused.
+
+    Work no server can run is refused as an error of `form`, when given, so the
+    page shows it next to what was submitted.
+    """
     try:
         result = submit_runs(
             team=team,
@@ -111,6 +108,12 @@ def submit_and_report(
             priority=priority,
             description=description,
         )
+    except Unrunnable as refused:
+        if form is None:
+            messages.error(request, f"Not queued: {refused.message}")
+        else:
+            form.add_error(None, f"Not queued: {refused.message}")
+        return None
     except (PermissionDenied, ValidationError) as exc:
         messages.error(request, f"Not queued: {_reason(exc)}")
         return None

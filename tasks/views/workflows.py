@@ -20,6 +20,7 @@ from tasks.views.workflow_helpers import (
     graph_rows,
     submit_and_report,
     submitted_redirect,
+    warn_unrunnable,
 )
 
 
@@ -88,6 +89,7 @@ def workflow_create(request: HttpRequest) -> HttpResponse:
             note=data["note"],
         )
         messages.success(request, f"Workflow “{workflow.name}” saved as version 1.")
+        warn_unrunnable(request, workflow.current_version)
         return redirect("tasks:workflow_detail", pk=workflow.pk)
     return render(request, "tasks/workflows/form.html", {"form": form, "workflow": None})
 
@@ -112,6 +114,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
         )
         if version is not None:
             messages.success(request, f"Saved as version {version.number}.")
+            warn_unrunnable(request, version)
         else:
             messages.success(request, "Details saved; the graph is unchanged.")
         return redirect("tasks:workflow_detail", pk=workflow.pk)
@@ -186,5 +189,9 @@ def workflow_run(request: HttpRequest, pk: int) -> HttpResponse:
         version=version,
         priority=form.cleaned_data["priority"],
         description=f"{workflow.name} v{version.number}, {len(runs)} runs",
+        form=form,
     )
+    if result is None and form.errors:  # no server can run it: say so beside the form
+        context = _detail_context(request, workflow, run_form=form)
+        return render(request, "tasks/workflows/detail.html", context, status=400)
     return submitted_redirect(request, result, fallback=("tasks:workflow_detail", workflow.pk))

@@ -234,6 +234,28 @@ def register(sim: SimulatedComfyUI, **fields: Any) -> Server:
     return make_live_server(sim.base_url, name=f"sim-{sim.port}", **fields)
 
 
+def read_capabilities(loop: LoopThread, server: Server) -> Server:
+    """What the monitor does for a healthy server: read its node classes, model
+    lists and /object_info from the server itself, and store them."""
+    from servers.monitor.capabilities import fetch_capabilities
+    from servers.monitor.state import write_capabilities
+
+    async def read():
+        async with ComfyUIClient(server.base_url) as client:
+            return await fetch_capabilities(client)
+
+    found = loop.run(read())
+    write_capabilities(
+        server.pk, found.node_classes, found.model_files, timezone.now(), found.object_info
+    )
+    return server
+
+
+def register_known(loop: LoopThread, sim: SimulatedComfyUI, **fields: Any) -> Server:
+    """A healthy registered server whose capabilities the monitor has read from `sim`."""
+    return read_capabilities(loop, register(sim, **fields))
+
+
 @contextlib.contextmanager
 def threads_on_a_file_database(path: Path) -> Iterator[None]:
     """Let other threads share the test database the way processes share a real one.

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from tasks.models import Role, Task, Workflow, WorkflowVersion
 from tests.factories import make_team, make_user
@@ -199,10 +200,14 @@ def test_detail_shows_versions_templates_and_server_capabilities(client, team, m
     make_template(workflow.current_version, "Quick")
     able = Server.objects.create(name="able", base_url="http://127.0.0.1:1")
     lacking = Server.objects.create(name="lacking", base_url="http://127.0.0.1:2")
+    # As the monitor writes them: capabilities_at says the lists are known.
     ServerState.objects.filter(server=able).update(
-        node_classes=["EmptyImage", "SaveImage", "ImageInvert", "PreviewImage"]
+        node_classes=["EmptyImage", "SaveImage", "ImageInvert", "PreviewImage"],
+        capabilities_at=timezone.now(),
     )
-    ServerState.objects.filter(server=lacking).update(node_classes=["EmptyImage", "SaveImage"])
+    ServerState.objects.filter(server=lacking).update(
+        node_classes=["EmptyImage", "SaveImage"], capabilities_at=timezone.now()
+    )
     client.force_login(member)
     html = client.get(f"/workflows/{workflow.pk}/").content.decode()
     assert "v2" in html
