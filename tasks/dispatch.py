@@ -49,6 +49,7 @@ from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
 from servers.comfyui.client import Timeouts
 from servers.models import Server, ServerState
 from tasks import queue
+from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, MissingUpload, Outcome, cleanup, send_all
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
@@ -77,7 +78,6 @@ CANDIDATES = 200
 MAX_WAITING_WORKFLOWS = 20
 # Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
 BUDGET_SECONDS = 120.0
-WAITING_TTL = 300
 SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
 
 
@@ -103,13 +103,8 @@ def woken() -> None:
 
 
 def waiting_reason(task: Task) -> str | None:
-    """Why a pending task has not been sent (the balancer's words), if dispatch said so lately."""
-    if task.status != Status.PENDING:
-        return None
-    try:
-        return cache.get(_waiting_key(task.workflow_key))
-    except Exception:
-        return None
+    """Why a pending task has not been sent, if known (`tasks.waiting`)."""
+    return waits.reasons([task]).get(task.pk)
 
 
 def global_limit() -> int:
@@ -182,7 +177,9 @@ def resync_slots() -> int:
 
 
 def _claim_batch() -> list[Claimed]:
-    room = min(global_limit() - _active_count(), _free_slots())
+    active, free = _active_count(), _free_slots()
+    room = min(global_limit() - active, free)
+    waits.note_fleet(_no_room(active) if room <= 0 else None)
     if room <= 0:
         return []
     claimed: list[Claimed] = []
@@ -286,20 +283,22 @@ def _free_slots() -> int:
     return sum(limit - used for limit, used in rows)
 
 
+def _no_room(active: int) -> str:
+    """Why not one task can be claimed: the global limit, or no free slot anywhere."""
+    if active >= global_limit():
+        return f"{active} tasks are on servers, the most allowed at once (COMFYWEB_MAX_INFLIGHT)"
+    if not Server.objects.enabled().exists():
+        return "no servers are enabled"
+    return "every enabled server is full"
+
+
 def _note_waiting(task: Task, reason: str) -> None:
     """Keep why the task waits: for its page (`waiting_reason`) and once in its timeline."""
-    try:
-        cache.set(_waiting_key(task.workflow_key), reason, timeout=WAITING_TTL)
-    except Exception:
-        logger.warning("could not store the waiting reason", exc_info=True)
+    waits.note_workflow(task.workflow_key, reason)
     message = f"waiting: {reason}"
     last = TaskEvent.objects.filter(task_id=task.pk).order_by("-at", "-pk").first()
     if last is None or last.message != message:
         record(task.pk, message, {"waiting": True})
-
-
-def _waiting_key(workflow_key: str) -> str:
-    return f"tasks:waiting:{workflow_key or '-'}"
 
 
 # -- 3. settle ------------------------------------------------------------------------

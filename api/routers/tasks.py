@@ -7,6 +7,7 @@ Submitting goes through the same steps as the workflow and template pages:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from tasks import access, publish
+from tasks import waiting as waits
 from tasks.cancel import cancel_batch, cancel_task
 from tasks.models import ParameterType, Task, Template
 from tasks.models import Status as TaskStatus
@@ -108,6 +110,10 @@ class TaskOut(Schema):
     cancel_requested: bool
     progress: ProgressOut
     error: TaskErrorOut | None
+    waiting_reason: str | None = Field(
+        description="Why a pending task is not on a server yet (a paused queue, a retry "
+        "backing off, no free or capable server), as its page shows; null when not known."
+    )
     outputs: list[OutputOut]
     created_at: datetime
     dispatched_at: datetime | None
@@ -153,7 +159,8 @@ def output_json(output) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task) -> dict[str, Any]:
+def task_json(task: Task, *, waiting: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """`waiting`: reasons from `tasks.waiting.reasons` for a page of tasks at once."""
     version = task.workflow_version
     fraction = 1.0 if task.status == TaskStatus.COMPLETED else task.progress_fraction
     return {
@@ -186,6 +193,7 @@ def task_json(task: Task) -> dict[str, Any]:
             if task.error_type or task.error_message
             else None
         ),
+        "waiting_reason": (waits.reasons([task]) if waiting is None else waiting).get(task.pk),
         "outputs": [output_json(o) for o in task.outputs.all()],
         "created_at": task.created_at,
         "dispatched_at": task.dispatched_at,
@@ -337,8 +345,9 @@ def list_tasks(
         items = list(paginator.page(page))
     except EmptyPage:
         items = []  # past the end: an empty page, not an error, for simple loops
+    waiting = waits.reasons(items)
     return {
-        "items": [task_json(t) for t in items],
+        "items": [task_json(t, waiting=waiting) for t in items],
         "count": paginator.count,
         "page": page,
         "pages": paginator.num_pages,

@@ -1,16 +1,21 @@
 """Over the API: work no server can run is a 400 naming what is missing and the
-servers checked (#10)."""
+servers checked, and a pending task says why it waits (#10)."""
 
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from tasks.models import Task
+from servers.models import ServerState
+from tasks import dispatch, queue
+from tasks.models import Status, Task
 from tests.api.conftest import error_of
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
+    make_task,
     own_dispatch_keys_fixture,
     register_known,
     sim_thread_fixture,
@@ -66,3 +71,48 @@ def test_a_graph_is_accepted_while_no_servers_catalogue_is_known(world):
     assert response.status_code == 201
     (task,) = response.json()["tasks"]
     assert task["status"] == "pending"
+
+
+def _task(world, pk: int) -> dict[str, Any]:
+    return world.member("GET", f"tasks/{pk}").json()
+
+
+def _listed(world, pk: int) -> dict[str, Any]:
+    items = world.member("GET", "tasks", status="pending").json()["items"]
+    return next(item for item in items if item["id"] == pk)
+
+
+def test_a_task_waiting_for_an_unhealthy_fleet_says_so_in_detail_and_list(world, sim_thread):
+    (sim,) = sim_thread.start(1)
+    server = register_known(sim_thread, sim)
+    ServerState.objects.filter(server=server).update(health="unhealthy")
+    task = make_task(world.team)
+    dispatch.dispatch_pending()
+    reason = _task(world, task.pk)["waiting_reason"]
+    assert reason is not None
+    assert server.name in reason
+    assert "unhealthy" in reason
+    assert _listed(world, task.pk)["waiting_reason"] == reason
+
+
+def test_a_task_waiting_for_a_full_fleet_says_so(world, sim_thread):
+    (sim,) = sim_thread.start(1)
+    server = register_known(sim_thread, sim, max_inflight=1)
+    ServerState.objects.filter(server=server).update(inflight=1)
+    task = make_task(world.team)
+    dispatch.dispatch_pending()
+    assert _task(world, task.pk)["waiting_reason"] == "every enabled server is full"
+
+
+def test_a_paused_queue_and_a_retry_backing_off_are_reasons_to_wait(world):
+    backing_off = make_task(world.team, not_before=timezone.now() + timedelta(minutes=5))
+    assert "retrying after a failed attempt" in _task(world, backing_off.pk)["waiting_reason"]
+    queue.pause(world.team, reason="maintenance")
+    for pk in (backing_off.pk, make_task(world.team).pk):
+        assert _task(world, pk)["waiting_reason"] == "Studio's queue is paused: maintenance"
+
+
+def test_a_task_on_a_server_has_no_waiting_reason(world):
+    queue.pause(None)
+    task = make_task(world.team, status=Status.RUNNING)
+    assert _task(world, task.pk)["waiting_reason"] is None

@@ -45,6 +45,7 @@ TASK_KEYS = {
     "cancel_requested",
     "progress",
     "error",
+    "waiting_reason",
     "outputs",
     "created_at",
     "dispatched_at",
