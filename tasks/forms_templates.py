@@ -18,6 +18,7 @@ from tasks.templating import (
     SeedSweep,
     ValueList,
     clean_value,
+    node_order,
     parameters_of,
     unbound_seeds,
 )
@@ -61,6 +62,34 @@ def parse_choices(text: str) -> list[Any]:
     return choices
 
 
+class InputSelect(forms.Select):
+    """The literal inputs of every node, one group per node; each option names its
+    node (data-node) so static/js/template_editor.js can offer the chosen node's only."""
+
+    group_nodes: dict[str, str]
+
+    def optgroups(self, name, value, attrs=None):
+        groups = super().optgroups(name, value, attrs)
+        for group_name, options, _index in groups:
+            node_id = getattr(self, "group_nodes", {}).get(group_name)
+            for option in options if node_id is not None else []:
+                option["attrs"]["data-node"] = node_id
+        return groups
+
+
+def _literal_inputs(node: dict[str, Any]) -> list[str]:
+    """A node's inputs that hold a value (a link, [node_id, output], is no parameter)."""
+    inputs = node.get("inputs")
+    if not isinstance(inputs, dict):
+        return []
+    return sorted(n for n, v in inputs.items() if not isinstance(v, list))
+
+
+def _node_label(node_id: str, node: Any) -> str:
+    class_type = node.get("class_type", "") if isinstance(node, dict) else ""
+    return f"{node_id} · {class_type}"
+
+
 class TemplateParameterForm(forms.ModelForm):
     default_text = forms.CharField(
         label="Default", required=False, widget=forms.TextInput(attrs={"size": 14})
@@ -78,8 +107,8 @@ class TemplateParameterForm(forms.ModelForm):
         widgets = {
             "name": forms.TextInput(attrs={"size": 12}),
             "label": forms.TextInput(attrs={"size": 14}),
-            "node_id": forms.TextInput(attrs={"size": 4}),
-            "input_name": forms.TextInput(attrs={"size": 12}),
+            "node_id": forms.Select(attrs={"class": "param-node"}),
+            "input_name": InputSelect(attrs={"class": "param-input"}),
             "minimum": forms.NumberInput(attrs={"step": "any", "class": "narrow"}),
             "maximum": forms.NumberInput(attrs={"step": "any", "class": "narrow"}),
             "help": forms.TextInput(attrs={"size": 18}),
@@ -96,6 +125,37 @@ class TemplateParameterForm(forms.ModelForm):
             self.initial.setdefault("default_text", text)
         if choices:
             self.initial.setdefault("choices_text", "\n".join(map(str, choices)))
+        self._offer_graph()
+
+    def _offer_graph(self) -> None:
+        """Node and input are picked from the graph; a value not in it stays shown."""
+        nodes = sorted(
+            ((str(k), v) for k, v in self.graph.items() if isinstance(v, dict)),
+            key=lambda kv: node_order(kv[0]),
+        )
+        node_id = str(self._current("node_id") or "")
+        input_name = str(self._current("input_name") or "")
+        node_choices = [("", "— node —")] + [(k, _node_label(k, v)) for k, v in nodes]
+        if node_id and node_id not in self.graph:
+            node_choices.append((node_id, f"{node_id} (not in this graph)"))
+        # The row's own node first: its input is the one shown selected without JS.
+        nodes.sort(key=lambda kv: kv[0] != node_id)
+        groups = [(_node_label(k, v), _literal_inputs(v)) for k, v in nodes]
+        groups = [(label, [(n, n) for n in names]) for label, names in groups if names]
+        input_choices: list[Any] = [("", "— input —"), *groups]
+        if input_name and not any(input_name == n for _, g in groups for n, _ in g):
+            input_choices.append((input_name, f"{input_name} (not an input of the node)"))
+        for name in ("node_id", "input_name"):
+            self.fields[name].widget.attrs.pop("maxlength", None)  # a select has none
+        self.fields["node_id"].widget.choices = node_choices
+        widget = self.fields["input_name"].widget
+        widget.choices = input_choices
+        widget.group_nodes = {_node_label(k, v): k for k, v in nodes}
+
+    def _current(self, name: str) -> Any:
+        if self.is_bound:
+            return self.data.get(self.add_prefix(name))
+        return self.initial.get(name) or getattr(self.instance, name, "")
 
     def has_changed(self) -> bool:
         # A suggested row arrives filled in: it is meant to be saved unless deleted.

@@ -352,6 +352,10 @@ class BatchPreview:
     columns: list[dict[str, Any]]
     rows: list[list[dict[str, Any]]]  # per run, per column: {"value", "random"}
 
+    @property
+    def has_random(self) -> bool:
+        return any(column["random"] for column in self.columns)
+
 
 def preview_batch(template: Template, values: Mapping[str, Any], **batch: Any) -> BatchPreview:
     """`expand_runs(template=..., values=..., **batch)` described for the preview."""
@@ -448,7 +452,7 @@ def suggest_parameters(
     """
     found: list[Suggestion] = []
     prompts = 0
-    for node_id, node in sorted(version.graph.items(), key=lambda kv: _node_order(kv[0])):
+    for node_id, node in sorted(version.graph.items(), key=lambda kv: node_order(kv[0])):
         class_type = node.get("class_type", "")
         inputs = node.get("inputs") or {}
         info = (catalogue or {}).get(class_type) or {}
@@ -469,7 +473,8 @@ def suggest_parameters(
     return _unique_names(found)
 
 
-def _node_order(node_id: str) -> tuple[int, str]:
+def node_order(node_id: str) -> tuple[int, str]:
+    """Numeric node ids in numeric order, then the others."""
     return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 

@@ -110,7 +110,7 @@ def _edit_template(
         form_kwargs={"graph": template.workflow_version.graph},
     )
     if initial:
-        formset.extra = len(initial)
+        formset.extra = len(initial) + 1  # the suggestions, and an empty row for one more
     if data is not None and form.is_valid() and formset.is_valid():
         with transaction.atomic():
             form.save()

@@ -10,6 +10,7 @@ from PIL import Image
 
 from tasks.models import Batch, ParameterType, Priority, Role, Task, Template
 from tests.factories import make_team, make_user
+from tests.tasks.test_templates import TXT2IMG
 from tests.tasks.workflow_factories import (
     add_version,
     empty_save_template,
@@ -122,6 +123,96 @@ def test_create_template_with_parameters_and_submit_it(client, team, member):
     assert Batch.objects.count() == 1
 
 
+def _rows(html: str) -> list[str]:
+    """The editor's parameter rows (each <tr> of its table body)."""
+    body = html.split('<table class="table params">', 1)[1].split("</tbody>", 1)[0]
+    return body.split("<tbody>", 1)[1].split("</tr>")[:-1]
+
+
+def _options(html: str, select_name: str) -> list[dict[str, str]]:
+    """The options of one <select>: their value, label, data-node and selected flag."""
+    select = html.split(f'name="{select_name}"', 1)[1].split("</select>", 1)[0]
+    found = []
+    for attrs, label in re.findall(r"<option([^>]*)>([^<]*)</option>", select):
+        value = re.search(r'value="([^"]*)"', attrs)
+        node = re.search(r'data-node="([^"]*)"', attrs)
+        found.append(
+            {
+                "value": value.group(1) if value else "",
+                "label": label,
+                "node": node.group(1) if node else "",
+                "selected": " selected" in attrs,
+            }
+        )
+    return found
+
+
+def test_new_template_page_keeps_an_empty_row_after_the_suggestions(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    html = client.get(f"/workflows/{workflow.pk}/templates/new/").content.decode()
+    rows = _rows(html)
+    last = len(rows) - 1
+    assert last >= 2  # at least the seed (nonce) and the steps are suggested
+    assert f'name="parameters-TOTAL_FORMS" value="{len(rows)}"' in html
+    assert all('-name" value=' in row for row in rows[:last])
+    assert f'name="parameters-{last}-name" value=' not in rows[last]  # empty, for one more
+    data = {"name": "Slow", **_management("parameters", len(rows))}
+    data |= _param(last, name="pace", type="float", node_id="2", input_name="seconds_per_step")
+    assert client.post(f"/workflows/{workflow.pk}/templates/new/", data).status_code == 302
+    [param] = Template.objects.get().parameters.all()
+    assert (param.name, param.node_id, param.input_name) == ("pace", "2", "seconds_per_step")
+
+
+def test_node_and_input_are_picked_from_the_graph(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    html = client.get(f"/workflows/{workflow.pk}/templates/new/").content.decode()
+    nodes = _options(html, "parameters-2-node_id")
+    assert [(o["value"], o["label"]) for o in nodes] == [
+        ("", "— node —"),
+        ("1", "1 · EmptyImage"),
+        ("2", "2 · SlowProgress"),
+        ("3", "3 · SaveImage"),
+    ]
+    inputs = _options(html, "parameters-2-input_name")
+    assert inputs[0]["value"] == ""
+    assert [(o["node"], o["value"]) for o in inputs[1:]] == [
+        ("1", "batch_size"),
+        ("1", "color"),
+        ("1", "height"),
+        ("1", "width"),
+        ("2", "nonce"),
+        ("2", "seconds_per_step"),
+        ("2", "steps"),
+        ("3", "filename_prefix"),
+    ]  # links (2's image, 3's images) are no parameters
+    assert '<optgroup label="2 · SlowProgress">' in html
+
+
+def test_a_rows_input_picker_selects_the_input_of_its_own_node(client, team, member):
+    """Two nodes with a `text` input: the row of node 7 selects node 7's."""
+    workflow = make_workflow(team, graph=TXT2IMG)
+    client.force_login(member)
+    html = client.get(f"/workflows/{workflow.pk}/templates/new/").content.decode()
+    index = next(i for i, row in enumerate(_rows(html)) if 'value="prompt_7"' in row)
+    [selected] = [o for o in _options(html, f"parameters-{index}-input_name") if o["selected"]]
+    assert (selected["node"], selected["value"]) == ("7", "text")
+    [node] = [o for o in _options(html, f"parameters-{index}-node_id") if o["selected"]]
+    assert node["value"] == "7"
+
+
+def test_the_editor_offers_a_row_to_copy_for_another_parameter(client, team, member):
+    template = empty_save_template(team)
+    client.force_login(member)
+    html = client.get(f"/templates/{template.pk}/edit/").content.decode()
+    assert len(_rows(html)) == 4  # three parameters and an empty row
+    row = html.split('<template id="parameter-row">', 1)[1].split("</template>", 1)[0]
+    assert 'name="parameters-__prefix__-node_id"' in row
+    assert 'id="add-parameter" hidden' in html  # shown by the script
+    assert "js/template_editor.js" in html
+
+
 def test_parameter_must_name_an_existing_node_and_input(client, team, member):
     workflow = make_workflow(team)
     client.force_login(member)
@@ -222,6 +313,7 @@ def test_preview_of_a_seed_sweep_shows_each_runs_seed(client, team, member):
     ).content.decode()
     assert "Nothing changes" not in html
     assert [row[1:] for row in _preview_rows(html)] == [["42"], ["43"], ["44"]]
+    assert "random" not in html.split('id="preview"', 1)[1]
     assert not Task.objects.exists()
 
 
