@@ -8,23 +8,9 @@ import json
 import pytest
 
 from tests.browser import log_in, screenshot
+from tests.tasks.test_submit_browser import SLOW_GRAPH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-GRAPH = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 65280},
-    },
-    "2": {
-        "class_type": "SlowProgress",
-        "inputs": {"image": ["1", 0], "steps": 2, "seconds_per_step": 0.1, "nonce": 0},
-    },
-    "3": {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["2", 0], "filename_prefix": "comfyweb_editor"},
-    },
-}
 
 
 def test_parameters_are_added_by_picking_node_and_input_and_a_sweep_previews_each_run(
@@ -33,7 +19,7 @@ def test_parameters_are_added_by_picking_node_and_input_and_a_sweep_previews_eac
     log_in(page, running_serve)
     page.goto(f"{running_serve.url}workflows/new/")
     page.fill("input[name=name]", "Editor pickers")
-    page.fill("textarea[name=graph_text]", json.dumps(GRAPH))
+    page.fill("textarea[name=graph_text]", json.dumps(SLOW_GRAPH))
     page.click("button:text('Save')")
     page.wait_for_selector("h1:has-text('Editor pickers')")
     page.click("a:text('New template')")
