@@ -4,11 +4,12 @@ import io
 import re
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from tasks.models import Batch, ParameterType, Priority, Role, Task, Template
+from tasks.models import Batch, Output, ParameterType, Priority, Role, Task, Template
 from tests.factories import make_team, make_user
 from tests.tasks.test_templates import TXT2IMG
 from tests.tasks.workflow_factories import (
@@ -357,6 +358,10 @@ def test_run_again_of_a_batch_task_reproduces_its_graph(client, team, member):
     first = Task.objects.order_by("pk").first()
     assert first.params == {"steps": 3, "2.nonce": first.graph["2"]["inputs"]["nonce"]}
     url = client.get(f"/tasks/{first.pk}/").context["run_again_url"]
+    output = Output(task=first, team=team, content_type="image/png", size=1)
+    output.file.save("ignored.png", ContentFile(b"x"), save=False)
+    output.save()
+    assert client.get(f"/gallery/{output.pk}/").context["run_again_url"] == url
     form = client.get(url).context["form"]
     data = {bf.html_name: bf.value() for bf in form if bf.value() is not None}
     response = client.post(url, data | {"action": "submit"})
@@ -364,6 +369,7 @@ def test_run_again_of_a_batch_task_reproduces_its_graph(client, team, member):
     again = Task.objects.order_by("pk").last()
     assert again.graph == first.graph
     assert again.params == first.params
+    output.file.delete(save=False)
 
 
 def test_a_pinned_seed_out_of_range_is_a_form_error(client, team, member):
