@@ -29,7 +29,7 @@ from django.core.exceptions import ValidationError
 from servers import balancer, catalogues, fleet
 from servers.balancer import ServerSnapshot
 from servers.requirements import requirements_from_graph, workflow_key_of
-from tasks.validation import server_answer
+from tasks.validation import ServerAnswer, server_answer
 
 # Reasons per server in messages; the API's details carry all of them.
 _REASONS_SHOWN = 5
@@ -124,13 +124,19 @@ class FleetView:
 
     def judge(self, graph: Mapping[str, Any]) -> FleetVerdict:
         requirements = requirements_from_graph(graph)
-        verdicts = tuple(self._judge_one(server, graph, requirements) for server in self.servers)
+        # Servers that share a catalogue share its parsed copy: validate once per copy.
+        answers: dict[int, ServerAnswer] = {}
+        verdicts = tuple(
+            self._judge_one(server, graph, requirements, answers) for server in self.servers
+        )
         verdict = FleetVerdict(verdicts)
         if verdict.refused:
             verdict = FleetVerdict(verdicts, tuple(fleet.capacity_for(requirements)))
         return verdict
 
-    def _judge_one(self, server: ServerSnapshot, graph, requirements) -> ServerVerdict:
+    def _judge_one(
+        self, server: ServerSnapshot, graph, requirements, answers: dict[int, ServerAnswer]
+    ) -> ServerVerdict:
         if server.node_classes is None:
             return ServerVerdict(server.id, server.name, known=False)
         catalogue = self.catalogues.get(server.id)
@@ -140,7 +146,9 @@ class FleetView:
             )
         if catalogue is None:
             return ServerVerdict(server.id, server.name, True, False)
-        answer = server_answer(graph, catalogue, server_name=server.name)
+        answer = answers.get(id(catalogue))
+        if answer is None:
+            answer = answers[id(catalogue)] = server_answer(graph, catalogue)
         return ServerVerdict(
             server.id,
             server.name,
