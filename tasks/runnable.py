@@ -31,8 +31,9 @@ from servers.balancer import ServerSnapshot
 from servers.requirements import requirements_from_graph, workflow_key_of
 from tasks.validation import ServerAnswer, server_answer
 
-# Reasons per server in messages; the API's details carry all of them.
+# Reasons per server and server names in messages; the API's details carry all.
 _REASONS_SHOWN = 5
+_NAMES_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,12 @@ class FleetVerdict:
         )
 
     def message(self) -> str:
-        checked = ", ".join(v.name for v in self.checked)
+        checked = _names([v.name for v in self.checked])
         groups: dict[tuple[str, ...], list[str]] = {}
         for verdict in self.checked:
             if not verdict.ok:
                 groups.setdefault(verdict.reasons, []).append(verdict.name)
-        parts = [f"{', '.join(names)}: {_shorten(why)}" for why, names in groups.items()]
+        parts = [f"{_names(names)}: {_shorten(why)}" for why, names in groups.items()]
         return f"No enabled server can run this graph (checked {checked}). " + " — ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
@@ -185,6 +186,12 @@ def require_runnable(graphs: Iterable[Mapping[str, Any]]) -> None:
         verdict = view.judge(graph)
         if verdict.refused:
             raise Unrunnable(verdict)
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    rest = len(names) - _NAMES_SHOWN
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def _shorten(reasons: Sequence[str]) -> str:
