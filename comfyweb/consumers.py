@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from comfyweb import live, topics
-from comfyweb.live import FragmentRefresh, FragmentUpdate
+from comfyweb.live import DataUpdate, FragmentRefresh, FragmentUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for target, html in await database_sync_to_async(topic.snapshot)(self.user, key):
             await self.send_json(live.fragment(topic.name, target, html, key))
 
-    async def fragment_update(self, event: FragmentUpdate | FragmentRefresh) -> None:
+    async def fragment_update(self, event: FragmentUpdate | FragmentRefresh | DataUpdate) -> None:
         # Permission can change while a socket is open (removed from a team,
         # deactivated): check again before every event, not just on subscribe.
         topic = topics.get(event["topic"])
@@ -64,6 +64,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # Same gate as an update: the hint says "something changed" and nothing more.
         await self.fragment_update(event)
 
-    def _still_allowed(self, topic: topics.Topic, event: FragmentUpdate | FragmentRefresh) -> bool:
+    async def data_update(self, event: DataUpdate) -> None:
+        # The typed JSON the API's event streams send; same gate as the fragments.
+        await self.fragment_update(event)
+
+    def _still_allowed(
+        self, topic: topics.Topic, event: FragmentUpdate | FragmentRefresh | DataUpdate
+    ) -> bool:
         self.user.refresh_from_db(fields=["is_active"])
         return self.user.is_active and topic.allowed(self.user, event["key"])

@@ -2,13 +2,17 @@
 
 Workers, the monitor and views never call `group_send` themselves: they call the
 functions here, which fix the payload shape (typed below) and the group naming.
-Browsers receive server-rendered HTML fragments and swap them in by element id.
+Browsers receive server-rendered HTML fragments and swap them in by element id;
+a topic may also carry typed JSON (`DataUpdate`) for scripts, which `listen()`
+hands to the API's event streams from the same groups the socket joins.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Literal, TypedDict
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -38,6 +42,17 @@ class FragmentRefresh(TypedDict):
     key: str | None
     target: str
     url: str
+
+
+class DataUpdate(TypedDict):
+    """JSON beside the fragments: `event` says what happened, `data` is its payload
+    (typed by the publishing module). Browsers ignore it; event streams send it."""
+
+    type: Literal["data.update"]
+    topic: str
+    key: str | None
+    event: str
+    data: Mapping[str, Any]
 
 
 def valid_key(key: str | None) -> bool:
@@ -73,3 +88,46 @@ def publish_refresh(topic: str, target: str, url: str, key: str | None = None) -
         "url": url,
     }
     async_to_sync(get_channel_layer().group_send)(group_name(topic, key), message)
+
+
+async def apublish_data(
+    topic: str, event: str, data: Mapping[str, Any], key: str | None = None
+) -> None:
+    message: DataUpdate = {
+        "type": "data.update",
+        "topic": topic,
+        "key": key,
+        "event": event,
+        "data": data,
+    }
+    await get_channel_layer().group_send(group_name(topic, key), message)
+
+
+def publish_data(topic: str, event: str, data: Mapping[str, Any], key: str | None = None) -> None:
+    async_to_sync(apublish_data)(topic, event, data, key)
+
+
+class Listener:
+    """One channel of our own in a topic's group: what a socket consumer gets."""
+
+    def __init__(self, layer, channel: str) -> None:
+        self._layer = layer
+        self._channel = channel
+
+    async def receive(self) -> dict[str, Any]:
+        """The next message (bound it with `asyncio.timeout`: cancelling is safe)."""
+        return await self._layer.receive(self._channel)
+
+
+@contextlib.asynccontextmanager
+async def listen(topic: str, key: str | None = None) -> AsyncIterator[Listener]:
+    """Join the group of `topic` (and `key`) until the block ends. The caller checks
+    who may listen, before and on every message, as the socket consumer does."""
+    layer = get_channel_layer()
+    group = group_name(topic, key)
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    try:
+        yield Listener(layer, channel)
+    finally:
+        await layer.group_discard(group, channel)

@@ -220,11 +220,7 @@ class TaskEventHandler:
             ACTIVE,
             status,
             where={"prompt_id": tracked.prompt_id},
-            progress_node=progress.node[:64],
-            progress_node_type=progress.node_type[:100],
-            progress_value=progress.value,
-            progress_max=progress.max,
-            progress_fraction=progress.fraction,
+            **_progress_fields(progress),
             **kwargs,
         )
         tracked.status = status
@@ -303,6 +299,7 @@ class TaskEventHandler:
                 status=tracked.status,
                 started_at=tracked.started_at,
                 server=tracked.server,
+                prompt_id=tracked.prompt_id,
             )
         )
 
@@ -310,15 +307,22 @@ class TaskEventHandler:
         await publish.apublish_preview(tracked.task_id)
 
     async def _write_progress(self, tracked: Tracked) -> None:
-        progress = tracked.progress
         await database_sync_to_async(_save_progress)(
-            tracked.task_id,
-            node=progress.node[:64],
-            node_type=progress.node_type[:100],
-            value=progress.value,
-            max=progress.max,
-            fraction=progress.fraction,
+            tracked.task_id, **_progress_fields(tracked.progress)
         )
+
+
+def _progress_fields(progress: TaskProgress) -> dict[str, Any]:
+    """The Task columns that keep a run's progress: its node and its `Numbers`."""
+    numbers = progress.numbers()
+    return {
+        "progress_node": progress.node[:64],
+        "progress_node_type": progress.node_type[:100],
+        "progress_value": numbers.value,
+        "progress_max": numbers.max,
+        "progress_nodes_done": numbers.nodes_done,
+        "progress_fraction": numbers.fraction,
+    }
 
 
 def _bound(send: Callable[[Tracked], Awaitable[None]], tracked: Tracked):
@@ -355,12 +359,10 @@ def _load(server_id: int, prompt_id: str) -> Tracked | None:
     )
 
 
-def _save_progress(task_id: int, **values: Any) -> None:
+def _save_progress(task_id: int, **fields: Any) -> None:
     # Progress fields only, and only while the task runs: a late write never
     # overwrites what the final state change recorded.
-    Task.objects.filter(pk=task_id, status__in=ACTIVE).update(
-        **{f"progress_{name}": value for name, value in values.items()}
-    )
+    Task.objects.filter(pk=task_id, status__in=ACTIVE).update(**fields)
 
 
 def _cancel_requested(task_id: int) -> bool:

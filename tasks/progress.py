@@ -6,10 +6,24 @@ out: at most one per `interval` per key, with one trailing update so the last
 state is never lost. The handler uses one coalescer for browsers (10/s) and a
 slower one for database writes, so the database holds the latest state shortly
 after the socket showed it.
+
+How far a task is has one definition, `Numbers` (every display — task page,
+list row, API, socket and event-stream payloads — derives its percentage and
+its "step x/y" from it):
+
+    fraction = (nodes done + current node's value / max) / nodes in the graph
+
+"Nodes done" counts nodes that finished or were cached; the current node's
+steps (a sampler's 38/150) count only while that node runs; a task that
+succeeded is 1. The percentage is of the whole graph, and the step is of the
+current node, so they are always shown together with the node's place in the
+graph: "node 2 of 3 · step 38/150 · 41 % overall" — never "41 %" beside a bare
+"step 38/150", which reads as a contradiction.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +75,50 @@ class Coalescer:
         return key in self._trailing
 
 
+def graph_size(graph: Mapping[str, Any]) -> int:
+    """Nodes in an API-format graph (at least 1, so a fraction never divides by 0)."""
+    return max(1, sum(1 for node in graph.values() if isinstance(node, Mapping)))
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """How far one task is: the one definition of its progress (see the module doc)."""
+
+    nodes_done: int
+    nodes_total: int
+    value: int = 0  # the current node's steps, 0/0 when it reports none
+    max: int = 0
+    complete: bool = False
+
+    @property
+    def fraction(self) -> float:
+        if self.complete:
+            return 1.0
+        total = max(1, self.nodes_total)
+        step = min(self.value / self.max, 1.0) if self.max else 0.0
+        return min(1.0, (min(self.nodes_done, total) + step) / total)
+
+    @property
+    def percent(self) -> int:
+        """Whole percent, rounded down: 100 only once the task has succeeded."""
+        return 100 if self.complete else min(99, math.floor(self.fraction * 100))
+
+    @property
+    def node_number(self) -> int:
+        """The place of the running node: 1 while the first runs, `nodes_total` at most."""
+        return min(self.nodes_done + 1, max(1, self.nodes_total))
+
+    def summary(self, *, running: bool) -> str:
+        """What every display says, e.g. "node 2 of 3 · step 38/150 · 41 % overall"."""
+        parts = []
+        if running and not self.complete:
+            parts.append(f"node {self.node_number} of {max(1, self.nodes_total)}")
+            if self.max:
+                parts.append(f"step {self.value}/{self.max}")
+        parts.append(f"{self.percent} % overall")
+        return " · ".join(parts)
+
+
 def node_title(graph: Mapping[str, Any], node_id: str) -> str:
     """What the editor shows: the node's `_meta.title`, else its class."""
     node = graph.get(node_id)
@@ -97,7 +155,7 @@ class TaskProgress:
 
     @property
     def total(self) -> int:
-        return max(1, sum(1 for node in self.graph.values() if isinstance(node, Mapping)))
+        return graph_size(self.graph)
 
     @property
     def node_type(self) -> str:
@@ -107,12 +165,21 @@ class TaskProgress:
     def node_title(self) -> str:
         return node_title(self.graph, self.node) if self.node else ""
 
+    def numbers(self) -> Numbers:
+        # The current node's steps count only while it runs: once it is done,
+        # it is in `done` and its steps would count it twice.
+        running = self.node not in self.done
+        return Numbers(
+            nodes_done=len(self.done),
+            nodes_total=self.total,
+            value=self.value if running else 0,
+            max=self.max if running else 0,
+            complete=self.succeeded,
+        )
+
     @property
     def fraction(self) -> float:
-        if self.succeeded:
-            return 1.0
-        step = self.value / self.max if self.max and self.node not in self.done else 0.0
-        return min(1.0, (len(self.done) + min(step, 1.0)) / self.total)
+        return self.numbers().fraction
 
     def apply(self, event: object) -> bool:
         """Fold one event in; True if anything visible changed."""

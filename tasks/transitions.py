@@ -189,6 +189,7 @@ _FRESH_ATTEMPT: Mapping[str, Any] = {
     "progress_value": 0,
     "progress_max": 0,
     "progress_fraction": 0.0,
+    "progress_nodes_done": 0,
 }
 
 

@@ -71,11 +71,19 @@ class TaskIn(Schema):
 
 
 class ProgressOut(Schema):
+    """One definition (tasks/progress.py): fraction = (nodes done + the current
+    node's value/max) / nodes in the graph; live, as the task page shows it."""
+
     fraction: float
-    node: str | None
+    percent: int = Field(description="Of the whole graph, rounded down; 100 once completed.")
+    summary: str = Field(description='E.g. "node 2 of 3 · step 38/150 · 41 % overall".')
+    node: str | None = Field(description="The node running (or last run).")
+    node_title: str | None
     node_type: str | None
-    value: int
+    value: int = Field(description="The current node's step (a sampler's 38 of 150).")
     max: int
+    nodes_done: int
+    nodes_total: int
 
 
 class TaskErrorOut(Schema):
@@ -159,10 +167,16 @@ def output_json(output) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task, *, waiting: Mapping[int, str] | None = None) -> dict[str, Any]:
-    """`waiting`: reasons from `tasks.waiting.reasons` for a page of tasks at once."""
+def task_json(
+    task: Task,
+    progress: publish.ProgressView | None = None,
+    *,
+    waiting: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """`progress`: the task's from `publish.progress_views` (a page of tasks at once);
+    `waiting`: reasons from `tasks.waiting.reasons` for the same page."""
     version = task.workflow_version
-    fraction = 1.0 if task.status == TaskStatus.COMPLETED else task.progress_fraction
+    progress = progress or publish.progress_view_from_task(task)
     return {
         "id": task.pk,
         "status": task.status,
@@ -177,13 +191,7 @@ def task_json(task: Task, *, waiting: Mapping[int, str] | None = None) -> dict[s
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
         "cancel_requested": task.cancel_requested,
-        "progress": {
-            "fraction": fraction,
-            "node": task.progress_node or None,
-            "node_type": task.progress_node_type or None,
-            "value": task.progress_value,
-            "max": task.progress_max,
-        },
+        "progress": publish.progress_data(progress),
         "error": (
             {
                 "type": task.error_type or "error",
@@ -345,9 +353,10 @@ def list_tasks(
         items = list(paginator.page(page))
     except EmptyPage:
         items = []  # past the end: an empty page, not an error, for simple loops
+    progress = publish.progress_views(items)
     waiting = waits.reasons(items)
     return {
-        "items": [task_json(t, waiting=waiting) for t in items],
+        "items": [task_json(t, progress[t.pk], waiting=waiting) for t in items],
         "count": paginator.count,
         "page": page,
         "pages": paginator.num_pages,

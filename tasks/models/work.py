@@ -97,6 +97,8 @@ class Task(models.Model):
     progress_value = models.PositiveIntegerField(default=0)
     progress_max = models.PositiveIntegerField(default=0)
     progress_fraction = models.FloatField(default=0.0)
+    # With the graph's size, value and max: the numbers `tasks.progress.Numbers` defines.
+    progress_nodes_done = models.PositiveIntegerField(default=0)
     # Why it failed, as the server said.
     error_type = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)

@@ -60,8 +60,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
     )
     teams = list(Team.objects.for_user(request.user))
     submit_teams = {team.pk for team in teams if team.can_submit(request.user)}
+    views = publish.progress_views(page)
     for task in page:
-        task.progress_view = publish.progress_view_from_task(task)
+        task.progress_view = views[task.pk]
         task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
     batch = None
     if filters["batch"]:

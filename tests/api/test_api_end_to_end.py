@@ -4,6 +4,7 @@ batches at two priorities, poll until done, download every output."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -30,6 +31,20 @@ def poll(check, *, timeout: float, what: str):
             return result
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def follow(api: httpx.Client, task_id: int) -> list[tuple[str, dict]]:
+    """Every (event, data) of the task's event stream, until the server ends it."""
+    events, name = [], ""
+    with api.stream("GET", f"tasks/{task_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
 
 
 def test_a_script_with_a_token_runs_batches_and_downloads_every_png(own_serve, simulator_thread):
@@ -70,6 +85,13 @@ def test_a_script_with_a_token_runs_batches_and_downloads_every_png(own_serve, s
         assert len(body["tasks"]) == 5
         assert {task["priority"] for task in body["tasks"]} == {priority}
         batches[priority] = body["batch"]
+
+    # The last task queued runs last: follow it live, through daphne, to its end.
+    events = follow(api, body["tasks"][-1]["id"])
+    statuses = [data["status"] for name, data in events if name == "status"]
+    assert statuses[0] == "pending"
+    assert statuses[-1] == "completed"
+    assert events[-1][1]["progress"]["percent"] == 100
 
     def all_done():
         tasks = []

@@ -606,10 +606,15 @@ def test_a_submitted_task_reads_back_with_every_field(world, template):
     assert task["outputs"] == []
     assert task["progress"] == {
         "fraction": 0.0,
+        "percent": 0,
+        "summary": "0 % overall",
         "node": None,
+        "node_title": None,
         "node_type": None,
         "value": 0,
         "max": 0,
+        "nodes_done": 0,
+        "nodes_total": 2,
     }
     assert task["dispatched_at"] is None
     assert task["batch"] is None
@@ -630,7 +635,8 @@ def test_a_failed_task_shows_its_server_error_and_progress(world):
         progress_node_type="KSampler",
         progress_value=4,
         progress_max=20,
-        progress_fraction=0.2,
+        progress_nodes_done=2,
+        progress_fraction=(2 + 4 / 20) / 6,
         dispatched_at=timezone.now(),
         started_at=timezone.now(),
         finished_at=timezone.now(),
@@ -645,11 +651,16 @@ def test_a_failed_task_shows_its_server_error_and_progress(world):
         "node_id": "3",
     }
     assert body["progress"] == {
-        "fraction": 0.2,
+        "fraction": pytest.approx((2 + 4 / 20) / 6),
+        "percent": 36,
+        "summary": "36 % overall",
         "node": "3",
+        "node_title": "KSampler",
         "node_type": "KSampler",
         "value": 4,
         "max": 20,
+        "nodes_done": 2,
+        "nodes_total": 6,
     }
     assert None not in (body["dispatched_at"], body["started_at"], body["finished_at"])
 

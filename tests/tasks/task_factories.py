@@ -68,3 +68,24 @@ def make_task(
     if server is not None and active:
         ServerState.objects.filter(server=server).update(inflight=1)
     return task
+
+
+class FrozenClock:
+    """Time that stands still, for the handler's coalescers."""
+
+    def __call__(self) -> float:
+        return 1000.0
+
+
+async def sample_up_to(handler, task: Task, step: int, steps: int) -> None:
+    """Feed `handler` the events of `task` (a 3-node graph such as slow_progress) up to
+    `step` of `steps` in node 2, node 1 done: what the monitor hears mid-run."""
+    from servers.comfyui import Executing, ExecutionStart, Progress
+
+    prompt = task.prompt_id
+    await handler.handle(task.server_id, ExecutionStart(prompt_id=prompt))
+    await handler.handle(task.server_id, Executing(prompt_id=prompt, node="1"))
+    await handler.handle(task.server_id, Executing(prompt_id=prompt, node="2"))
+    for value in range(1, step + 1):
+        event = Progress(prompt_id=prompt, node="2", value=value, max=steps)
+        await handler.handle(task.server_id, event)

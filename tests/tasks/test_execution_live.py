@@ -73,6 +73,8 @@ async def test_a_run_is_pushed_to_the_task_page_and_the_team_list_only(tmp_path:
         await run_task(sim, task, TaskEventHandler())
 
     messages = await drain(watcher)
+    typed = [m for m in messages if m["type"] == "data.update"]
+    messages = [m for m in messages if m["type"] == "fragment.update"]
     targets = [m["target"] for m in messages]
     assert f"task-{task.pk}-progress" in targets
     assert f"task-row-{task.pk}-state" in targets
@@ -83,6 +85,10 @@ async def test_a_run_is_pushed_to_the_task_page_and_the_team_list_only(tmp_path:
     assert "/thumbnail/" in outputs[-1]
     progress = [m["html"] for m in messages if m["target"] == f"task-{task.pk}-progress"]
     assert any("SlowProgress" in html for html in progress)
+    # Beside the HTML, the same socket carries the typed JSON the API streams.
+    assert {m["event"] for m in typed} == {"status", "progress"}
+    assert typed[-1]["data"]["status"] == "completed"
+    assert typed[-1]["data"]["progress"]["percent"] == 100
 
     assert await stranger.receive_nothing(timeout=0.3)
     await watcher.disconnect()

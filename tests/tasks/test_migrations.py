@@ -47,3 +47,31 @@ def test_upgrading_recounts_attempts_as_runs_started():
         failed_three_times: 3,
         rejected_once: 1,
     }
+
+
+def test_upgrading_recovers_nodes_done_from_the_stored_fraction():
+    old = migrate(("tasks", "0003_attempts_count_runs_started"))
+    team = old.get_model("tasks", "Team").objects.create(name="T", slug="t")
+    Task = old.get_model("tasks", "Task")
+    three = {str(n): {"class_type": "X", "inputs": {}} for n in (1, 2, 3)}
+
+    def task(status: str, fraction: float, value: int = 0, max_: int = 0) -> int:
+        return Task.objects.create(
+            team=team,
+            graph=three,
+            status=status,
+            progress_fraction=fraction,
+            progress_value=value,
+            progress_max=max_,
+        ).pk
+
+    sampling = task("running", (1 + 38 / 150) / 3, 38, 150)
+    between_nodes = task("failed", 2 / 3)
+    almost_done = task("canceled", (2 + 149 / 150) / 3, 149, 150)
+    not_started = task("pending", 0.0)
+    try:
+        new = migrate(("tasks", "0004_task_progress_nodes_done"))
+        done = dict(new.get_model("tasks", "Task").objects.values_list("pk", "progress_nodes_done"))
+    finally:
+        migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert done == {sampling: 1, between_nodes: 2, almost_done: 2, not_started: 0}

@@ -17,7 +17,7 @@ from servers.comfyui import (
 from tasks import execution
 from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
-from tasks.progress import Coalescer, TaskProgress, node_title
+from tasks.progress import Coalescer, Numbers, TaskProgress, node_title
 from tests.tasks.task_factories import make_server, make_task, workflow
 
 
@@ -76,6 +76,31 @@ def test_fraction_counts_done_nodes_and_the_current_nodes_steps():
     progress.apply(ProgressState(prompt_id="p", nodes=state))
     assert progress.node == "3"
     assert progress.fraction == pytest.approx(2 / 3)
+
+
+def test_numbers_say_which_node_which_step_and_how_far_overall():
+    sampling = Numbers(nodes_done=1, nodes_total=3, value=38, max=150)
+    assert sampling.fraction == pytest.approx((1 + 38 / 150) / 3)
+    assert sampling.percent == 41  # 41.8: rounded down, as every display shows it
+    assert sampling.summary(running=True) == "node 2 of 3 · step 38/150 · 41 % overall"
+    assert sampling.summary(running=False) == "41 % overall"  # failed there, say
+    assert (
+        Numbers(nodes_done=2, nodes_total=3).summary(running=True) == "node 3 of 3 · 66 % overall"
+    )
+    # 100 % means it succeeded: never shown while the last step still runs.
+    assert Numbers(nodes_done=2, nodes_total=3, value=149, max=150).percent == 99
+    assert Numbers(nodes_done=3, nodes_total=3, complete=True).percent == 100
+
+
+def test_a_finished_nodes_steps_are_not_counted_twice():
+    progress = TaskProgress(task_id=1, team_id=1, graph=workflow("slow_progress"))
+    progress.apply(Executing(prompt_id="p", node="2"))
+    progress.apply(Progress(prompt_id="p", node="2", value=4, max=4))
+    finished = {"2": NodeProgress(node_id="2", state="finished", value=4, max=4)}
+    progress.apply(ProgressState(prompt_id="p", nodes=finished))
+    numbers = progress.numbers()
+    assert (numbers.nodes_done, numbers.value, numbers.max) == (1, 0, 0)
+    assert numbers.fraction == pytest.approx(1 / 3)
 
 
 def test_node_title_prefers_the_editors_title_over_the_class():
