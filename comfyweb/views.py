@@ -9,7 +9,6 @@ from django.views.decorators.http import require_GET
 from api.forms import ApiTokenForm
 from api.models import ApiToken
 from comfyweb import health
-from servers import status_panel
 from tasks import queue_panel
 from tasks.models import Team
 
@@ -32,8 +31,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    context = status_panel.table_context()
-    context |= queue_panel.context(request.user)
+    context = queue_panel.dashboard_context(request.user)  # fleet and queue: one read
     context |= {"health": health.collect(), "teams": _teams_with_roles(request.user)}
     return render(request, "comfyweb/dashboard.html", context)
 

@@ -3,10 +3,20 @@ server's detail card, rendered on the server and pushed through `comfyweb.live`.
 
 The monitor calls `publish_server()` whenever something visible about a server
 changed; pages subscribe to the "servers" topic (and "server" keyed by id).
+
+"In flight" on a server is shown as its active tasks (dispatched or running),
+counted by the tasks app (a `WorkSource`, registered in its AppConfig.ready) —
+the same count the dashboard's queue panel shows. The dashboard renders the two
+panels from one read (`table_context(inflight=...)`), and so that no update
+shows one newer than the other, the compact fleet panel is never pushed alone
+once a work source is registered: browsers get a refresh hint and fetch both.
+`ServerState.inflight` is the dispatcher's slot counter: equal but for the
+moment between claiming a slot and claiming the task, and not what people ask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +31,22 @@ TOPIC = "servers"
 DETAIL_TOPIC = "server"
 ROWS_TARGET = "server-rows"
 COMPACT_TARGET = "fleet-panel"
+
+
+@dataclass(frozen=True)
+class WorkSource:
+    """What the fleet panels need to know about tasks, from the app that has them."""
+
+    inflight: Callable[[], Mapping[int, int]]  # server id → its active tasks
+    panels_url: Callable[[], str]  # the partial with the compact panel and its queue panel
+
+
+_work: WorkSource | None = None
+
+
+def use_work_source(source: WorkSource) -> None:
+    global _work
+    _work = source
 
 
 def detail_target(server_id: int) -> str:
@@ -57,24 +83,33 @@ def servers_with_state():
 
 
 def summarize(servers) -> FleetSummary:
-    states = [s.state for s in servers if s.enabled and hasattr(s, "state")]
+    watched = [s for s in servers if s.enabled and hasattr(s, "state")]
+    states = [s.state for s in watched]
     return FleetSummary(
         total=len(states),
         healthy=sum(st.health == Health.HEALTHY for st in states),
         unhealthy=sum(st.health == Health.UNHEALTHY for st in states),
         unknown=sum(st.health == Health.UNKNOWN for st in states),
-        inflight=sum(st.inflight for st in states),
+        inflight=sum(getattr(s, "in_flight", s.state.inflight) for s in watched),
         queued=sum(st.queue_pending for st in states),
     )
 
 
-def table_context(servers=None) -> dict:
+def table_context(servers=None, *, inflight: Mapping[int, int] | None = None) -> dict:
+    """`inflight`: server id → active tasks, when the caller read them together with
+    other numbers on the same page (the dashboard); else they are counted here."""
     servers = list(servers if servers is not None else servers_with_state())
     fleet = FleetSettings.load()
     window = timedelta(seconds=fleet.lock_window)
     now = timezone.now()
+    if inflight is None and _work is not None:
+        inflight = _work.inflight()
     for server in servers:
         server.locked_for = server.state.locked_workflow(window, now) if server.state else None
+        if inflight is not None:
+            server.in_flight = inflight.get(server.pk, 0)
+        else:  # nobody counts tasks (the tasks app is not installed): the slot counter
+            server.in_flight = server.state.inflight if server.state else 0
     return {"servers": servers, "summary": summarize(servers), "fleet": fleet}
 
 
@@ -98,7 +133,10 @@ def publish_server(server_id: int) -> None:
     """Push the fleet table, the compact panel and this server's card to browsers."""
     context = table_context()
     live.publish_fragment(TOPIC, ROWS_TARGET, render_rows(context))
-    live.publish_fragment(TOPIC, COMPACT_TARGET, render_compact(context))
+    if _work is not None:  # comes with the queue panel, from one read
+        live.publish_refresh(TOPIC, COMPACT_TARGET, _work.panels_url())
+    else:
+        live.publish_fragment(TOPIC, COMPACT_TARGET, render_compact(context))
     live.publish_fragment(
         DETAIL_TOPIC, detail_target(server_id), render_detail(server_id), key=str(server_id)
     )
@@ -110,6 +148,8 @@ def _signed_in(user, key: str | None = None) -> bool:
 
 def _fleet_snapshot(user, key: str | None) -> topics.Snapshot:
     context = table_context()
+    if _work is not None:  # the compact panel comes with the queue panel's snapshot
+        return [(ROWS_TARGET, render_rows(context))]
     return [(ROWS_TARGET, render_rows(context)), (COMPACT_TARGET, render_compact(context))]
 
 

@@ -9,15 +9,25 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         from django.db.models.signals import post_save
+        from django.urls import reverse
 
         from comfyweb import topics
-        from tasks import publish, queue_panel
+        from servers import status_panel
+        from tasks import publish, queue, queue_panel
         from tasks.models import Task
         from tasks.transitions import task_transitioned
 
         topics.register(publish.task_topic)
         topics.register(publish.team_tasks_topic)
         topics.register(queue_panel.topic)
+        # The fleet panels show a server's in-flight work as its active tasks, and
+        # the dashboard's comes with the queue panel (tasks/queue_panel.py).
+        status_panel.use_work_source(
+            status_panel.WorkSource(
+                inflight=queue.inflight_by_server,
+                panels_url=lambda: reverse("tasks:queue_panel"),
+            )
+        )
         task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")

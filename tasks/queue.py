@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, Q, Window
+from django.db.models import Case, Count, F, Q, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -104,7 +105,70 @@ def next_candidates(limit: int, *, now=None) -> list[Task]:
     return list(ranked[:limit])
 
 
-def stats(team_ids: Iterable[int] | None = None, *, now=None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WorkCounts:
+    """Tasks counted by (team, status, server while active, priority while pending),
+    in one query.
+
+    The dashboard's queue panel (counts by status) and fleet panel (active tasks
+    per server) both read one of these, so "1/2 in flight" on a server can never
+    sit beside "0 dispatched, 0 running" for the same moment.
+    """
+
+    # (team, status, server or None, priority or None, count)
+    rows: tuple[tuple[int, str, int | None, int | None, int], ...]
+
+    def by_status(self, team_ids: Iterable[int] | None = None) -> dict[str, int]:
+        teams = None if team_ids is None else set(team_ids)
+        counts = dict.fromkeys(Status.values, 0)
+        for team, status, _server, _priority, n in self.rows:
+            if teams is None or team in teams:
+                counts[status] = counts.get(status, 0) + n
+        return counts
+
+    def pending_by_priority(self, team_ids: Iterable[int] | None = None) -> dict[int, int]:
+        teams = None if team_ids is None else set(team_ids)
+        counts: dict[int, int] = {}
+        for team, _status, _server, priority, n in self.rows:
+            if priority is not None and (teams is None or team in teams):
+                counts[priority] = counts.get(priority, 0) + n
+        return counts
+
+    def inflight_by_server(self) -> dict[int, int]:
+        """Server id → its dispatched and running tasks, every team's."""
+        counts: dict[int, int] = {}
+        for _team, _status, server, _priority, n in self.rows:
+            if server is not None:
+                counts[server] = counts.get(server, 0) + n
+        return counts
+
+
+def work_counts() -> WorkCounts:
+    on_server = Case(When(status__in=Status.active(), then=F("server_id")), default=None)
+    waiting = Case(When(status=Status.PENDING, then=F("priority")), default=None)
+    rows = (
+        Task.objects.order_by()
+        .annotate(on_server=on_server, waiting=waiting)
+        .values_list("team_id", "status", "on_server", "waiting")
+        .annotate(n=Count("pk"))
+    )
+    return WorkCounts(tuple(rows))
+
+
+def inflight_by_server() -> dict[int, int]:
+    """Server id → active tasks (the fleet panel's "in flight", outside the dashboard)."""
+    rows = (
+        Task.objects.filter(status__in=Status.active(), server__isnull=False)
+        .order_by()
+        .values_list("server_id")
+        .annotate(n=Count("pk"))
+    )
+    return dict(rows)
+
+
+def stats(
+    team_ids: Iterable[int] | None = None, *, now=None, work: WorkCounts | None = None
+) -> dict[str, Any]:
     """Numbers for the dashboard's queue panel, for these teams (None: all).
 
     - `counts`: tasks by status value; `by_priority`: waiting (pending) tasks by
@@ -113,19 +177,20 @@ def stats(team_ids: Iterable[int] | None = None, *, now=None) -> dict[str, Any]:
       the last hour (None each when there were none);
     - `throughput_per_minute`: tasks completed per minute over the last 10 minutes;
     - `paused`: whether the global queue is paused.
+
+    `work`: the `work_counts()` the rest of the page is rendered from, if any.
     """
     now = now or timezone.now()
     tasks = Task.objects.all()
     if team_ids is not None:
-        tasks = tasks.filter(team_id__in=list(team_ids))
-    counts = {
-        row["status"]: row["n"] for row in tasks.order_by().values("status").annotate(n=Count("pk"))
-    }
+        team_ids = list(team_ids)
+        tasks = tasks.filter(team_id__in=team_ids)
+    work = work or work_counts()
+    counts = work.by_status(team_ids)
     labels = {p.value: p.label.lower() for p in Priority}
     by_priority = dict.fromkeys(labels.values(), 0)
-    waiting = tasks.filter(status=Status.PENDING).order_by().values("priority")
-    for row in waiting.annotate(n=Count("pk")):
-        by_priority[labels.get(row["priority"], str(row["priority"]))] = row["n"]
+    for priority, n in work.pending_by_priority(team_ids).items():
+        by_priority[labels.get(priority, str(priority))] = n
     waits = [
         (dispatched - created).total_seconds()
         for created, dispatched in tasks.filter(dispatched_at__gte=now - WAIT_WINDOW).values_list(

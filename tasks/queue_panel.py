@@ -3,6 +3,10 @@
 Its content differs per user (their teams), so instead of pushing HTML every
 state change broadcasts a refresh hint on the "queue" topic and each browser
 fetches its own panel (`comfyweb.live.publish_refresh`).
+
+The fleet panel beside it shows tasks in flight per server: both panels are
+rendered from one `queue.work_counts()` read, on the page and in every refresh
+(which carries both), so their numbers agree.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from comfyweb import live, topics
+from servers import status_panel
 from tasks import queue
 from tasks.models import Priority, QueuePause, Status, Team
 
@@ -19,10 +24,10 @@ TOPIC = "queue"
 TARGET = "queue-panel"
 
 
-def context(user) -> dict:
+def context(user, work: queue.WorkCounts | None = None) -> dict:
     teams = list(Team.objects.for_user(user))
     team_ids = None if user.is_staff else [team.pk for team in teams]
-    stats = queue.stats(team_ids)
+    stats = queue.stats(team_ids, work=work)
     pauses = {p.team_id: p for p in QueuePause.objects.select_related("team", "paused_by")}
     return {
         "stats": stats,
@@ -31,11 +36,24 @@ def context(user) -> dict:
         "global_pause": pauses.get(None),
         "team_pauses": [pauses[t.pk] for t in teams if t.pk in pauses],
         "manageable": [t for t in teams if t.can_manage(user)],
+        # Whose tasks the counts are (the fleet panel's in-flight counts everyone's).
+        "scope": "every team" if team_ids is None else ", ".join(t.name for t in teams),
     }
 
 
-def render(user) -> str:
-    return render_to_string("tasks/queue/panel.html", context(user))
+def dashboard_context(user) -> dict:
+    """The queue panel's and the fleet panel's context from one read of the counts."""
+    work = queue.work_counts()
+    return status_panel.table_context(inflight=work.inflight_by_server()) | context(user, work)
+
+
+def render_panels(user) -> list[tuple[str, str]]:
+    """(target, html) of the queue panel and the fleet panel, from one read."""
+    both = dashboard_context(user)
+    return [
+        (TARGET, render_to_string("tasks/queue/panel.html", both)),
+        (status_panel.COMPACT_TARGET, status_panel.render_compact(both)),
+    ]
 
 
 def refresh_browsers(**signal_kwargs) -> None:
@@ -52,5 +70,5 @@ def on_task_saved(sender, instance, created: bool, **kwargs) -> None:
 topic = topics.Topic(
     name=TOPIC,
     allowed=lambda user, key: key is None and user.is_authenticated and user.is_active,
-    snapshot=lambda user, key: [(TARGET, render(user))],
+    snapshot=lambda user, key: render_panels(user),
 )

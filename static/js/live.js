@@ -39,20 +39,32 @@ function swapFragment(targetId, html) {
   document.dispatchEvent(new CustomEvent("live:swapped", { detail: { target: targetId } }));
 }
 
+// Every element of a fetched partial replaces the page's element with its id: a
+// partial may carry panels rendered from one read of the numbers (the dashboard's
+// queue and fleet panels), so they change together.
+function swapAll(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html.trim();
+  for (const element of [...template.content.children]) {
+    if (element.id) swapFragment(element.id, element.outerHTML);
+  }
+}
+
 // Per-user panels get a "something changed" hint and fetch their own partial,
-// at most once per REFRESH_MS per target however many hints arrive.
+// at most once per REFRESH_MS per partial however many hints arrive (for any
+// of the elements it holds).
 const REFRESH_MS = 1000;
 const refreshTimers = new Map();
 
-function scheduleRefresh(targetId, url) {
-  if (refreshTimers.has(targetId)) return;
+function scheduleRefresh(url) {
+  if (refreshTimers.has(url)) return;
   refreshTimers.set(
-    targetId,
+    url,
     setTimeout(async () => {
-      refreshTimers.delete(targetId);
+      refreshTimers.delete(url);
       try {
         const response = await fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" } });
-        if (response.ok) swapFragment(targetId, await response.text());
+        if (response.ok) swapAll(await response.text());
       } catch {
         // The next hint or the reconnect snapshot brings the panel up to date.
       }
@@ -88,7 +100,8 @@ export function connect() {
         return;
       }
       if (message.type === "fragment.update") swapFragment(message.target, message.html);
-      else if (message.type === "fragment.refresh") scheduleRefresh(message.target, message.url);
+      else if (message.type === "fragment.refresh" && document.getElementById(message.target))
+        scheduleRefresh(message.url);
     });
     socket.addEventListener("close", (event) => {
       setState("closed");

@@ -12,8 +12,9 @@ from tasks import access, queue, queue_panel
 
 @require_GET
 def panel(request: HttpRequest) -> HttpResponse:
-    """The dashboard panel alone, fetched by live.js after a refresh hint."""
-    return HttpResponse(queue_panel.render(request.user))
+    """The queue panel and the fleet panel, fetched by live.js after a refresh hint:
+    rendered from one read of the counts, swapped in together."""
+    return HttpResponse("\n".join(html for _, html in queue_panel.render_panels(request.user)))
 
 
 @require_POST

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from comfyweb.consumers import LiveConsumer
 from servers import status_panel
@@ -91,24 +92,30 @@ def test_test_action_reports_an_unreachable_server(client):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_publish_server_pushes_rows_and_compact_panel_to_subscribers():
+async def test_publish_server_pushes_rows_and_has_dashboards_refetch_the_compact_panel():
     server = await sync_to_async(make_server)()
+    user = await sync_to_async(make_user)()
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = await sync_to_async(make_user)()
+    communicator.scope["user"] = user
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"action": "subscribe", "topic": "servers"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
-    await communicator.receive_json_from(timeout=5)  # snapshot: rows
-    await communicator.receive_json_from(timeout=5)  # snapshot: compact panel
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot["target"] == "server-rows"  # the compact panel comes with the queue's
 
     await sync_to_async(ServerState.objects.filter(server=server).update)(health=Health.UNHEALTHY)
     await sync_to_async(status_panel.publish_server)(server.pk)
     rows = await communicator.receive_json_from(timeout=5)
-    compact = await communicator.receive_json_from(timeout=5)
+    hint = await communicator.receive_json_from(timeout=5)
     assert rows["target"] == "server-rows"
     assert 'class="health-unhealthy"' in rows["html"]
-    assert compact["target"] == "fleet-panel"
-    assert "0/1 healthy" in compact["html"]
+    # The dashboard's fleet panel is fetched with its queue panel, from one read.
+    assert (hint["type"], hint["target"]) == ("fragment.refresh", "fleet-panel")
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    panels = (await sync_to_async(client.get)(hint["url"])).content.decode()
+    assert 'id="fleet-panel"' in panels
+    assert "0/1 healthy" in panels
     await communicator.disconnect()
 
 

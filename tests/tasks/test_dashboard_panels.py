@@ -1,0 +1,86 @@
+"""The dashboard's fleet and queue panels agree on what is in flight (issue #10).
+
+Both count active tasks (dispatched or running) from one read: the page renders
+them together, and a refresh after a state change brings both back together.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from servers.models import ServerState
+from tasks.models import Status
+from tasks.transitions import transition
+from tests.factories import make_team, make_user
+from tests.tasks.task_factories import make_server, make_task
+
+pytestmark = pytest.mark.django_db
+
+
+def fleet_inflight(html: str, server: str) -> tuple[int, int]:
+    """ "in flight" of one server in the fleet panel: (tasks, max)."""
+    row = re.search(rf'data-server="{server}">(.*?)</li>', html, re.S)
+    assert row, f"{server} is not in the fleet panel"
+    shown = re.search(r"(\d+)/(\d+) in flight", row.group(1))
+    assert shown, f"no in-flight count for {server}: {row.group(1)}"
+    return int(shown.group(1)), int(shown.group(2))
+
+
+def queue_count(html: str, label: str) -> int:
+    match = re.search(rf'<strong>(\d+)</strong><span class="muted small">{label}</span>', html)
+    assert match, f"no {label} count in the queue panel"
+    return int(match.group(1))
+
+
+def on_server(html: str) -> int:
+    return queue_count(html, "Dispatched") + queue_count(html, "Running")
+
+
+def test_fleet_in_flight_is_the_tasks_the_queue_panel_counts(client):
+    team = make_team()
+    server = make_server(name="gpu-1", max_inflight=2)
+    client.force_login(make_user(team=team, staff=True))
+    # A slot held without a task on the server (claimed a moment before the task,
+    # or left by a crash): the old fleet panel said 1/2 beside "0 dispatched, 0 running".
+    ServerState.objects.filter(server=server).update(inflight=1)
+    html = client.get("/").content.decode()
+    assert fleet_inflight(html, "gpu-1") == (0, 2)
+    assert on_server(html) == 0
+
+    make_task(team, server=server, status=Status.DISPATCHED)
+    make_task(team, server=server, status=Status.RUNNING)
+    make_task(team, server=server, status=Status.COMPLETED)
+    html = client.get("/").content.decode()
+    assert fleet_inflight(html, "gpu-1") == (2, 2)
+    assert (queue_count(html, "Dispatched"), queue_count(html, "Running")) == (1, 1)
+
+
+def test_a_refresh_brings_both_panels_from_one_read(client):
+    team = make_team()
+    server = make_server(name="gpu-1", max_inflight=2)
+    client.force_login(make_user(team=team, staff=True))
+    task = make_task(team, server=server, status=Status.RUNNING)
+
+    panels = client.get("/queue/panel").content.decode()
+    assert 'id="queue-panel"' in panels
+    assert 'id="fleet-panel"' in panels
+    assert fleet_inflight(panels, "gpu-1") == (1, 2)
+    assert on_server(panels) == 1
+
+    assert transition(task.pk, Status.RUNNING, Status.COMPLETED, message="done")
+    panels = client.get("/queue/panel").content.decode()
+    assert fleet_inflight(panels, "gpu-1") == (0, 2)
+    assert on_server(panels) == 0
+
+
+def test_a_member_is_told_the_queue_counts_their_teams_and_the_fleet_everyones(client):
+    ours, theirs = make_team("Ours"), make_team("Theirs")
+    server = make_server(name="gpu-1", max_inflight=2)
+    client.force_login(make_user(team=ours))
+    make_task(theirs, server=server, status=Status.RUNNING)
+    html = client.get("/").content.decode()
+    assert fleet_inflight(html, "gpu-1") == (1, 2)
+    assert on_server(html) == 0
+    assert "Tasks of Ours; in flight on the fleet counts every team's." in html
