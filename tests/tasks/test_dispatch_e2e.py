@@ -167,7 +167,7 @@ def test_sixty_tasks_at_mixed_priorities_through_the_real_worker_and_monitor(tmp
         assert all(path.read_bytes().startswith(b"\x89PNG") for path in files)
 
         # Higher priorities were sent first (one team, no retries: the queue's order).
-        assert {row[6] for row in tasks} == {0}
+        assert {row[6] for row in tasks} == {1}  # each ran once
         by_dispatch = sorted(tasks, key=lambda row: stamp(row[5]))
         priorities = [row[2] for row in by_dispatch]
         assert priorities == sorted(priorities, reverse=True)
@@ -236,7 +236,7 @@ def test_a_server_dying_mid_batch_has_its_tasks_retried_on_the_others(tmp_path):
             " WHERE t.status != 'completed' ORDER BY e.at",
         )
         # One that was on it a moment before the outage may have just finished.
-        retried = [row for row in rows if row[0] in victims and row[3] >= 1]
+        retried = [row for row in rows if row[0] in victims and row[3] >= 2]
         assert retried
         events = query(
             db,
