@@ -27,6 +27,7 @@ import json
 from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, StreamingHttpResponse
 from ninja import Router
 
@@ -104,8 +105,11 @@ def _event(name: str, data) -> str:
 
 
 def _allowed(user, task_id: int, *, fresh: bool = False) -> bool:
-    if fresh:  # deactivated, or removed from the team, while listening
-        user.refresh_from_db(fields=["is_active", "is_staff"])
+    if fresh:  # deactivated, deleted or removed from the team while listening
+        try:
+            user.refresh_from_db(fields=["is_active", "is_staff"])
+        except ObjectDoesNotExist:
+            return False
     return Task.objects.for_user(user).filter(pk=task_id).exists()
 
 

@@ -247,7 +247,8 @@ async def test_following_needs_credentials_and_is_a_404_for_another_teams_task()
     await missing.close()
 
 
-async def test_a_member_removed_from_the_team_hears_nothing_more():
+@pytest.mark.parametrize("loses_access", ["removed from the team", "deleted"])
+async def test_a_member_who_loses_access_hears_nothing_more(loses_access):
     def build():
         user, token = member_with_token()
         team = user.memberships.get().team
@@ -258,7 +259,10 @@ async def test_a_member_removed_from_the_team_hears_nothing_more():
     assert (await stream.open())[0] == 200
     assert (await stream.next_event())[0] == "status"
 
-    await Membership.objects.filter(user=user).adelete()
+    if loses_access == "deleted":
+        await user.adelete()
+    else:
+        await Membership.objects.filter(user=user).adelete()
     handler = TaskEventHandler(browser_interval=0)
     await handler.handle(task.server_id, ExecutionStart(prompt_id=task.prompt_id))
     assert await stream.all_events(within=10) == []  # ended without telling anything
