@@ -336,6 +336,8 @@ def _capability_gaps(
             gaps.append(f"missing {noun} {_listing(missing_models)}")
     if missing_tags := requirements.tags - server.tags:
         gaps.append(f"missing tags: {_listing(missing_tags)}")
+    if refusal := requirements.refused_by.get(server.id):
+        gaps.append(f"rejects the graph: {refusal}")
     return gaps
 
 

@@ -6,6 +6,7 @@ writes `BalancerDecision` rows (B9) and the affinity/LRU marks dispatch leaves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -94,17 +95,22 @@ def pick_server(
     workflow_key: str | None = None,
     record: bool = True,
     avoid: Collection[int] = (),
+    refused_by: Mapping[int, str] | None = None,
 ) -> Decision:
     """Choose the server for `graph` now; record and log why (B9).
 
     `avoid`: ids of servers a retried task failed on; they are chosen only when
     no other server could run the task at all (one that is merely full is
     waited for: dispatch prefers another server).
+    `refused_by`: server id -> why its node catalogue rejects the graph (see
+    `Requirements.refused_by`); those servers are never chosen.
 
     If the balancer itself raises, the primary alone is used (B6, single-server
     mode) and the error is logged with its traceback.
     """
     requirements = requirements_from_graph(graph, workflow_key=workflow_key, tags=tags)
+    if refused_by:
+        requirements = dataclasses.replace(requirements, refused_by=refused_by)
     now = timezone.now()
     servers = snapshot(now)
     try:

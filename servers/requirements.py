@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # ServerState.last_workflow_key and BalancerDecision.workflow_key hold 64 characters.
@@ -32,6 +32,9 @@ class Requirements:
     node_classes: frozenset[str] = frozenset()
     model_files: frozenset[tuple[str, str]] = frozenset()  # (folder, file name)
     tags: frozenset[str] = frozenset()
+    # Server id -> why its node catalogue rejects the graph's inputs. Judged
+    # outside the balancer (`tasks.runnable`), which has no graph validation.
+    refused_by: Mapping[int, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 # Loader inputs that name a model file, by input name, and the ComfyUI model

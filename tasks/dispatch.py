@@ -48,7 +48,7 @@ from servers import fleet
 from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
 from servers.comfyui.client import Timeouts
 from servers.models import Server, ServerState
-from tasks import queue
+from tasks import queue, runnable
 from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, MissingUpload, Outcome, cleanup, send_all
 from tasks.models import Status, Task, TaskEvent
@@ -187,13 +187,22 @@ def _claim_batch() -> list[Claimed]:
     # needs get the same answer, so later tasks like them are not asked about.
     waiting: set[tuple[str, frozenset[int]]] = set()
     servers: dict[int, _ServerInfo] = {}
+    # The fleet's node catalogues, read once per pass: a server whose catalogue
+    # rejects a graph's inputs is not offered it (it would fail, not retry).
+    catalogues: runnable.FleetView | None = None
     for task in queue.next_candidates(CANDIDATES):
         if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
         avoid = frozenset(failed_servers(task.pk))
         if task.workflow_key and (task.workflow_key, avoid) in waiting:
             continue
-        decision = fleet.pick_server(task.graph, workflow_key=task.workflow_key, avoid=avoid)
+        catalogues = catalogues or runnable.FleetView.load()
+        decision = fleet.pick_server(
+            task.graph,
+            workflow_key=task.workflow_key,
+            avoid=avoid,
+            refused_by=catalogues.refusals(task.graph, task.workflow_key),
+        )
         if decision.waiting:
             waiting.add((task.workflow_key, avoid))
             _note_waiting(task, decision.reason)

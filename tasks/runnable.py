@@ -116,6 +116,8 @@ class FleetView:
     ) -> None:
         self.servers = servers
         self.catalogues = catalogues_by_id
+        # (workflow key, id of a parsed catalogue) -> its answer, for `refusals`.
+        self._answers: dict[tuple[str, int], ServerAnswer] = {}
 
     @classmethod
     def load(cls) -> FleetView:
@@ -134,6 +136,25 @@ class FleetView:
         if verdict.refused:
             verdict = FleetVerdict(verdicts, tuple(fleet.capacity_for(requirements)))
         return verdict
+
+    def refusals(self, graph: Mapping[str, Any], workflow_key: str) -> dict[int, str]:
+        """Server id -> why its catalogue rejects `graph`, for dispatch's balancer.
+
+        The balancer only knows class and model names; without this it could send
+        a prompt to a server that refuses its inputs while another would run it.
+        Graphs of one workflow key differ only in seeds (bounded at submission),
+        so each (key, catalogue) is validated once per view.
+        """
+        key = workflow_key or workflow_key_of(graph)
+        refused: dict[int, str] = {}
+        for server_id, catalogue in self.catalogues.items():
+            memo = (key, id(catalogue))
+            answer = self._answers.get(memo)
+            if answer is None:
+                answer = self._answers[memo] = server_answer(graph, catalogue)
+            if not answer.accepted:
+                refused[server_id] = _shorten(answer.reasons)
+        return refused
 
     def _judge_one(
         self, server: ServerSnapshot, graph, requirements, answers: dict[int, ServerAnswer]

@@ -9,8 +9,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from servers import catalogues
 from servers.comfyui import ComfyUIClient
-from servers.models import ServerState
+from servers.models import BalancerDecision, Server, ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import attempt_history
@@ -18,6 +19,7 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     make_task,
     own_dispatch_keys_fixture,
     register,
+    register_known,
     sim_thread_fixture,
     trivial_graph,
 )
@@ -161,6 +163,33 @@ def test_after_max_attempts_the_task_fails_with_the_history_of_its_attempts(sim_
     final = TaskEvent.objects.filter(task=task, to_status=Status.FAILED).get()
     assert [a["attempt"] for a in final.data["attempts"]] == [1, 2]
     assert inflight(server) == 0
+
+
+def test_a_server_whose_catalogue_rejects_the_inputs_is_passed_over_for_one_that_runs_them(
+    sim_thread,
+):
+    older, newer = sim_thread.start(2)
+    preferred = register_known(sim_thread, older)
+    Server.objects.filter(pk=preferred.pk).update(priority=1)  # chosen first, if it can
+    other = register_known(sim_thread, newer)
+    # As an older ComfyUI would list it: KSampler without the "euler" sampler.
+    object_info = sim_thread.run(object_info_of(older))
+    samplers = object_info["KSampler"]["input"]["required"]["sampler_name"]
+    samplers[0] = [name for name in samplers[0] if name != "euler"]
+    catalogues.store(preferred.pk, object_info)
+    task = make_task(graph=trivial_graph())  # sampler_name "euler"
+    assert dispatch.dispatch_pending() == 1
+    task.refresh_from_db()
+    assert (task.status, task.server_id) == (Status.DISPATCHED, other.pk)
+    excluded = BalancerDecision.objects.latest("pk").excluded
+    assert "rejects the graph" in excluded[preferred.name]
+    assert "euler" in excluded[preferred.name]
+    assert history_item(sim_thread, newer, task.prompt_id).succeeded
+
+
+async def object_info_of(sim) -> dict:
+    async with ComfyUIClient(sim.base_url) as client:
+        return await client.object_info()
 
 
 def test_a_paused_queue_sends_nothing_until_resumed(sim_thread):
