@@ -18,6 +18,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from comfyweb.nul import MESSAGE as NUL_MESSAGE
+from comfyweb.nul import find_nul
 from servers.comfyui import ComfyUIClient, ComfyUIError, Timeouts
 from servers.models import FleetSettings, Server
 from servers.requirements import SEED_INPUTS, SEED_MAX
@@ -160,6 +162,9 @@ def validate_graph(
             "invalid_prompt",
             'This looks like a POST /prompt body; upload only the graph under "prompt".',
         )
+        return report
+    if (where := find_nul(data)) is not None:
+        report.add("invalid_prompt", f"{NUL_MESSAGE} (at {where}): they cannot be stored.")
         return report
     for node_id, node in data.items():
         _check_node_structure(str(node_id), node, data, report)
