@@ -3,13 +3,11 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
-from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from tasks import access
 from tasks.gallery import gallery_for
-from tasks.models import Output
+from tasks.views.tasks import run_again_url
 
 PAGE_SIZE = 48
 
@@ -33,17 +31,5 @@ def output_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "tasks/gallery/output.html",
-        {"output": output, "task": output.task, "run_again_url": _run_again_url(output)},
+        {"output": output, "task": output.task, "run_again_url": run_again_url(output.task)},
     )
-
-
-def _run_again_url(output: Output) -> str | None:
-    """The template's submit form, prefilled with this output's parameters."""
-    task = output.task
-    if task.template_id is None:
-        return None
-    try:
-        url = reverse("tasks:template_submit", args=[task.template_id])
-    except NoReverseMatch:
-        return None
-    return f"{url}?{urlencode(task.params, doseq=True)}" if task.params else url

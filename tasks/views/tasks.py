@@ -13,7 +13,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
@@ -85,19 +85,17 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
     task = access.task_for(request.user, task_id)
     context = publish.task_context(task) | {
         "can_cancel": task.status not in Status.finished() and task.team.can_submit(request.user),
-        "run_again_url": _run_again_url(task),
+        "run_again_url": run_again_url(task),
     }
     return render(request, "tasks/tasks/detail.html", context)
 
 
-def _run_again_url(task: Task) -> str | None:
+def run_again_url(task: Task) -> str | None:
+    """The template's submit form, prefilled with the task's params (task page, gallery)."""
     if task.template_id is None:
         return None
-    try:
-        url = reverse("tasks:template_submit", args=[task.template_id])
-    except NoReverseMatch:  # the submit form comes with the templates pages
-        return None
-    # The submit form reads its initial values from the query (as the gallery's link).
+    url = reverse("tasks:template_submit", args=[task.template_id])
+    # The submit form reads its initial values from the query.
     return f"{url}?{urlencode(task.params, doseq=True)}" if task.params else url
 
 
