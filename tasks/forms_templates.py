@@ -210,6 +210,12 @@ class TemplateParameterForm(forms.ModelForm):
 
 
 class BaseParameterFormSet(BaseInlineFormSet):
+    def save(self, commit: bool = True) -> list[TemplateParameter]:
+        # The submit form lists parameters in the order the editor (or the API) gave them.
+        for position, form in enumerate(self.forms):
+            form.instance.position = position
+        return super().save(commit)
+
     def clean(self) -> None:
         super().clean()
         names: set[str] = set()

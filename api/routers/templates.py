@@ -190,9 +190,7 @@ def _save(template: Template, fields: dict[str, Any], parameters: list[Parameter
         form.save()
         if formset is not None:
             formset.instance = template
-            for position, param_form in enumerate(formset.forms):
-                param_form.instance.position = position  # keep the order they were given in
-            formset.save()
+            formset.save()  # in the order they were given (BaseParameterFormSet.save)
 
 
 def _version(workflow, number: int | None) -> WorkflowVersion:

@@ -69,6 +69,21 @@ def test_new_template_page_offers_suggested_parameters(client, team, member):
     assert 'value="nonce"' in html
 
 
+def test_parameters_keep_the_order_they_were_given_in_on_the_submit_form(client, team, member):
+    workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
+    client.force_login(member)
+    data = {"name": "Ordered", "description": "", **_management("parameters", 2)}
+    data |= _param(0, name="steps", label="Steps", type="int", node_id="2", input_name="steps")
+    data |= _param(1, name="seed", label="Seed", type="seed", node_id="2", input_name="nonce")
+    data["parameters-0-default_text"] = "3"
+    data["parameters-1-default_text"] = "7"
+    assert client.post(f"/workflows/{workflow.pk}/templates/new/", data).status_code == 302
+    template = Template.objects.get(name="Ordered")
+    assert [p.name for p in template.parameters.all()] == ["steps", "seed"]
+    page = client.get(f"/templates/{template.pk}/").content.decode()
+    assert page.index('name="p_steps"') < page.index('name="p_seed"')
+
+
 def test_create_template_with_parameters_and_submit_it(client, team, member):
     workflow = make_workflow(team, graph=shared_workflow("slow_progress"))
     client.force_login(member)
