@@ -35,6 +35,7 @@ from django.template.loader import render_to_string
 
 from comfyweb import live, topics
 from tasks import previews
+from tasks import waiting as waits
 from tasks.models import Status, Task, Team
 from tasks.progress import Numbers, TaskProgress, graph_size, node_class, node_title
 
@@ -321,6 +322,7 @@ def _node_order(node_id: str) -> tuple[int, str]:
 def task_context(task: Task) -> dict:
     return {
         "task": task,
+        "waiting_reason": waits.reasons([task]).get(task.pk),  # the API's, word for word
         "progress": progress_view_from_task(task),
         "nodes": nodes_table(task),
         "events": list(task.events.all()),

@@ -112,6 +112,15 @@ def test_a_paused_queue_and_a_retry_backing_off_are_reasons_to_wait(world):
         assert _task(world, pk)["waiting_reason"] == "Studio's queue is paused: maintenance"
 
 
+def test_the_task_page_says_why_a_task_waits_in_the_apis_words(world, client):
+    queue.pause(world.team, reason="maintenance")
+    task = make_task(world.team)
+    client.force_login(world.users["member"])
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    reason = _task(world, task.pk)["waiting_reason"]
+    assert f"<dt>Waiting</dt><dd>{reason}</dd>" in page.replace("&#x27;", "'")
+
+
 def test_a_task_on_a_server_has_no_waiting_reason(world):
     queue.pause(None)
     task = make_task(world.team, status=Status.RUNNING)
