@@ -105,9 +105,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Before django_q: its `qcluster` command is comfyweb's (safe to stop by group).
+    "comfyweb",
     "django_q",
     "ninja",
-    "comfyweb",
     "api",
     "servers",
     "tasks",
