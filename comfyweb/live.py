@@ -5,19 +5,33 @@ functions here, which fix the payload shape (typed below) and the group naming.
 Browsers receive server-rendered HTML fragments and swap them in by element id;
 a topic may also carry typed JSON (`DataUpdate`) for scripts, which `listen()`
 hands to the API's event streams from the same groups the socket joins.
+
+Publishing is best effort and never raises: it runs after the work it reports
+was saved (often in an on-commit hook of a request), and browsers catch up from
+the page or the socket's snapshot. A failure is one warning per outage, not a
+500 for work that was done. A pooled Redis connection that predates a restart
+fails once and then reconnects, so a send that fails to connect is tried twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+logger = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What a dead pooled connection raises on its first use after Redis restarted.
+_RECONNECTABLE = (RedisConnectionError, ConnectionError)
+# user:password@ in a URL an error message might quote.
+_CREDENTIALS = re.compile(r"//[^/@\s]*@")
 
 
 class FragmentUpdate(TypedDict):
@@ -71,12 +85,11 @@ def fragment(topic: str, target: str, html: str, key: str | None = None) -> Frag
 
 
 async def apublish_fragment(topic: str, target: str, html: str, key: str | None = None) -> None:
-    layer = get_channel_layer()
-    await layer.group_send(group_name(topic, key), fragment(topic, target, html, key))
+    await _asend(topic, key, fragment(topic, target, html, key))
 
 
 def publish_fragment(topic: str, target: str, html: str, key: str | None = None) -> None:
-    async_to_sync(apublish_fragment)(topic, target, html, key)
+    _send(topic, key, fragment(topic, target, html, key))
 
 
 def publish_refresh(topic: str, target: str, url: str, key: str | None = None) -> None:
@@ -87,24 +100,60 @@ def publish_refresh(topic: str, target: str, url: str, key: str | None = None) -
         "target": target,
         "url": url,
     }
-    async_to_sync(get_channel_layer().group_send)(group_name(topic, key), message)
+    _send(topic, key, message)
+
+
+def _data(topic: str, event: str, data: Mapping[str, Any], key: str | None) -> DataUpdate:
+    return {"type": "data.update", "topic": topic, "key": key, "event": event, "data": data}
 
 
 async def apublish_data(
     topic: str, event: str, data: Mapping[str, Any], key: str | None = None
 ) -> None:
-    message: DataUpdate = {
-        "type": "data.update",
-        "topic": topic,
-        "key": key,
-        "event": event,
-        "data": data,
-    }
-    await get_channel_layer().group_send(group_name(topic, key), message)
+    await _asend(topic, key, _data(topic, event, data, key))
 
 
 def publish_data(topic: str, event: str, data: Mapping[str, Any], key: str | None = None) -> None:
-    async_to_sync(apublish_data)(topic, event, data, key)
+    _send(topic, key, _data(topic, event, data, key))
+
+
+# -- sending: best effort ---------------------------------------------------------------
+
+_failing = False  # one warning per outage, not one per message (progress: 10 a second)
+
+
+async def _asend(topic: str, key: str | None, message: Mapping[str, Any]) -> None:
+    """Send `message` to the group of `topic`/`key`; never raises (module docstring)."""
+    global _failing
+    try:
+        group = group_name(topic, key)
+        layer = get_channel_layer()
+        try:
+            await layer.group_send(group, message)
+        except _RECONNECTABLE:
+            await layer.group_send(group, message)
+    except Exception as exc:
+        if not _failing:
+            logger.warning(
+                "live updates not sent (%s on %r): %s", message["type"], topic, _say(exc)
+            )
+        _failing = True
+    else:
+        if _failing:
+            logger.info("live updates are sent again")
+        _failing = False
+
+
+def _send(topic: str, key: str | None, message: Mapping[str, Any]) -> None:
+    try:
+        async_to_sync(_asend)(topic, key, message)
+    except Exception as exc:  # async_to_sync itself (called from an event loop's thread)
+        logger.warning("live update not sent (%s on %r): %s", message["type"], topic, _say(exc))
+
+
+def _say(exc: BaseException) -> str:
+    """The error in one line, without credentials a connection URL may carry."""
+    return f"{type(exc).__name__}: {_CREDENTIALS.sub('//***@', str(exc))}"[:300]
 
 
 class Listener:

@@ -82,7 +82,11 @@ SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
 
 
 def wake_dispatch() -> None:
-    """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely."""
+    """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely.
+
+    Best effort, never raises: it runs after the work was saved (often on commit
+    of a request), and the one-minute schedule dispatches what a lost wake-up missed.
+    """
     from django_q.tasks import async_task
 
     try:
@@ -90,8 +94,13 @@ def wake_dispatch() -> None:
     except Exception:  # the cache is Redis, like the broker; enqueue anyway
         logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
         fresh = True
-    if fresh:
+    if not fresh:
+        return
+    try:
         async_task("tasks.jobs.dispatch", group="dispatch")
+    except Exception as exc:
+        logger.warning("dispatch not woken (%s); the schedule will run it", type(exc).__name__)
+        woken()  # nothing is queued: the next wake-up must try again
 
 
 def woken() -> None:

@@ -2,14 +2,18 @@
 
 Previews are throw-away: only the newest per task is kept, for a short time,
 in the shared cache (so the web process can serve what the monitor received).
+With the cache (Redis) down there is no preview; nothing else fails for it.
 The version number changes with every image so browsers fetch the new one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 TIMEOUT = 120  # seconds; a preview older than that is of a task long past
 MAX_BYTES = 4 * 1024 * 1024
@@ -25,13 +29,21 @@ def store(task_id: int, mime_type: str, image: bytes) -> int | None:
     if mime_type not in MIME_TYPES or not image or len(image) > MAX_BYTES:
         return None
     version = time.time_ns() // 1000  # survives a monitor restart, unlike a counter
-    cache.set(_key(task_id), (version, mime_type, image), TIMEOUT)
+    try:
+        cache.set(_key(task_id), (version, mime_type, image), TIMEOUT)
+    except Exception:
+        logger.warning("could not keep the preview of task %s", task_id, exc_info=True)
+        return None
     return version
 
 
 def latest(task_id: int) -> tuple[int, str, bytes] | None:
     """(version, mime type, bytes) of the newest preview, if there is one."""
-    value = cache.get(_key(task_id))
+    try:
+        value = cache.get(_key(task_id))
+    except Exception:
+        logger.warning("could not read the preview of task %s", task_id, exc_info=True)
+        return None
     return value if isinstance(value, tuple) and len(value) == 3 else None
 
 
@@ -41,4 +53,7 @@ def latest_version(task_id: int) -> int | None:
 
 
 def discard(task_id: int) -> None:
-    cache.delete(_key(task_id))
+    try:
+        cache.delete(_key(task_id))
+    except Exception:  # it expires by itself
+        logger.warning("could not discard the preview of task %s", task_id, exc_info=True)

@@ -388,7 +388,17 @@ async def apublish_preview(task_id: int) -> None:
 
 
 def publish_task(task_id: int) -> None:
-    """A state change: every detail fragment and the row, rendered from the database."""
+    """A state change: every detail fragment and the row, rendered from the database.
+
+    Never raises: callers publish what they already saved, and browsers catch up
+    on their next snapshot."""
+    try:
+        _publish_task(task_id)
+    except Exception:
+        logger.exception("publishing task %s failed", task_id)
+
+
+def _publish_task(task_id: int) -> None:
     task = load_task(task_id)
     if task is None:
         return
@@ -405,7 +415,7 @@ def on_task_saved(sender, instance: Task, created: bool, **kwargs) -> None:
     """`post_save` receiver: tell open task lists that their team has new tasks."""
     if created:
         team_id = instance.team_id
-        transaction.on_commit(lambda: announce_new_tasks(team_id))
+        transaction.on_commit(lambda: announce_new_tasks(team_id), robust=True)
 
 
 def announce_new_tasks(team_id: int) -> None:
@@ -421,11 +431,7 @@ def announce_new_tasks(team_id: int) -> None:
 
 def on_task_transitioned(sender, task_id: int, **kwargs) -> None:
     """`tasks.transitions.task_transitioned` receiver: whoever moved the task, show it."""
-    try:
-        publish_task(task_id)
-    except Exception:
-        # Browsers catch up on their next snapshot; the state change itself stands.
-        logger.exception("publishing task %s failed", task_id)
+    publish_task(task_id)
 
 
 # -- topics (registered in TasksConfig.ready) -------------------------------------------

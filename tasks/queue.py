@@ -59,7 +59,7 @@ def resume(team: Team | None = None, *, by=None) -> bool:
         scope=QueuePause.scope_for(team.pk if team else None)
     ).delete()
     if deleted:
-        transaction.on_commit(_wake)
+        transaction.on_commit(_wake, robust=True)
     return bool(deleted)
 
 

@@ -64,7 +64,7 @@ def refresh_browsers(**signal_kwargs) -> None:
 def on_task_saved(sender, instance, created: bool, **kwargs) -> None:
     """A submitted task changes the counts too; hint once its transaction commits."""
     if created:
-        transaction.on_commit(refresh_browsers)
+        transaction.on_commit(refresh_browsers, robust=True)
 
 
 topic = topics.Topic(

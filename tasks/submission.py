@@ -99,7 +99,8 @@ def submit_runs(
             )
             for task in tasks
         )
-        transaction.on_commit(_wake)
+        # robust: nothing after the commit may turn the saved submission into an error.
+        transaction.on_commit(_wake, robust=True)
     return SubmitResult(tasks=tasks, batch=batch)
 
 

@@ -32,7 +32,9 @@ What it guarantees:
   releases it. Do not decrement `inflight` anywhere else.
 - **Signal**: `task_transitioned` is sent after the transaction commits
   (`task_id`, `from_status`, `to_status`, `server_id`, `message`), so publishing
-  to browsers can hook in without this module knowing about sockets.
+  to browsers can hook in without this module knowing about sockets. A listener
+  that raises is logged; it never fails the caller nor keeps the others from
+  hearing of the change.
 
 `retry_or_fail()` is the failure policy on top of it (ARCHITECTURE decision 4):
 a transient error or a lost prompt puts the task back to `pending` with a
@@ -132,15 +134,18 @@ def transition(
             left_slot = seen["status"] in Status.active() and to_status not in Status.active()
             if left_slot and seen["server_id"] is not None:
                 release_slot(seen["server_id"])
+            # The change is committed whatever a listener does: each runs on its
+            # own (send_robust logs what one raises) and none raises into the caller.
             transaction.on_commit(
-                lambda s=seen: task_transitioned.send(
+                lambda s=seen: task_transitioned.send_robust(
                     sender=Task,
                     task_id=task_id,
                     from_status=s["status"],
                     to_status=to_status,
                     server_id=s["server_id"],
                     message=message,
-                )
+                ),
+                robust=True,
             )
         return True
     return False
