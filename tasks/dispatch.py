@@ -21,6 +21,8 @@ One pass of `dispatch_pending()`:
    `execution_start` for it always finds it.
 3. **Settle**: accepted → `note_dispatched` (affinity/LRU) and a timeline entry;
    `PromptRejected` → `failed` at once with the server's per-node messages;
+   an input image that is missing or not the team's upload (`UploadRefused`)
+   → `failed` at once, nothing of it sent;
    any other error → `retry_or_fail` (back to pending with backoff, another
    server preferred). A prompt that was accepted for a task canceled meanwhile,
    or whose POST timed out, is deleted from the server's queue (best effort).
@@ -50,7 +52,7 @@ from servers.comfyui.client import Timeouts
 from servers.models import Server, ServerState
 from tasks import queue, runnable
 from tasks import waiting as waits
-from tasks.dispatch_send import Claimed, MissingUpload, Outcome, cleanup, send_all
+from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_all
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
     claim_slot,
@@ -255,6 +257,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         return None
     return Claimed(
         task_id=task.pk,
+        team_id=task.team_id,
         prompt_id=prompt_id,
         graph=task.graph,
         workflow_key=task.workflow_key,
@@ -337,14 +340,14 @@ def settle(outcomes: Iterable[Outcome]) -> int:
                 orphans.append(claim)  # canceled while we were sending it
         elif isinstance(outcome.error, PromptRejected):
             _rejected(claim, outcome.error)
-        elif isinstance(outcome.error, MissingUpload):
+        elif isinstance(outcome.error, UploadRefused):  # missing, or not the team's
             transition(
                 claim.task_id,
                 Status.active(),
                 Status.FAILED,
                 message=str(outcome.error),
                 where={"prompt_id": claim.prompt_id},
-                error_type="MissingUpload",
+                error_type=type(outcome.error).__name__,
                 error_message=str(outcome.error),
             )
         else:

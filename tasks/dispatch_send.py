@@ -12,19 +12,21 @@ import copy
 import functools
 import posixpath
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from servers.comfyui import ComfyUIClient, ComfyUIError
 from servers.comfyui.client import Timeouts
+from tasks.uploads import foreign_uploads, refusal, upload_inputs
 
 # A template's image parameter puts {"upload": "<storage path>"} into the node
-# input; the file is sent to the chosen server and its returned name put there.
-UPLOAD_KEY = "upload"
+# input (`tasks.uploads`); the file is sent to the chosen server and its returned
+# name put there.
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Claimed:
     """A task claimed for one server: everything its POST needs, no ORM objects."""
 
     task_id: int
+    team_id: int
     prompt_id: str
     graph: dict[str, Any]
     workflow_key: str
@@ -49,8 +52,21 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class MissingUpload(Exception):
-    """An input image the task names is not in our storage: no retry can fix that."""
+class UploadRefused(Exception):
+    """An input image the task names cannot be sent, and no retry can change that.
+
+    Its message is shown to users (task error, timeline, API): it names a
+    storage path of the team's own upload area at most, never a filesystem path.
+    """
+
+
+class MissingUpload(UploadRefused):
+    """The team's upload the task names is not in our storage."""
+
+
+class ForeignUpload(UploadRefused):
+    """The task names a file that is not one of its team's uploads: a row written
+    before submission checked this, or edited since. Nothing is read or sent."""
 
 
 async def send_all(claimed: Sequence[Claimed], timeouts: Timeouts) -> list[Outcome]:
@@ -80,24 +96,29 @@ def _tls() -> ssl.SSLContext:
 
 async def _send(client: ComfyUIClient, claim: Claimed) -> Outcome:
     try:
-        graph = await _with_uploads(client, claim.graph)
+        graph = await _with_uploads(client, claim.graph, claim.team_id)
         receipt = await client.submit(
             graph,
             client_id=claim.client_id or None,
             prompt_id=claim.prompt_id,
             extra_data={"comfyweb_task": claim.task_id},
         )
-    except (ComfyUIError, MissingUpload) as error:
+    except (ComfyUIError, UploadRefused) as error:
         return Outcome(claim, error)
     except Exception as error:  # a bug must fail the task's attempt, not the whole pass
         return Outcome(claim, error)
     return Outcome(claim, data={"number": receipt.number, "prompt_id": receipt.prompt_id})
 
 
-async def _with_uploads(client: ComfyUIClient, graph: dict[str, Any]) -> dict[str, Any]:
+async def _with_uploads(
+    client: ComfyUIClient, graph: dict[str, Any], team_id: int
+) -> dict[str, Any]:
     uploads = list(upload_inputs(graph))
     if not uploads:
         return graph
+    foreign = foreign_uploads(graph, team_id)
+    if foreign:  # checked for every marker before any file is read
+        raise ForeignUpload(refusal(foreign))
     graph = copy.deepcopy(graph)
     names: dict[str, str] = {}
     for node_id, input_name, path in uploads:
@@ -109,27 +130,13 @@ async def _with_uploads(client: ComfyUIClient, graph: dict[str, Any]) -> dict[st
     return graph
 
 
-def upload_inputs(graph: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(node id, input name, storage path) of every input that names an upload."""
-    for node_id, node in graph.items():
-        inputs = node.get("inputs") if isinstance(node, Mapping) else None
-        if not isinstance(inputs, Mapping):
-            continue
-        for name, value in inputs.items():
-            if (
-                isinstance(value, Mapping)
-                and set(value) == {UPLOAD_KEY}
-                and isinstance(value[UPLOAD_KEY], str)
-            ):
-                yield str(node_id), str(name), value[UPLOAD_KEY]
-
-
 def _read(path: str) -> bytes:
     try:
         with default_storage.open(path, "rb") as handle:
             return handle.read()
-    except (FileNotFoundError, OSError) as error:
-        raise MissingUpload(f"input image {path!r} is missing: {error}") from error
+    except (OSError, SuspiciousFileOperation) as error:
+        # Not the error's text: it holds the file's path on this machine.
+        raise MissingUpload(f"input image {path!r} is missing") from error
 
 
 async def cleanup(claimed: Sequence[Claimed]) -> None:

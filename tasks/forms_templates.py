@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.forms.models import BaseInlineFormSet, inlineformset_factory
 
 from servers.requirements import SEED_INPUTS, SEED_MAX
@@ -22,6 +23,7 @@ from tasks.templating import (
     parameters_of,
     unbound_seeds,
 )
+from tasks.uploads import upload_area
 
 
 class TemplateForm(forms.ModelForm):
@@ -335,7 +337,8 @@ class SubmitForm(forms.Form):
                 continue  # the field's own validation failed
             raw = cleaned[name]
             if param.type == ParameterType.IMAGE:
-                if raw:
+                # No file posted: the field gives back its initial, the default.
+                if isinstance(raw, UploadedFile):
                     self.values[param.name] = {"upload": None, "file": raw}
                     continue
                 raw = param.default
@@ -417,7 +420,7 @@ class SubmitForm(forms.Form):
                 suffix = _IMAGE_EXTENSIONS.get(getattr(image, "format", ""), ".png")
                 generated = f"{uuid.uuid4().hex}{suffix}"
                 path = default_storage.save(
-                    f"uploads/team-{self.template.team_id}/{generated}", upload
+                    f"{upload_area(self.template.team_id)}{generated}", upload
                 )
                 value.update(upload=path, name=pathlib.PurePosixPath(path).name)
                 self.values[name] = value

@@ -17,6 +17,7 @@ from django.utils import timezone
 from servers.requirements import workflow_key_of
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
 from tasks.runnable import require_runnable
+from tasks.uploads import require_own_uploads
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ def submit_runs(
 
     Raises PermissionDenied if `submitter` may not submit for `team` (or the
     workflow version or template belongs to another team), and
-    ValidationError for an empty run list or an unknown priority, and
+    ValidationError for an empty run list or an unknown priority,
+    `ForbiddenUpload` (a ValidationError) when a graph's upload marker names a
+    file that is not one of the team's uploads (`tasks.uploads`), and
     `Unrunnable` (a ValidationError) when no enabled server can run a graph and
     waiting would not change that (`tasks.runnable`). Dispatch is
     enqueued only after the transaction commits, so a worker never looks for
@@ -64,6 +67,8 @@ def submit_runs(
         raise ValidationError("Nothing to submit: no runs.")
     if priority not in Priority.values:
         raise ValidationError(f"Unknown priority {priority!r}.")
+    # Every path of every submission comes here: the one place markers are checked.
+    require_own_uploads((run.graph for run in runs), team.pk)
     require_runnable(run.graph for run in runs)
     now = timezone.now()
     with transaction.atomic():

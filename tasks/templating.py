@@ -9,7 +9,9 @@ uploads/team-<id>/<generated name>; the value is `{"upload": "<storage path>",
 "name": "<generated file name>"}` and `render` puts `{"upload": "<storage path>"}`
 on the node input. Dispatch (tasks/dispatch_send.py) uploads that file to the
 chosen server (POST /upload/image) and replaces the input with the name the
-server answers, since a server only knows files uploaded to it.
+server answers, since a server only knows files uploaded to it. A marker may
+name only the task's own team's uploads (tasks/uploads.py): submission refuses
+any other path and dispatch checks again.
 
 Seeds: a task's `params` record every value set on its graph. A seed-like input
 (servers.requirements.SEED_INPUTS) that no parameter binds is recorded, when a
@@ -220,7 +222,7 @@ def unbound_seeds(template: Template) -> dict[str, tuple[str, str]]:
 def graph_value(param: TemplateParameter, value: Any) -> Any:
     """What goes into the graph for a value: an upload becomes dispatch's marker."""
     if isinstance(value, Mapping) and "upload" in value:
-        return {"upload": value["upload"]}  # exactly this shape: dispatch_send.upload_inputs
+        return {"upload": value["upload"]}  # exactly this shape: uploads.upload_inputs
     return value
 
 

@@ -200,7 +200,7 @@ def template_submit(request: HttpRequest, pk: int) -> HttpResponse:
                 description=f"{template.name}, {len(runs)} runs",
                 form=form,
             )
-            if result is None and form.errors:  # no server can run it
+            if result is None and form.errors:  # unrunnable, or a foreign upload
                 return render(request, "tasks/workflows/template_detail.html", context, status=400)
             return submitted_redirect(request, result, fallback=("tasks:template_detail", pk))
     return render(request, "tasks/workflows/template_detail.html", context)

@@ -18,6 +18,7 @@ from tasks import runnable
 from tasks.models import Priority, Template, WorkflowVersion
 from tasks.runnable import ServerVerdict, Unrunnable
 from tasks.submission import Run, SubmitResult, submit_runs
+from tasks.uploads import ForbiddenUpload
 
 
 @dataclass
@@ -95,8 +96,9 @@ def submit_and_report(
 ) -> SubmitResult | None:
     """Queue the runs; the outcome becomes a flash message. None if refused.
 
-    Work no server can run is refused as an error of `form`, when given, so the
-    page shows it next to what was submitted.
+    Work no server can run, or a graph naming a file that is not one of the
+    team's uploads, is refused as an error of `form`, when given, so the page
+    shows it next to what was submitted (a 400).
     """
     try:
         result = submit_runs(
@@ -108,7 +110,7 @@ def submit_and_report(
             priority=priority,
             description=description,
         )
-    except Unrunnable as refused:
+    except (Unrunnable, ForbiddenUpload) as refused:
         if form is None:
             messages.error(request, f"Not queued: {refused.message}")
         else:

@@ -191,7 +191,7 @@ def workflow_run(request: HttpRequest, pk: int) -> HttpResponse:
         description=f"{workflow.name} v{version.number}, {len(runs)} runs",
         form=form,
     )
-    if result is None and form.errors:  # no server can run it: say so beside the form
+    if result is None and form.errors:  # unrunnable, or a foreign upload: say so beside the form
         context = _detail_context(request, workflow, run_form=form)
         return render(request, "tasks/workflows/detail.html", context, status=400)
     return submitted_redirect(request, result, fallback=("tasks:workflow_detail", workflow.pk))

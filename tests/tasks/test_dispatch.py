@@ -15,6 +15,7 @@ from servers.models import BalancerDecision, Server, ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import attempt_history
+from tests.factories import make_team
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,
     own_dispatch_keys_fixture,
@@ -249,12 +250,13 @@ def test_an_image_parameter_is_uploaded_to_the_chosen_server_and_named_in_the_gr
     }
     buffer = BytesIO()
     Image.new("RGB", (8, 8), "red").save(buffer, "PNG")
-    path = default_storage.save("inputs/cat.png", ContentFile(buffer.getvalue()))
+    team = make_team()
+    path = default_storage.save(f"uploads/team-{team.pk}/cat.png", ContentFile(buffer.getvalue()))
     (sim,) = sim_thread.start(1)
     register(sim)
     graph = trivial_graph()
     graph["7"] = {"class_type": "LoadImage", "inputs": {"image": {"upload": path}}}
-    task = make_task(graph=graph, params={"image": {"upload": path}})
+    task = make_task(team, graph=graph, params={"image": {"upload": path}})
     assert dispatch.dispatch_pending() == 1
     entry = history_item(sim_thread, sim, Task.objects.get(pk=task.pk).prompt_id)
     assert entry.item.prompt["7"]["inputs"]["image"] == "cat.png"
@@ -275,8 +277,10 @@ def test_a_missing_input_image_fails_the_task_without_retry(sim_thread, settings
     (sim,) = sim_thread.start(1)
     register(sim)
     graph = trivial_graph()
-    graph["7"] = {"class_type": "LoadImage", "inputs": {"image": {"upload": "inputs/gone.png"}}}
-    task = make_task(graph=graph)
+    team = make_team()
+    gone = f"uploads/team-{team.pk}/gone.png"
+    graph["7"] = {"class_type": "LoadImage", "inputs": {"image": {"upload": gone}}}
+    task = make_task(team, graph=graph)
     dispatch.dispatch_pending()
     task.refresh_from_db()
     assert task.status == Status.FAILED
