@@ -2,8 +2,9 @@
 
 One pass of `dispatch_pending()`:
 
-1. **Claim** (short, database only, under a cluster-wide Redis lock): read
-   candidates in queue order (`tasks.queue.next_candidates`); for each, ask the
+1. **Claim** (short, database only, in one transaction holding the claim lock,
+   `claim_lock`, which a dying holder loses at once): read candidates in queue
+   order (`tasks.queue.next_candidates`); for each, ask the
    balancer (`pick_server`, avoiding servers the task already failed on), then
    claim a slot on the chosen server (conditional `inflight < max_inflight`
    UPDATE) and then the task (`transition(pending → dispatched)`, a conditional
@@ -37,12 +38,13 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.db import OperationalError, transaction
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
@@ -72,7 +74,9 @@ WAKE_KEY = "tasks:dispatch-wake"
 # If a queued job is lost (worker killed), wakes resume after this; the
 # one-minute schedule covers the gap.
 WAKE_TTL = 30
+# Names the claim lock (hashed to PostgreSQL's advisory lock key).
 LOCK_KEY = "comfyweb:tasks:dispatch-claim"
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
 # Candidates read per pass, and distinct workflows allowed to wait per pass
 # (each waiting pick is a recorded balancer decision; tasks of a workflow that
 # waits are skipped without asking again — no head-of-line blocking).
@@ -149,26 +153,53 @@ def claim_batch() -> list[Claimed]:
 
 @contextlib.contextmanager
 def claim_lock(wait: float = 10.0) -> Iterator[bool]:
-    """The cluster-wide claim lock (Redis); yields whether it was acquired within `wait`."""
-    lock = _redis().lock(LOCK_KEY, timeout=60, blocking_timeout=wait)
-    if not lock.acquire():
-        yield False
-        return
-    try:
-        yield True
-    finally:
+    """The cluster-wide claim lock; yields whether it was acquired within `wait`.
+
+    It is a database transaction that holds a lock: on PostgreSQL a
+    transaction-level advisory lock, on SQLite the write lock its IMMEDIATE
+    transactions take at BEGIN (there `wait` is the connection's busy timeout).
+    The claims made under it commit together when it is released, and a holder
+    that dies (killed mid-claim) loses it at once, because the database ends
+    the transaction of a closed connection: nothing half-claimed stays, and
+    the next dispatcher does not wait out a TTL.
+    """
+    with contextlib.ExitStack() as stack:
         try:
-            lock.release()
-        except redis.exceptions.LockError:
-            logger.warning("dispatch lock expired while claiming")
+            stack.enter_context(transaction.atomic())
+        except OperationalError:  # SQLite: the write lock stayed busy for its whole timeout
+            logger.warning("dispatch claim lock busy", exc_info=True)
+            yield False
+            return
+        yield _advisory_lock(wait)
+
+
+def _advisory_lock(wait: float) -> bool:
+    """Take the claim lock inside the current transaction (PostgreSQL; elsewhere a no-op)."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return True
+    key = zlib.crc32(LOCK_KEY.encode())
+    try:
+        # A savepoint: a timed-out wait undoes only itself, and takes its
+        # lock_timeout with it.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {max(1, round(wait * 1000))}")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+            cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True
 
 
 def resync_slots() -> int:
     """Set each server's `inflight` to its number of active tasks where they differ.
 
-    They only differ after a crash between a slot claim and its task claim (or a
-    hand edit). Under the claim lock, since claims are the only increments and
-    every release commits together with its task's state change.
+    They only differ after a hand edit, or a slot claimed outside the claim
+    lock's transaction and not followed by its task claim. Under the claim lock,
+    since claims are the only increments and every release commits together
+    with its task's state change.
     """
     on_server = (
         Task.objects.filter(server_id=OuterRef("server_id"), status__in=Status.active())
@@ -393,16 +424,6 @@ def _rejected(claim: Claimed, error: PromptRejected) -> None:
         error_message="\n".join(lines),
         error_node=first_node,
     )
-
-
-def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10)
-    return _client
-
-
-_client: redis.Redis | None = None
 
 
 def client_for(server: Server, timeouts: Timeouts | None = None) -> ComfyUIClient:

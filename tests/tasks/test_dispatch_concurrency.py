@@ -12,6 +12,7 @@ from django.db import close_old_connections
 from servers.models import ServerState
 from tasks import dispatch
 from tasks.models import Status, Task, TaskEvent
+from tests.django_process import DjangoProcess, shared_database
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,
     own_dispatch_keys_fixture,
@@ -79,3 +80,32 @@ def test_concurrent_dispatch_jobs_send_each_task_exactly_once(sim_thread, tmp_pa
     assert len(ours) == len(tasks)
     # Every prompt any server ever received belongs to exactly one task.
     assert prompts == ours
+
+
+HOLD_CLAIM_LOCK = """
+import sys, time
+from tasks import dispatch
+dispatch.LOCK_KEY = sys.argv[1]
+with dispatch.claim_lock() as held:
+    print("held" if held else "busy", flush=True)
+    time.sleep(600)
+"""
+
+
+@shared_database
+def test_a_dispatcher_killed_holding_the_claim_lock_holds_up_no_other(sim_thread):
+    (sim,) = sim_thread.start(1)
+    register(sim)
+    make_task()
+    holder = DjangoProcess.python(HOLD_CLAIM_LOCK, dispatch.LOCK_KEY)
+    try:
+        assert holder.line() == "held"
+        with dispatch.claim_lock(wait=0.2) as held:
+            assert not held  # it really holds it: others give up waiting
+        holder.kill()  # mid-claim, as the OOM killer would
+        # The lock is free again within seconds, not after a TTL.
+        with dispatch.claim_lock(wait=3.0) as held:
+            assert held
+        assert dispatch.dispatch_pending() == 1
+    finally:
+        holder.kill()
