@@ -18,6 +18,9 @@ browser session works too (send the CSRF token as `X-CSRFToken` on writes).
 
 Every error is JSON: `{"error": {"type", "message", "details"}}`. Objects of
 teams you are not in are 404, like objects that do not exist.
+
+Retry creating POSTs safely with an `Idempotency-Key` header: the same key
+within 24 hours gets the first answer again and creates nothing more.
 """
 
 api = NinjaAPI(

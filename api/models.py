@@ -48,3 +48,28 @@ class ApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class IdempotentRequest(models.Model):
+    """The answer to a creating POST sent with an `Idempotency-Key` (api/idempotency.py).
+
+    Unique per user and key: of two concurrent requests with one key, the second
+    waits on this row and then gets the first one's answer."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, the path and the body: the same key with another request is refused.
+    request_hash = models.CharField(max_length=64)
+    # Set in the transaction that inserted the row, so no other request sees them empty.
+    status_code = models.PositiveSmallIntegerField(null=True)
+    # The JSON body as text: jsonb would reorder the keys of free-form objects.
+    response = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="api_idempotency_key_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code})"

@@ -12,8 +12,10 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from api import idempotency
 from api.auth import require_staff
 from api.errors import ERRORS, ApiError, ErrorOut, form_problems, invalid
+from api.idempotency import IdempotencyKey
 from api.schemas import PathId
 from servers.forms import EDITABLE, ServerForm
 from servers.models import FleetSettings, Server
@@ -132,8 +134,18 @@ def list_servers(request) -> list[dict[str, Any]]:
     return [server_json(server) for server in servers_with_state()]
 
 
-@router.post("/servers", response={201: ServerOut, **ERRORS}, summary="Add a server (staff)")
-def create_server(request, payload: ServerIn):
+@router.post(
+    "/servers",
+    response={201: ServerOut, **ERRORS, **idempotency.ERRORS},
+    summary="Add a server (staff)",
+)
+def create_server(request, payload: ServerIn, idempotency_key: IdempotencyKey = None):
+    return idempotency.once(
+        request, idempotency_key, ServerOut, lambda: _create_server(request, payload)
+    )
+
+
+def _create_server(request, payload: ServerIn) -> Status:
     require_staff(request, "add servers")
     server = _save(payload.model_dump())
     return Status(201, server_json(_server(server.pk)))

@@ -18,7 +18,9 @@ from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from api import idempotency
 from api.errors import ERRORS, ApiError, invalid
+from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
@@ -299,10 +301,21 @@ def _check_graph(graph: dict[str, Any]) -> None:
         )
 
 
-@router.post("/tasks", response={201: SubmittedOut, **ERRORS}, summary="Submit work")
-def submit(request, payload: TaskIn):
+@router.post(
+    "/tasks",
+    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS},
+    summary="Submit work",
+)
+def submit(request, payload: TaskIn, idempotency_key: IdempotencyKey = None):
     """Exactly one of `workflow`, `template` (+ `params`) or `graph`; more than one run
-    (`count` > 1 or a `sweep`) makes a batch."""
+    (`count` > 1 or a `sweep`) makes a batch. With an `Idempotency-Key`, sending the
+    request again answers as the first time and submits nothing more."""
+    return idempotency.once(
+        request, idempotency_key, SubmittedOut, lambda: _submit(request, payload)
+    )
+
+
+def _submit(request, payload: TaskIn) -> Status:
     source = _one_source(payload)
     team, runs, version, template, label = _runs(request, payload, source)
     if not team.can_submit(request.user):

@@ -12,7 +12,9 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from api import idempotency
 from api.errors import ERRORS, ApiError, form_problems, invalid
+from api.idempotency import IdempotencyKey
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from tasks import access, templating
 from tasks.forms_templates import ParameterFormSet, TemplateForm
@@ -212,8 +214,18 @@ def list_templates(request, q: str = "", workflow: QueryId = None) -> list[dict[
     return [template_json(t) for t in templates.order_by("name")[:500]]
 
 
-@router.post("/templates", response={201: TemplateOut, **ERRORS}, summary="Create a template")
-def create_template(request, payload: TemplateIn):
+@router.post(
+    "/templates",
+    response={201: TemplateOut, **ERRORS, **idempotency.ERRORS},
+    summary="Create a template",
+)
+def create_template(request, payload: TemplateIn, idempotency_key: IdempotencyKey = None):
+    return idempotency.once(
+        request, idempotency_key, TemplateOut, lambda: _create_template(request, payload)
+    )
+
+
+def _create_template(request, payload: TemplateIn) -> Status:
     workflow = access.workflow_for(request.user, payload.workflow)
     access.require(workflow.team.can_submit(request.user), "create templates")
     template = Template(

@@ -10,7 +10,9 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from api import idempotency
 from api.errors import ERRORS, ApiError, ErrorOut, form_problems, invalid
+from api.idempotency import IdempotencyKey
 from api.lookup import team_to_create_in
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from servers.models import Server
@@ -134,8 +136,18 @@ def list_workflows(request, q: str = "", team: QueryId = None) -> list[dict[str,
     return [workflow_json(w) for w in workflows.order_by("name", "team__name")[:500]]
 
 
-@router.post("/workflows", response={201: WorkflowDetail, **ERRORS}, summary="Upload a workflow")
-def create_workflow(request, payload: WorkflowIn):
+@router.post(
+    "/workflows",
+    response={201: WorkflowDetail, **ERRORS, **idempotency.ERRORS},
+    summary="Upload a workflow",
+)
+def create_workflow(request, payload: WorkflowIn, idempotency_key: IdempotencyKey = None):
+    return idempotency.once(
+        request, idempotency_key, WorkflowDetail, lambda: _create_workflow(request, payload)
+    )
+
+
+def _create_workflow(request, payload: WorkflowIn) -> Status:
     fields = payload.model_dump()
     team = team_to_create_in(request.user, fields["team"])
     form = WorkflowForm(_form_data(fields | {"team": team.pk}), user=request.user)
