@@ -21,7 +21,19 @@ from api.errors import UNAUTHENTICATED, body
 from api.tokens import user_for_token
 
 
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for any other."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 class BearerToken(HttpBearer):
+    def __call__(self, request: HttpRequest):
+        # Not ninja's: under DEBUG it logs a header that is not "Bearer …" at ERROR,
+        # credentials and all ("Unexpected auth - 'cw_…'", "… 'Basic …'").
+        token = bearer_token(request)
+        return self.authenticate(request, token) if token else None
+
     def authenticate(self, request: HttpRequest, token: str):
         user = user_for_token(token.strip())
         if user is None:
@@ -64,9 +76,8 @@ def docs_auth(view):
     @wraps(view)
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            user = user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+            token = bearer_token(request)
+            user = user_for_token(token) if token else None
             if user is None:
                 if request.path.endswith(".json"):
                     response = JsonResponse(body("not_authenticated", UNAUTHENTICATED), status=401)

@@ -225,15 +225,22 @@ LOGGING = {
         },
         "text": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
+    # No credential reaches a log line, whoever logs it (comfyweb/log_redaction.py).
+    "filters": {"redact": {"()": "comfyweb.log_redaction.RedactSecrets"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": LOG_FORMAT,
+            "filters": ["redact"],
         }
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default handlers (a console one under DEBUG, mail_admins, and
+        # django.server's) print without the filter: its records go to ours instead.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
     },
