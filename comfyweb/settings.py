@@ -116,8 +116,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Before anything that could read a query parameter into a database query.
-    "comfyweb.nul.RejectNulMiddleware",
+    # Before anything that could read a query parameter or a body into a database query.
+    "comfyweb.guard.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

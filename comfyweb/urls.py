@@ -41,3 +41,6 @@ urlpatterns = [
         name="favicon",
     ),
 ]
+
+# A form too large to read is a 413, not Django's generic 400 page.
+handler400 = "comfyweb.guard.bad_request"

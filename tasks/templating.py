@@ -146,6 +146,8 @@ def _to_float(raw: Any) -> float:
         raise ValueError("Enter a number.")
     try:
         value = float(str(raw).strip()) if not isinstance(raw, int | float) else float(raw)
+    except OverflowError:  # an int beyond a float's range
+        raise ValueError("Enter a finite number.") from None
     except ValueError:
         raise ValueError("Enter a number.") from None
     if value != value or value in (float("inf"), float("-inf")):

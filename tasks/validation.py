@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from comfyweb import guard
 from comfyweb.nul import MESSAGE as NUL_MESSAGE
 from comfyweb.nul import find_nul
 from servers.comfyui import ComfyUIClient, ComfyUIError, Timeouts
@@ -117,12 +118,16 @@ def parse_graph_text(text: str | bytes) -> tuple[Any, ValidationReport]:
         report.add("invalid_json", "The workflow is empty.")
         return None, report
     try:
-        return json.loads(text), report
+        # Strict: NaN, Infinity and 1e400 are no numbers PostgreSQL's jsonb stores.
+        return guard.loads(text), report
     except json.JSONDecodeError as exc:
         report.add(
             "invalid_json",
             f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
         )
+        return None, report
+    except guard.Unstorable as exc:
+        report.add("invalid_json", str(exc))
         return None, report
     except ValueError as exc:  # a number of more than 4300 digits: Python won't read it
         report.add("invalid_json", f"Not valid JSON: {exc}.")
