@@ -278,6 +278,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         server_id=server.id,
         prompt_id=prompt_id,
         attempts=F("attempts") + 1,  # `attempts` counts runs started: 1 on the first
+        collect_requested_at=None,
         cancel_requested=False,
         error_type="",
         error_message="",

@@ -38,7 +38,7 @@ from servers.comfyui import (
     ProgressState,
     Reconnected,
 )
-from tasks import previews, publish
+from tasks import previews, publish, sweep
 from tasks.dispatch import wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
@@ -46,7 +46,6 @@ from tasks.transitions import transition
 
 logger = logging.getLogger(__name__)
 
-COLLECT_JOB = "tasks.outputs.collect_outputs"
 RECONCILE_JOB = "tasks.jobs.reconcile_server"
 # An unknown prompt is looked up again after this long: its task may have been
 # saved a moment after the server started sending (and most of them are not ours).
@@ -94,6 +93,13 @@ class TaskEventHandler:
             # One bad event must not stop the monitor's loop; reconciliation
             # catches up with whatever state change it missed.
             logger.exception("handling %s from server %s failed", event.type, server_id)
+
+    async def tick(self) -> None:
+        """Called by the monitor's loop every tick: what must not wait for an event.
+
+        Hand-offs a broker blip dropped are queued again (`tasks.sweep`).
+        """
+        await database_sync_to_async(sweep.sweep)()
 
     async def flush(self) -> None:
         """Send every trailing update now (tests, shutdown)."""
@@ -234,10 +240,13 @@ class TaskEventHandler:
         self._tracked.pop((tracked.server_id, tracked.prompt_id), None)
         self._stop_updates(tracked)
         if tracked.progress.succeeded:
-            await self._write_progress(tracked)
+            # Noted with the final progress, then queued: if the broker is away,
+            # the sweep (`tick`) queues the collection when it is back.
+            await database_sync_to_async(sweep.request_collection)(
+                tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress)
+            )
             # The stored outputs take the preview's place on the page.
             await sync_to_async(previews.discard)(tracked.task_id)
-            await database_sync_to_async(enqueue)(COLLECT_JOB, tracked.task_id)
         elif not tracked.progress.ended:
             # Ended without success, error or interrupt that we saw: ask the server.
             await database_sync_to_async(enqueue)(RECONCILE_JOB, tracked.server_id)

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from servers.comfyui import ComfyUIClient, FileRef, HistoryEntry, NotFound
 from servers.comfyui.responses import file_refs
 from servers.requirements import SEED_INPUTS
+from tasks import sweep
 from tasks.dispatch import wake_dispatch
 from tasks.models import Output, Status, Task
 from tasks.transitions import transition
@@ -61,11 +62,14 @@ def collect_outputs(task_id: int) -> int:
 
     Returns the number of outputs stored. Does nothing for a task that is no
     longer on a server (already completed, canceled, retried elsewhere).
+    Queued by `tasks.sweep.request_collection`, and again by the monitor's sweep
+    while the task waits for it; a second run of it is harmless (all or nothing).
     """
     task = Task.objects.select_related("server").filter(pk=task_id).first()
     if task is None or task.status not in Status.active() or task.server is None:
         logger.info("collect_outputs: task %s is not running on a server; skipped", task_id)
         return 0
+    sweep.collecting(task_id)
     with tempfile.TemporaryDirectory(prefix="comfyweb-outputs-") as folder:
         entry, files = async_to_sync(_fetch)(task, Path(folder))
         if entry is None:

@@ -7,7 +7,7 @@ task of a server, its prompt id is looked up in the server's `/queue`, then
 from the running list, so a prompt is never missing from both while alive):
 
 - queued or running → left alone (`dispatched` → `running` if it runs);
-- in history, success → output collection (`tasks.outputs.collect_outputs`),
+- in history, success → output collection (`tasks.sweep.request_collection`),
   which marks it completed;
 - in history, interrupted → `canceled` if we asked, else `failed`;
 - in history, error → `failed` with the node and exception;
@@ -43,11 +43,11 @@ from servers.comfyui import ComfyUIClient, ComfyUIError, HistoryEntry
 from servers.comfyui.client import Timeouts
 from servers.models import Health, Server
 from tasks.models import Status, Task
+from tasks.sweep import request_collection
 from tasks.transitions import retry_or_fail, transition
 
 logger = logging.getLogger("tasks.reconcile")
 
-COLLECT_JOB = "tasks.outputs.collect_outputs"
 LOST_GRACE = timedelta(seconds=30)
 TIMEOUTS = Timeouts(connect=3.0, read=10.0, write=10.0, pool=3.0)
 
@@ -154,9 +154,7 @@ def _settle(
     if prompt_id in pending:
         return "queued"
     if entry is not None and entry.succeeded:
-        from django_q.tasks import async_task
-
-        async_task(COLLECT_JOB, task_id)
+        request_collection(task_id, prompt_id)
         return "succeeded"
     if entry is not None:
         return _ended_badly(task_id, guard, entry)

@@ -195,6 +195,7 @@ _FRESH_ATTEMPT: Mapping[str, Any] = {
     "progress_max": 0,
     "progress_fraction": 0.0,
     "progress_nodes_done": 0,
+    "collect_requested_at": None,
 }
 
 

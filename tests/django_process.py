@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from urllib.parse import quote
 
 import pytest
@@ -41,7 +42,8 @@ def database_url() -> str:
 
 
 class DjangoProcess:
-    """A child process in a session of its own; its stdout lines are read as they come."""
+    """A child process in a session of its own; its output lines (stdout and stderr,
+    where Django logs) are read as they come."""
 
     def __init__(self, argv: list[str], **env: str) -> None:
         environ = os.environ | {
@@ -56,6 +58,7 @@ class DjangoProcess:
             cwd=PROJECT,
             env=environ | env,
             stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # a process group of its own, to end all of it
         )
@@ -76,12 +79,24 @@ class DjangoProcess:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
-    def line(self, timeout: float = 60) -> str:
-        """The next line it prints (a bound on waiting, not a timed assertion)."""
-        line = self._lines.get(timeout=timeout)
-        if line is None:
-            raise AssertionError(f"the process exited ({self.process.wait()}) without a line")
-        return line
+    def wait_for_line(self, text: str, timeout: float = 60) -> str:
+        """The first line from now on that holds `text` (a bound on waiting, not a
+        timed assertion)."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r}:\n" + "\n".join(seen)) from None
+            if line is None:
+                code = self.process.wait()
+                raise AssertionError(
+                    f"exited ({code}) before a line with {text!r}:\n" + "\n".join(seen)
+                )
+            if text in line:
+                return line
+            seen.append(line)
 
     def kill(self) -> None:
         """SIGKILL, as the OOM killer or a lost machine would: nothing of it cleans up."""

@@ -3,6 +3,8 @@
 The monitor hands every event that names a prompt, plus `Reconnected` and
 `Disconnected` (after which whoever tracks prompts must reconcile from /history
 and /queue), to the handler named by `settings.MONITOR_EXECUTION_HANDLER`.
+A handler may also have `async def tick() -> None`, which the monitor's loop
+calls every tick (2 s) for work that no event starts (timers, sweeps).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Every `tick` seconds it re-reads the fleet settings and the enabled servers
 (starting, restarting and stopping watchers to match), writes each server's
-event statistics, and renews its heartbeat in Redis. The watchers do the
-health/load checks and the event handling on their own schedules.
+event statistics, renews its heartbeat in Redis, and calls the execution
+handler's `tick` (its periodic work: re-queueing dropped hand-offs, timers).
+The watchers do the health/load checks and the event handling on their own
+schedules.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class Monitor:
 
     async def tick_once(self) -> None:
         # Each step on its own: Redis being down must not stop reconciling, etc.
-        for step in (self.reload_settings, self.reconcile, self.flush_stats, self.beat):
+        steps = (self.reload_settings, self.reconcile, self.flush_stats, self.beat)
+        for step in (*steps, self.handler_tick):
             try:
                 await step()
             except Exception:
@@ -108,6 +111,12 @@ class Monitor:
             stats = event_stats(watcher.stream_stats, self.shared.capabilities.counts(sid))
             await database_sync_to_async(state.write_event_stats)(sid, stats)
             await self.shared.publisher.refresh(sid, lock_window=self.shared.tunables.lock_window)
+
+    async def handler_tick(self) -> None:
+        # The handler's own periodic work, if it has any (see `handlers.ExecutionHandler`).
+        tick = getattr(self.shared.handler, "tick", None)
+        if tick is not None:
+            await tick()
 
     async def beat(self) -> None:
         if self._heartbeat:

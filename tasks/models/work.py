@@ -91,6 +91,9 @@ class Task(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     not_before = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Once the prompt succeeded: when its outputs were asked for. Kept here, not
+    # only in the job queue, so that a broker blip loses no collection (`tasks.sweep`).
+    collect_requested_at = models.DateTimeField(null=True, blank=True)
     # Progress (A6), throttled copies of what the socket shows.
     progress_node = models.CharField(max_length=64, blank=True)
     progress_node_type = models.CharField(max_length=100, blank=True)

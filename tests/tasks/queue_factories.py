@@ -21,7 +21,7 @@ from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
 from servers.requirements import workflow_key_of
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tasks import dispatch
+from tasks import dispatch, sweep
 from tasks.models import Priority, Status, Task, TaskEvent, Team
 from tests.factories import make_team, make_user
 from tests.simulator_thread import LoopThread
@@ -202,10 +202,11 @@ def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def private_dispatch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Own Redis keys for the dispatch lock and wake-up: other test runs share the Redis."""
+    """Own keys for the dispatch lock, wake-up and hand-off sweep: other test runs share Redis."""
     token = uuid.uuid4().hex
     monkeypatch.setattr(dispatch, "LOCK_KEY", f"test:{token}:dispatch-claim")
     monkeypatch.setattr(dispatch, "WAKE_KEY", f"test:{token}:dispatch-wake")
+    monkeypatch.setattr(sweep, "KEY_PREFIX", f"test:{token}:sweep")
 
 
 # Fixtures for the queue/dispatch test modules; import the *_fixture names (pytest

@@ -87,7 +87,7 @@ import sys, time
 from tasks import dispatch
 dispatch.LOCK_KEY = sys.argv[1]
 with dispatch.claim_lock() as held:
-    print("held" if held else "busy", flush=True)
+    print("lock held" if held else "lock busy", flush=True)
     time.sleep(600)
 """
 
@@ -99,7 +99,7 @@ def test_a_dispatcher_killed_holding_the_claim_lock_holds_up_no_other(sim_thread
     make_task()
     holder = DjangoProcess.python(HOLD_CLAIM_LOCK, dispatch.LOCK_KEY)
     try:
-        assert holder.line() == "held"
+        assert holder.wait_for_line("lock ") == "lock held"
         with dispatch.claim_lock(wait=0.2) as held:
             assert not held  # it really holds it: others give up waiting
         holder.kill()  # mid-claim, as the OOM killer would

@@ -1,0 +1,126 @@
+"""Hand-offs between processes that survive a broker blip (issue #11).
+
+Work passes between ComfyWeb's processes as django-q jobs in Redis. A job that
+could not be queued (Redis away for a moment), or that was lost, must not
+leave a task stuck, holding its server slot, until the two-minute
+reconciliation. So each hand-off is first written to the task's row, and the
+monitor's loop calls `sweep()` every tick (`tasks.execution.TaskEventHandler.tick`),
+which queues again what is overdue:
+
+- **Output collection**: when a prompt succeeded, `request_collection` sets
+  `collect_requested_at` (in the same UPDATE as the final progress), then
+  queues `collect_outputs`. A task still on its server `COLLECT_GRACE` seconds
+  later has the job queued again, then again at intervals as long as it has
+  waited so far (at most `COLLECT_EVERY_MAX`); a job that starts holds them off
+  for `COLLECTING` seconds (`collecting`).
+
+The pace of re-queueing is kept in the cache (Redis, like the broker): while it
+is down nothing can be queued anyway, and a key lost with it costs one job more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from tasks.models import Status, Task
+
+logger = logging.getLogger("tasks.sweep")
+
+COLLECT_JOB = "tasks.outputs.collect_outputs"
+# Seconds after success before a collection that has not happened is queued again.
+COLLECT_GRACE = 5.0
+COLLECT_EVERY_MAX = 60.0
+# A collection job that started is not duplicated for this long.
+COLLECTING = 60.0
+BATCH = 100
+KEY_PREFIX = "tasks:sweep"
+
+
+def request_collection(task_id: int, prompt_id: str, **fields: Any) -> bool:
+    """Note that this attempt's outputs are to be collected, then queue the job.
+
+    The note comes first, with `fields` (e.g. the final progress) in the same
+    UPDATE; if the job cannot be queued now, `sweep()` queues it later. False
+    if the task is no longer on a server with this prompt.
+    """
+    noted = Task.objects.filter(pk=task_id, prompt_id=prompt_id, status__in=Status.active()).update(
+        collect_requested_at=timezone.now(), **fields
+    )
+    if noted:
+        _enqueue(COLLECT_JOB, task_id)
+    return bool(noted)
+
+
+def collecting(task_id: int) -> None:
+    """A collection job started on the task: hold off the sweep's re-queues meanwhile."""
+    try:
+        cache.set(_collect_key(task_id), 1, timeout=COLLECTING)
+    except Exception:
+        logger.warning("could not note the collection of task %s", task_id, exc_info=True)
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """Queue again the collections that are overdue; how many."""
+    now = now or timezone.now()
+    return {"collections": _collections(now)}
+
+
+def _collections(now: datetime) -> int:
+    overdue = (
+        Task.objects.filter(
+            status__in=Status.active(),
+            collect_requested_at__lte=now - timedelta(seconds=COLLECT_GRACE),
+        )
+        .order_by("collect_requested_at")
+        .values_list("pk", "collect_requested_at")[:BATCH]
+    )
+    queued = 0
+    for task_id, requested in overdue:
+        waited = (now - requested).total_seconds()
+        pace = min(COLLECT_EVERY_MAX, max(COLLECT_GRACE, waited))
+        outcome = _once(_collect_key(task_id), pace, COLLECT_JOB, task_id)
+        if outcome is None:
+            break  # Redis is down: the next tick tries again
+        queued += outcome
+    return queued
+
+
+def _once(key: str, every: float, job: str, *args: Any) -> bool | None:
+    """Queue `job` unless it was queued (under `key`) in the last `every` seconds.
+
+    None if Redis is down: nothing could be queued.
+    """
+    try:
+        if not cache.add(key, 1, timeout=math.ceil(every)):
+            return False
+    except Exception:
+        logger.warning("hand-off sweep: the cache is unavailable", exc_info=True)
+        return None
+    if _enqueue(job, *args):
+        return True
+    try:
+        cache.delete(key)  # nothing was queued: the next tick must try again
+    except Exception:
+        logger.warning("hand-off sweep: the cache is unavailable", exc_info=True)
+    return None
+
+
+def _enqueue(job: str, *args: Any) -> bool:
+    from django_q.tasks import async_task
+
+    try:
+        async_task(job, *args)
+    except Exception as error:
+        logger.warning("%s%r not queued (%s); the sweep retries it", job, args, error)
+        return False
+    return True
+
+
+def _collect_key(task_id: int) -> str:
+    return f"{KEY_PREFIX}:collect:{task_id}"
