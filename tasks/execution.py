@@ -52,6 +52,8 @@ RECONCILE_JOB = "tasks.jobs.reconcile_server"
 UNKNOWN_TTL = 5.0
 ACTIVE = [Status.DISPATCHED, Status.RUNNING]
 PROGRESS_EVENTS = (ExecutionCached, Executing, Progress, ProgressState, Executed)
+# Dispatch is woken this long after a retry's backoff ends, so that it finds it over.
+RETRY_WAKE_MARGIN = 0.05
 
 
 @dataclass
@@ -85,6 +87,9 @@ class TaskEventHandler:
         self._database = Coalescer(database_interval, clock)
         # (kind, task id) → the trailing send waiting out its coalescing window.
         self._timers: dict[tuple[str, int], tuple[asyncio.Task, Callable[[], Awaitable]]] = {}
+        # Retry backoffs: ended up to here are dispatched; the next one's end and its timer.
+        self._backoffs_seen: datetime | None = None
+        self._retry_wake: tuple[datetime, asyncio.TimerHandle] | None = None
 
     async def handle(self, server_id: int, event: Event) -> None:
         try:
@@ -97,9 +102,34 @@ class TaskEventHandler:
     async def tick(self) -> None:
         """Called by the monitor's loop every tick: what must not wait for an event.
 
-        Hand-offs a broker blip dropped are queued again (`tasks.sweep`).
+        Hand-offs a broker blip or a dead worker dropped are queued again
+        (`tasks.sweep`), and dispatch is woken when a retry's backoff ends: at
+        once for one that ended since the last tick, by a timer for the next.
         """
         await database_sync_to_async(sweep.sweep)()
+        await self._check_backoffs()
+
+    async def _check_backoffs(self) -> None:
+        now = timezone.now()
+        ended, upcoming = await database_sync_to_async(sweep.retry_times)(self._backoffs_seen, now)
+        self._backoffs_seen = max(now, self._backoffs_seen or now)
+        if ended:
+            await database_sync_to_async(wake_dispatch)()
+        if upcoming is not None:
+            self._wake_dispatch_at(upcoming)
+
+    def _wake_dispatch_at(self, when: datetime) -> None:
+        if self._retry_wake is not None:
+            if self._retry_wake[0] <= when:
+                return  # an earlier (or the same) one is set; the next is armed when it fires
+            self._retry_wake[1].cancel()
+        delay = (when - timezone.now()).total_seconds() + RETRY_WAKE_MARGIN
+        handle = asyncio.get_running_loop().call_later(max(0.0, delay), self._backoff_ended)
+        self._retry_wake = (when, handle)
+
+    def _backoff_ended(self) -> None:
+        self._retry_wake = None
+        asyncio.ensure_future(self._check_backoffs()).add_done_callback(_log_failure)
 
     async def flush(self) -> None:
         """Send every trailing update now (tests, shutdown)."""
@@ -332,6 +362,11 @@ def _progress_fields(progress: TaskProgress) -> dict[str, Any]:
         "progress_nodes_done": numbers.nodes_done,
         "progress_fraction": numbers.fraction,
     }
+
+
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("waking dispatch after a retry backoff failed", exc_info=future.exception())
 
 
 def _bound(send: Callable[[Tracked], Awaitable[None]], tracked: Tracked):

@@ -13,6 +13,8 @@ which queues again what is overdue:
   later has the job queued again, then again at intervals as long as it has
   waited so far (at most `COLLECT_EVERY_MAX`); a job that starts holds them off
   for `COLLECTING` seconds (`collecting`).
+- **Retry backoffs**: `retry_times` tells the monitor when the next
+  `not_before` ends, so dispatch is woken then, as the task's timeline says.
 
 The pace of re-queueing is kept in the cache (Redis, like the broker): while it
 is down nothing can be queued anyway, and a key lost with it costs one job more.
@@ -26,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from tasks.models import Status, Task
@@ -69,6 +72,17 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     """Queue again the collections that are overdue; how many."""
     now = now or timezone.now()
     return {"collections": _collections(now)}
+
+
+def retry_times(after: datetime | None, now: datetime) -> tuple[bool, datetime | None]:
+    """Among pending tasks: did a backoff end in (`after`, `now`], and when does the next end?"""
+    backing_off = Task.objects.filter(status=Status.PENDING, not_before__isnull=False)
+    if after is not None:
+        backing_off = backing_off.filter(not_before__gt=after)
+    found = backing_off.aggregate(
+        first=Min("not_before"), upcoming=Min("not_before", filter=Q(not_before__gt=now))
+    )
+    return found["first"] is not None and found["first"] <= now, found["upcoming"]
 
 
 def _collections(now: datetime) -> int:

@@ -1,7 +1,9 @@
-"""Hand-offs between processes survive a broker blip (issue #11, item 3).
+"""Hand-offs between processes survive a broker blip (issue #11, item 3); retries
+are dispatched when their backoff ends (item 5).
 
 The real monitor (in the test's loop) follows a simulated ComfyUI; the worker is
-a real `qcluster` on a private Redis that the test stops and starts again.
+either django-q's sync mode or a real `qcluster` on a private Redis that the
+test stops and starts again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
+from django_q.conf import Conf
 
 from servers.models import Server, ServerState
 from servers.monitor.monitor import Monitor
@@ -36,6 +39,13 @@ from tests.tasks.task_factories import simulator, workflow
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NODES = ["EmptyImage", "SlowProgress", "SaveImage"]
+
+
+@pytest.fixture
+def sync_jobs(monkeypatch, settings, tmp_path):
+    """Jobs run inline (django-q sync mode); stored files go to a temp media root."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +78,14 @@ def slow_graph(seconds: float) -> dict:
 
 def new_pending(graph: dict | None = None) -> Task:
     return make_pending(make_team(), graph=graph or workflow("empty_save"))
+
+
+async def capabilities_read(server: Server, since) -> None:
+    """Until the monitor has read the server's nodes (and woken dispatch for it)."""
+    await wait_until(
+        lambda: ServerState.objects.filter(server=server, capabilities_at__gt=since).exists(),
+        what="the server's capabilities read",
+    )
 
 
 def completed_with_outputs(task_id: int) -> bool:
@@ -141,3 +159,42 @@ def test_an_overdue_collection_is_queued_again_at_a_growing_pace(enqueued):
     assert enqueued == [(sweep.COLLECT_JOB, overdue.pk)]
     # Not again at the next tick: it waits as long as it has waited so far.
     assert sweep.sweep(now + timedelta(seconds=2)) == {"collections": 0}
+
+
+# -- item 5: retries are dispatched when their backoff ends ----------------------------
+
+
+@pytest.mark.usefixtures("own_dispatch_keys", "sync_jobs")
+async def test_a_retry_is_dispatched_when_its_backoff_ends(tmp_path: pathlib.Path):
+    async with simulator(tmp_path / "comfyui") as sim:
+        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        registered = timezone.now()
+        async with watching(server):
+            # The monitor wakes dispatch once it has read the server's nodes: let
+            # that pass, so that only the end of the backoff can wake it later.
+            await capabilities_read(server, registered)
+            task = await sync_to_async(new_pending)()
+            sim.faults.http_status, sim.faults.failing_paths = 500, frozenset({"/prompt"})
+            assert await sync_to_async(dispatch.dispatch_pending)() == 0
+            sim.faults.clear()
+            retried = await Task.objects.aget(pk=task.pk)
+            assert retried.status == Status.PENDING
+            assert retried.not_before > timezone.now()  # "retry in 1.x s"
+            await wait_until(
+                lambda: completed_with_outputs(task.pk), what="the retry dispatched and done"
+            )
+    done = await Task.objects.aget(pk=task.pk)
+    assert done.attempts == 2
+    assert done.dispatched_at >= retried.not_before
+
+
+@pytest.mark.usefixtures("own_dispatch_keys")
+async def test_the_handler_wakes_dispatch_when_the_next_backoff_ends(monkeypatch):
+    woken: list[tuple] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: woken.append(args))
+    await sync_to_async(make_pending)(not_before=timezone.now() + timedelta(seconds=0.5))
+    handler = TaskEventHandler()
+    await handler.tick()
+    assert woken == []  # not yet over
+    await wait_until(lambda: woken, within=10, what="dispatch woken at the backoff's end")
+    assert woken == [("tasks.jobs.dispatch",)]
