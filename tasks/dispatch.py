@@ -19,9 +19,12 @@ One pass of `dispatch_pending()`:
    upload input images, then POST every claimed prompt concurrently, each with
    its server's monitor `client_id`, our prompt id and `extra_data.comfyweb_task`.
    The task is `dispatched` in the database before its POST, so the monitor's
-   `execution_start` for it always finds it.
-3. **Settle**: accepted → `note_dispatched` (affinity/LRU) and a timeline entry;
-   `PromptRejected` → `failed` at once with the server's per-node messages;
+   `execution_start` for it always finds it. Its `sending_until` lease is
+   renewed while the POST is on its way (`_sending`): a dispatcher that dies
+   before the server accepted it leaves a lease that runs out within seconds,
+   and the monitor's sweep (`tasks.sweep`) has the server asked about it.
+3. **Settle**: accepted → the lease cleared, `note_dispatched` (affinity/LRU)
+   and a timeline entry; `PromptRejected` → `failed` at once with the server's per-node messages;
    an input image that is missing or not the team's upload (`UploadRefused`)
    → `failed` at once, nothing of it sent;
    any other error → `retry_or_fail` (back to pending with backoff, another
@@ -37,16 +40,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError, transaction
+from django.db import DatabaseError, OperationalError, connections, transaction
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from servers import fleet
 from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
@@ -85,6 +91,9 @@ MAX_WAITING_WORKFLOWS = 20
 # Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
 BUDGET_SECONDS = 120.0
 SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
+# Seconds a claimed task's `sending_until` lease lasts; renewed every third of it
+# while its dispatcher sends, so it runs out only if the dispatcher died.
+SEND_LEASE = 6.0
 
 
 def wake_dispatch() -> None:
@@ -134,7 +143,8 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
         claimed = claim_batch()
         if not claimed:
             return sent
-        outcomes = asyncio.run(send_all(claimed, SUBMIT_TIMEOUTS))
+        with _sending(claimed):
+            outcomes = asyncio.run(send_all(claimed, SUBMIT_TIMEOUTS))
         sent += settle(outcomes)
         if time.monotonic() - started > budget:
             wake_dispatch()
@@ -278,6 +288,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         server_id=server.id,
         prompt_id=prompt_id,
         attempts=F("attempts") + 1,  # `attempts` counts runs started: 1 on the first
+        sending_until=timezone.now() + timedelta(seconds=SEND_LEASE),
         collect_requested_at=None,
         cancel_requested=False,
         error_type="",
@@ -354,6 +365,55 @@ def _note_waiting(task: Task, reason: str) -> None:
         record(task.pk, message, {"waiting": True})
 
 
+# -- 2. send --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sending(claimed: list[Claimed]) -> Iterator[None]:
+    """Renew the claimed tasks' `sending_until` lease while their POSTs are on the way.
+
+    From a thread, since the sending runs in `asyncio.run` without the database.
+    If this process dies, the renewals stop and the leases run out within
+    `SEND_LEASE` seconds: the monitor's sweep then has the server asked whether
+    it got the prompts (`tasks.reconcile`).
+    """
+    stop = threading.Event()
+    ids = [claim.task_id for claim in claimed]
+    renewer = threading.Thread(
+        target=_renew_leases, args=(ids, stop), name="dispatch-lease", daemon=True
+    )
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+
+
+def _renew_leases(task_ids: list[int], stop: threading.Event) -> None:
+    try:
+        while not stop.wait(SEND_LEASE / 3):
+            try:
+                with transaction.atomic():
+                    # Rows another transaction holds are skipped (their next renewal
+                    # comes soon): a renewal never waits, so it never holds up a send.
+                    unaccepted = (
+                        Task.objects.select_for_update(skip_locked=True)
+                        .filter(pk__in=task_ids, status=Status.DISPATCHED)
+                        .exclude(sending_until=None)
+                        .values_list("pk", flat=True)
+                    )
+                    Task.objects.filter(pk__in=list(unaccepted)).update(
+                        sending_until=timezone.now() + timedelta(seconds=SEND_LEASE)
+                    )
+            except DatabaseError:
+                logger.warning(
+                    "could not renew the send lease of tasks %s", task_ids, exc_info=True
+                )
+    finally:
+        connections.close_all()  # this thread's own
+
+
 # -- 3. settle ------------------------------------------------------------------------
 
 
@@ -366,7 +426,7 @@ def settle(outcomes: Iterable[Outcome]) -> int:
         if outcome.error is None:
             accepted += 1
             fleet.note_dispatched(claim.server_id, claim.workflow_key)
-            if _still_ours(claim):
+            if _accepted(claim):
                 record(claim.task_id, f"accepted by {claim.server_name}", outcome.data)
             else:
                 orphans.append(claim)  # canceled while we were sending it
@@ -398,13 +458,16 @@ def settle(outcomes: Iterable[Outcome]) -> int:
     return accepted
 
 
-def _still_ours(claim: Claimed) -> bool:
-    # Canceled while we sent it, or retried under another prompt id: the prompt
-    # must not run. (Finished already is fine: a fast prompt can end before this.)
-    return (
+def _accepted(claim: Claimed) -> bool:
+    """The server accepted the prompt: end the send lease; False if the task is no longer ours.
+
+    Canceled while we sent it, or retried under another prompt id: the prompt
+    must not run. (Finished already is fine: a fast prompt can end before this.)
+    """
+    return bool(
         Task.objects.filter(pk=claim.task_id, prompt_id=claim.prompt_id)
         .exclude(status=Status.CANCELED)
-        .exists()
+        .update(sending_until=None)
     )
 
 

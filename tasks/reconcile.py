@@ -11,9 +11,14 @@ from the running list, so a prompt is never missing from both while alive):
   which marks it completed;
 - in history, interrupted → `canceled` if we asked, else `failed`;
 - in history, error → `failed` with the node and exception;
-- in neither → lost: `retry_or_fail` (pending with backoff, or failed).
-  A task dispatched less than `LOST_GRACE` ago is spared: its POST may still
-  be on its way.
+- in neither, and its dispatcher's lease (`sending_until`) ran out before the
+  server accepted it → never sent: `put_back` (pending at once, no run
+  counted); while the lease lives, its POST is still on its way: spared;
+- in neither otherwise → lost: `retry_or_fail` (pending with backoff, or
+  failed). A task dispatched less than `LOST_GRACE` ago is spared.
+
+A server that knows a prompt whose lease is still set has it: the lease is
+cleared (it was sent, whatever became of its dispatcher).
 
 If the server does not answer and the monitor has marked it unhealthy, its
 tasks are treated as lost (they are retried elsewhere); if it is merely slow,
@@ -22,7 +27,8 @@ nothing is decided now.
 Triggers: `reconcile_server(server_id)` after a monitor reconnect (the
 execution handler enqueues it), when the monitor first connects to a server
 after it started and when it marks a server unhealthy (the watcher enqueues
-it), and `reconcile_stuck()` every minute for tasks
+it), when a dispatcher's lease on one of its tasks ran out (the monitor's
+sweep, `tasks.sweep`, enqueues it), and `reconcile_stuck()` every minute for tasks
 on a server longer than `COMFYWEB_RECONCILE_AFTER` seconds (default 120), which
 also covers a restart of ComfyWeb.
 """
@@ -32,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -42,9 +48,10 @@ from django.utils import timezone
 from servers.comfyui import ComfyUIClient, ComfyUIError, HistoryEntry
 from servers.comfyui.client import Timeouts
 from servers.models import Health, Server
+from tasks.dispatch import wake_dispatch
 from tasks.models import Status, Task
 from tasks.sweep import request_collection
-from tasks.transitions import retry_or_fail, transition
+from tasks.transitions import put_back, retry_or_fail, transition
 
 logger = logging.getLogger("tasks.reconcile")
 
@@ -97,7 +104,7 @@ def reconcile_server(server_id: int, *, older_than=None) -> dict[str, int]:
             Q(started_at__lte=older_than)
             | Q(started_at__isnull=True, dispatched_at__lte=older_than)
         )
-    rows = list(tasks.values("pk", "prompt_id", "status", "dispatched_at"))
+    rows = list(tasks.values("pk", "prompt_id", "status", "dispatched_at", "sending_until"))
     if not rows:
         return {}
     try:
@@ -105,9 +112,9 @@ def reconcile_server(server_id: int, *, older_than=None) -> dict[str, int]:
     except ComfyUIError as error:
         return _unreachable(server, rows, error)
     totals: dict[str, int] = {}
-    young = timezone.now() - LOST_GRACE
+    now = timezone.now()
     for row in rows:
-        verdict = _settle(server, row, running, pending, history.get(row["prompt_id"]), young)
+        verdict = _settle(server, row, running, pending, history.get(row["prompt_id"]), now)
         _count(totals, verdict)
     logger.info("reconciled server %s: %s", server.name, totals)
     return totals
@@ -137,10 +144,14 @@ def _settle(
     running: set[str],
     pending: set[str],
     entry: HistoryEntry | None,
-    young,
+    now: datetime,
 ) -> str:
     task_id, prompt_id = row["pk"], row["prompt_id"]
     guard = {"prompt_id": prompt_id}
+    known = prompt_id in running or prompt_id in pending or entry is not None
+    if known and row["sending_until"] is not None:
+        # The server has it: it was sent, whatever became of its dispatcher.
+        Task.objects.filter(pk=task_id, **guard).update(sending_until=None)
     if prompt_id in running:
         if row["status"] == Status.DISPATCHED:
             transition(
@@ -158,6 +169,11 @@ def _settle(
         return "succeeded"
     if entry is not None:
         return _ended_badly(task_id, guard, entry)
+    if row["status"] == Status.DISPATCHED and row["sending_until"] is not None:
+        if row["sending_until"] > now:
+            return "in flight"  # its dispatcher lives and is still sending it
+        return _never_sent(server, task_id, guard)
+    young = now - LOST_GRACE
     if row["status"] == Status.DISPATCHED and row["dispatched_at"] and row["dispatched_at"] > young:
         return "in flight"
     retry_or_fail(
@@ -169,6 +185,19 @@ def _settle(
         where=guard,
     )
     return "lost"
+
+
+def _never_sent(server: Server, task_id: int, guard: dict[str, str]) -> str:
+    # The lease ran out before the server accepted the prompt, and the server
+    # does not know it: the dispatcher died before sending it. Nothing ran.
+    moved = put_back(
+        task_id,
+        reason=f"never sent to {server.name} (its dispatcher stopped before the server had it)",
+        where={**guard, "sending_until__lte": timezone.now()},
+    )
+    if moved == Status.PENDING:
+        wake_dispatch()
+    return "never sent" if moved else "moved on"
 
 
 def _ended_badly(task_id: int, guard: dict[str, str], entry: HistoryEntry) -> str:

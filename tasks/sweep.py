@@ -1,8 +1,8 @@
-"""Hand-offs between processes that survive a broker blip (issue #11).
+"""Hand-offs between processes that survive a broker blip or a dead worker (issue #11).
 
 Work passes between ComfyWeb's processes as django-q jobs in Redis. A job that
-could not be queued (Redis away for a moment), or that was lost, must not
-leave a task stuck, holding its server slot, until the two-minute
+could not be queued (Redis away for a moment), or that died with its worker,
+must not leave a task stuck, holding its server slot, until the two-minute
 reconciliation. So each hand-off is first written to the task's row, and the
 monitor's loop calls `sweep()` every tick (`tasks.execution.TaskEventHandler.tick`),
 which queues again what is overdue:
@@ -13,6 +13,11 @@ which queues again what is overdue:
   later has the job queued again, then again at intervals as long as it has
   waited so far (at most `COLLECT_EVERY_MAX`); a job that starts holds them off
   for `COLLECTING` seconds (`collecting`).
+- **Prompts claimed but never sent**: dispatch leases each task it claimed
+  until the server accepted its prompt (`Task.sending_until`, renewed while the
+  dispatcher lives). A lease that ran out means the dispatcher died first: the
+  server's reconciliation is queued, which puts a prompt the server does not
+  know back in the queue without counting it as a run (`transitions.put_back`).
 - **Retry backoffs**: `retry_times` tells the monitor when the next
   `not_before` ends, so dispatch is woken then, as the task's timeline says.
 
@@ -36,11 +41,14 @@ from tasks.models import Status, Task
 logger = logging.getLogger("tasks.sweep")
 
 COLLECT_JOB = "tasks.outputs.collect_outputs"
+RECONCILE_JOB = "tasks.jobs.reconcile_server"
 # Seconds after success before a collection that has not happened is queued again.
 COLLECT_GRACE = 5.0
 COLLECT_EVERY_MAX = 60.0
 # A collection job that started is not duplicated for this long.
 COLLECTING = 60.0
+# A server is asked about prompts whose dispatcher died at most this often.
+UNSENT_EVERY = 10.0
 BATCH = 100
 KEY_PREFIX = "tasks:sweep"
 
@@ -69,9 +77,9 @@ def collecting(task_id: int) -> None:
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
-    """Queue again the collections that are overdue; how many."""
+    """Queue again the collections and unsent checks that are overdue; how many of each."""
     now = now or timezone.now()
-    return {"collections": _collections(now)}
+    return {"collections": _collections(now), "unsent": _unsent(now)}
 
 
 def retry_times(after: datetime | None, now: datetime) -> tuple[bool, datetime | None]:
@@ -101,6 +109,24 @@ def _collections(now: datetime) -> int:
         outcome = _once(_collect_key(task_id), pace, COLLECT_JOB, task_id)
         if outcome is None:
             break  # Redis is down: the next tick tries again
+        queued += outcome
+    return queued
+
+
+def _unsent(now: datetime) -> int:
+    servers = (
+        Task.objects.filter(status=Status.DISPATCHED, sending_until__lte=now)
+        .exclude(server=None)
+        .order_by()
+        .values_list("server_id", flat=True)
+        .distinct()
+    )
+    queued = 0
+    for server_id in servers:
+        key = f"{KEY_PREFIX}:unsent:{server_id}"
+        outcome = _once(key, UNSENT_EVERY, RECONCILE_JOB, server_id)
+        if outcome is None:
+            break
         queued += outcome
     return queued
 

@@ -43,6 +43,9 @@ then prefers another one); once `max_attempts` runs have started it fails with
 the history of its attempts; a task whose cancel was requested is canceled.
 `Task.attempts` counts runs started (dispatch adds one as it claims the task),
 so a first run is attempt 1 whether it is running, succeeded or failed.
+`put_back()` is for a claim whose prompt never reached the server (its
+dispatcher died before the server accepted it): pending again at once, and the
+run it was counted for taken back, since none started.
 
 What it does not do: wake dispatch. A caller that freed a slot and wants the
 next task sent at once calls `tasks.dispatch.wake_dispatch()` (cheap; safe to
@@ -61,6 +64,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -195,6 +199,7 @@ _FRESH_ATTEMPT: Mapping[str, Any] = {
     "progress_max": 0,
     "progress_fraction": 0.0,
     "progress_nodes_done": 0,
+    "sending_until": None,
     "collect_requested_at": None,
 }
 
@@ -256,6 +261,39 @@ def retry_or_fail(
             data=data,
             where=guard,
             attempts=attempts,
+            **fields,
+        ):
+            return to
+    return None
+
+
+def put_back(task_id: int, *, reason: str, where: Mapping[str, Any]) -> str | None:
+    """A claimed task that never reached its server: pending again at once, or canceled.
+
+    For a dispatcher that died before the server accepted the prompt: nothing
+    ran, so the run dispatch counted when it claimed the task is taken back
+    (`attempts - 1`), no backoff is imposed and its server is not held against
+    it (no `failed_server`). A task whose cancel was requested is canceled.
+    `where` must pin the attempt (its prompt id). Returns the new status, or
+    None if the task had moved on.
+    """
+    for _ in range(_MAX_TRIES):
+        seen = Task.objects.filter(pk=task_id, **where).values("cancel_requested").first()
+        if seen is None:
+            return None
+        if seen["cancel_requested"]:
+            to, message, fields = Status.CANCELED, f"canceled ({reason})", {}
+        else:
+            to, message = Status.PENDING, f"{reason}; back in the queue, not counted as a run"
+            fields = {**_FRESH_ATTEMPT, "not_before": None}
+        if transition(
+            task_id,
+            Status.DISPATCHED,
+            to,
+            message=message,
+            data={"never_sent": True, "reason": reason},
+            where={**where, "cancel_requested": seen["cancel_requested"]},
+            attempts=Greatest(F("attempts") - 1, 0),
             **fields,
         ):
             return to

@@ -91,8 +91,11 @@ class Task(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     not_before = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
-    # Once the prompt succeeded: when its outputs were asked for. Kept here, not
-    # only in the job queue, so that a broker blip loses no collection (`tasks.sweep`).
+    # Hand-offs between processes, kept in the database so that a broker blip or
+    # a dead worker loses none of them (`tasks.sweep`). While dispatch sends the
+    # prompt: its lease, renewed while the sender lives, cleared when the server
+    # accepted it. Once the prompt succeeded: when its outputs were asked for.
+    sending_until = models.DateTimeField(null=True, blank=True)
     collect_requested_at = models.DateTimeField(null=True, blank=True)
     # Progress (A6), throttled copies of what the socket shows.
     progress_node = models.CharField(max_length=64, blank=True)

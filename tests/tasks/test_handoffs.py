@@ -1,9 +1,9 @@
-"""Hand-offs between processes survive a broker blip (issue #11, item 3); retries
-are dispatched when their backoff ends (item 5).
+"""Hand-offs between processes survive a broker blip or a dead worker (issue #11, items 3 and 5).
 
 The real monitor (in the test's loop) follows a simulated ComfyUI; the worker is
 either django-q's sync mode or a real `qcluster` on a private Redis that the
-test stops and starts again.
+test stops and starts again; a dispatcher that dies is a subprocess killed with
+SIGKILL.
 """
 
 from __future__ import annotations
@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.utils import timezone
 from django_q.conf import Conf
 
+from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
 from servers.monitor.monitor import Monitor
 from tasks import dispatch, sweep
@@ -32,6 +37,8 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     enqueued_fixture,
     make_live_server,
     own_dispatch_keys_fixture,
+    register,
+    sim_thread_fixture,
 )
 from tests.tasks.queue_factories import make_task as make_pending
 from tests.tasks.task_factories import simulator, workflow
@@ -86,6 +93,11 @@ async def capabilities_read(server: Server, since) -> None:
         lambda: ServerState.objects.filter(server=server, capabilities_at__gt=since).exists(),
         what="the server's capabilities read",
     )
+
+
+async def prompts_of(sim) -> set[str]:
+    async with ComfyUIClient(sim.base_url) as client:
+        return set(await client.get_histories())
 
 
 def completed_with_outputs(task_id: int) -> bool:
@@ -155,10 +167,33 @@ def test_an_overdue_collection_is_queued_again_at_a_growing_pace(enqueued):
     overdue = make_pending(status=Status.RUNNING, collect_requested_at=now - timedelta(seconds=6))
     make_pending(status=Status.RUNNING, collect_requested_at=now - timedelta(seconds=1))
     make_pending(status=Status.COMPLETED, collect_requested_at=now - timedelta(seconds=60))
-    assert sweep.sweep(now) == {"collections": 1}
+    assert sweep.sweep(now) == {"collections": 1, "unsent": 0}
     assert enqueued == [(sweep.COLLECT_JOB, overdue.pk)]
     # Not again at the next tick: it waits as long as it has waited so far.
-    assert sweep.sweep(now + timedelta(seconds=2)) == {"collections": 0}
+    assert sweep.sweep(now + timedelta(seconds=2)) == {"collections": 0, "unsent": 0}
+
+
+@pytest.mark.usefixtures("own_dispatch_keys")
+def test_a_lease_that_ran_out_has_its_server_asked_once_per_interval(sim_thread, enqueued):
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    past = timezone.now() - timedelta(seconds=1)
+    make_pending(status=Status.DISPATCHED, server=server, prompt_id="p-1", sending_until=past)
+    make_pending(status=Status.DISPATCHED, server=server, prompt_id="p-2", sending_until=past)
+    assert sweep.sweep() == {"collections": 0, "unsent": 1}
+    assert sweep.sweep() == {"collections": 0, "unsent": 0}
+    assert enqueued == [(sweep.RECONCILE_JOB, server.pk)]
+
+
+@pytest.mark.usefixtures("own_dispatch_keys")
+def test_a_claim_is_leased_until_the_server_accepts_its_prompt(sim_thread):
+    (sim,) = sim_thread.start(1)
+    register(sim)
+    task = make_pending()
+    (claim,) = dispatch.claim_batch()
+    assert Task.objects.get(pk=task.pk).sending_until > timezone.now()
+    assert dispatch.settle(sim_thread.run(dispatch.send_all([claim], dispatch.SUBMIT_TIMEOUTS)))
+    assert Task.objects.get(pk=task.pk).sending_until is None
 
 
 # -- item 5: retries are dispatched when their backoff ends ----------------------------
@@ -198,3 +233,98 @@ async def test_the_handler_wakes_dispatch_when_the_next_backoff_ends(monkeypatch
     assert woken == []  # not yet over
     await wait_until(lambda: woken, within=10, what="dispatch woken at the backoff's end")
     assert woken == [("tasks.jobs.dispatch",)]
+
+
+# -- item 5: a task claimed by a dispatcher that died before sending it -----------------
+
+CLAIM_THEN_HANG = """
+import sys, time
+from tasks import dispatch
+dispatch.LOCK_KEY = sys.argv[1]
+for claim in dispatch.claim_batch():
+    print("claimed", claim.task_id, claim.prompt_id, flush=True)
+time.sleep(600)  # killed here: after its claims, before sending anything
+"""
+
+
+@shared_database
+@pytest.mark.usefixtures("own_dispatch_keys", "sync_jobs")
+async def test_a_task_whose_dispatcher_died_before_sending_it_runs_again_within_seconds(
+    tmp_path: pathlib.Path,
+):
+    async with simulator(tmp_path / "comfyui") as sim:
+        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        registered = timezone.now()
+        async with watching(server):
+            await capabilities_read(server, registered)  # no wake-up from it later
+            task = await sync_to_async(new_pending)()
+            dispatcher = DjangoProcess.python(CLAIM_THEN_HANG, dispatch.LOCK_KEY)
+            try:
+                line = await sync_to_async(dispatcher.wait_for_line)("claimed ")
+                _, claimed_id, lost_prompt = line.split()
+            finally:
+                dispatcher.kill()
+            assert int(claimed_id) == task.pk
+            await wait_until(
+                lambda: completed_with_outputs(task.pk),
+                within=30,
+                what="the task sent again and completed",
+            )
+        prompts = await prompts_of(sim)
+    done = await Task.objects.aget(pk=task.pk)
+    assert done.attempts == 1  # the claim that never reached the server is not a run
+    assert done.prompt_id != lost_prompt
+    assert await done.events.filter(data__never_sent=True, to_status=Status.PENDING).aexists()
+    assert (await ServerState.objects.aget(server=server)).inflight == 0
+    assert prompts == {done.prompt_id}  # the lost claim's prompt never reached it
+
+
+@pytest.mark.usefixtures("own_dispatch_keys")
+def test_a_dispatcher_still_sending_keeps_its_lease(sim_thread, monkeypatch):
+    monkeypatch.setattr(dispatch, "SEND_LEASE", 0.6)
+    (sim,) = sim_thread.start(1)
+    register(sim)
+    task = make_pending()
+    sim_thread.run(_call(sim.faults.stall))
+    sender = threading.Thread(target=_dispatch_in_thread)
+    sender.start()
+    try:
+        sim_thread.run(sim.faults.until_held(1))  # its POST is at the server, unanswered
+        first = Task.objects.get(pk=task.pk).sending_until
+        assert first is not None
+        # Past the end of the lease it was claimed with, it is still live: renewed.
+        poll_until(
+            lambda: (
+                timezone.now() > first
+                and Task.objects.filter(pk=task.pk, sending_until__gt=timezone.now()).exists()
+            ),
+            what="the lease renewed past its first end",
+        )
+        assert sweep.sweep() == {"collections": 0, "unsent": 0}
+    finally:
+        sim_thread.run(_call(sim.faults.release))
+        sender.join(timeout=30)
+    accepted = Task.objects.get(pk=task.pk)
+    assert accepted.status in Status.active()
+    assert accepted.sending_until is None  # the server has it: no lease any more
+    assert accepted.attempts == 1
+
+
+async def _call(function) -> None:
+    function()
+
+
+def _dispatch_in_thread() -> None:
+    try:
+        dispatch.dispatch_pending()
+    finally:
+        close_old_connections()
+
+
+def poll_until(condition: Callable[[], Any], *, what: str, within: float = 20.0) -> None:
+    """A bound on waiting for another thread, not a timed assertion."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

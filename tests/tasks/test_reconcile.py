@@ -11,6 +11,7 @@ from servers.models import Health, ServerState
 from servers.simulator import SimulatorConfig
 from tasks import dispatch, reconcile
 from tasks.models import Status, Task
+from tasks.transitions import failed_servers
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     enqueued_fixture,
     make_task,
@@ -169,3 +170,48 @@ def test_a_drifted_slot_count_is_corrected_to_the_servers_active_tasks():
     assert ServerState.objects.get(server=busy).inflight == 1
     assert ServerState.objects.get(server=leaked).inflight == 0
     assert dispatch.resync_slots() == 0
+
+
+def test_a_prompt_whose_dispatcher_died_before_sending_it_is_queued_again_uncounted(sim_thread):
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    # Claimed (run 1 counted), never posted: the lease ran out with its dispatcher.
+    task = on_server(server, sending_until=timezone.now() - timedelta(seconds=1))
+    assert reconcile.reconcile_server(server.pk) == {"never sent": 1}
+    task.refresh_from_db()
+    assert task.status == Status.PENDING
+    assert task.attempts == 0  # nothing ran
+    assert task.not_before is None  # no backoff: nothing failed
+    assert failed_servers(task.pk) == set()  # nor is the server held against it
+    assert ServerState.objects.get(server=server).inflight == 0
+
+
+def test_a_prompt_still_being_sent_is_left_to_its_dispatcher(sim_thread):
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    task = on_server(server, sending_until=timezone.now() + timedelta(seconds=5))
+    assert reconcile.reconcile_server(server.pk) == {"in flight": 1}
+    assert Task.objects.get(pk=task.pk).status == Status.DISPATCHED
+
+
+def test_a_never_sent_task_whose_cancel_was_requested_ends_canceled(sim_thread):
+    (sim,) = sim_thread.start(1)
+    server = register(sim)
+    past = timezone.now() - timedelta(seconds=1)
+    task = on_server(server, sending_until=past, cancel_requested=True)
+    assert reconcile.reconcile_server(server.pk) == {"never sent": 1}
+    assert Task.objects.get(pk=task.pk).status == Status.CANCELED
+
+
+def test_a_prompt_the_server_has_was_sent_whatever_became_of_its_dispatcher(sim_thread, enqueued):
+    (sim,) = sim_thread.start(1)
+    register(sim)
+    task = sent_and_finished(sim_thread, sim)
+    # Its dispatcher died after the POST, before it noted the server's yes.
+    past = timezone.now() - timedelta(seconds=1)
+    Task.objects.filter(pk=task.pk).update(sending_until=past)
+    assert reconcile.reconcile_server(task.server_id) == {"succeeded": 1}
+    task.refresh_from_db()
+    assert task.sending_until is None
+    assert task.attempts == 1
+    assert task.collect_requested_at is not None
