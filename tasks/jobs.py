@@ -6,7 +6,10 @@
   `COMFYWEB_RECONCILE_AFTER` seconds (and so, after a restart, every active one
   in time) are checked against the server's /queue and /history.
 - `tasks.jobs.reconcile_server(server_id)` (also `tasks.reconcile.reconcile_server`)
-  — after a monitor reconnect or a prompt that ended unseen.
+  — after a monitor reconnect or a prompt that ended unseen, and when a
+  dispatcher's lease on a task of the server ran out (`tasks.sweep`).
+- `tasks.outputs.collect_outputs(task_id)` — when a prompt succeeded, and again
+  from the monitor's sweep while the task waits for it (`tasks.sweep`).
 """
 
 from __future__ import annotations
