@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -12,9 +13,12 @@ from typing import Any
 from django.utils import timezone
 
 from servers.models import Server, ServerState
+from servers.monitor.monitor import Monitor
 from servers.simulator import SimulatedComfyUI
+from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task, TaskEvent, Team
 from tests.factories import make_team
+from tests.servers.monitor.conftest import wait_until
 
 WORKFLOWS = pathlib.Path("/work/shared/comfyui/workflows")
 # Simulated work runs ten times faster than the recorded timings.
@@ -24,6 +28,27 @@ _names = itertools.count(1)
 
 def workflow(name: str) -> dict[str, Any]:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+@contextlib.asynccontextmanager
+async def watching(server: Server) -> AsyncIterator[Monitor]:
+    """The real monitor, with the tasks' handler, following `server` until the block ends."""
+    monitor = Monitor(
+        handler=TaskEventHandler(), tick=0.3, heartbeat=False, on_visible_change=lambda _: None
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(monitor.run(stop))
+    try:
+        await wait_until(
+            lambda: (
+                server.pk in monitor.watchers and monitor.watchers[server.pk].stream_stats.connected
+            ),
+            what="the monitor's event stream",
+        )
+        yield monitor
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
 
 
 @contextlib.asynccontextmanager

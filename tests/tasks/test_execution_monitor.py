@@ -10,13 +10,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django_q.conf import Conf
 
-from servers.monitor.monitor import Monitor
 from tasks.dispatch import dispatch_pending
-from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
 from tests.factories import make_team
 from tests.tasks.queue_factories import make_live_server
-from tests.tasks.task_factories import make_task, simulator, workflow
+from tests.tasks.task_factories import make_task, simulator, watching, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,19 +43,7 @@ async def test_dispatched_tasks_complete_and_fail_through_the_running_monitor(
 ):
     async with simulator(tmp_path / "comfyui") as sim:
         server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
-        monitor = Monitor(
-            handler=TaskEventHandler(), tick=0.3, heartbeat=False, on_visible_change=lambda _: None
-        )
-        stop = asyncio.Event()
-        running = asyncio.create_task(monitor.run(stop))
-        try:
-            await wait_for(
-                lambda: (
-                    server.pk in monitor.watchers
-                    and monitor.watchers[server.pk].stream_stats.connected
-                ),
-                "the monitor's event stream",
-            )
+        async with watching(server):
 
             def submit() -> list[Task]:
                 team = make_team()
@@ -77,9 +63,6 @@ async def test_dispatched_tasks_complete_and_fail_through_the_running_monitor(
                 ),
                 "both tasks to finish",
             )
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, 30)
 
     ok, bad = await Task.objects.aget(pk=ok.pk), await Task.objects.aget(pk=bad.pk)
     assert ok.status == Status.COMPLETED

@@ -8,12 +8,10 @@ SIGKILL.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import pathlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +23,6 @@ from django_q.conf import Conf
 
 from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
-from servers.monitor.monitor import Monitor
 from tasks import dispatch, sweep
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
@@ -41,7 +38,7 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     sim_thread_fixture,
 )
 from tests.tasks.queue_factories import make_task as make_pending
-from tests.tasks.task_factories import simulator, workflow
+from tests.tasks.task_factories import simulator, watching, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,27 +50,6 @@ def sync_jobs(monkeypatch, settings, tmp_path):
     """Jobs run inline (django-q sync mode); stored files go to a temp media root."""
     monkeypatch.setattr(Conf, "SYNC", True)
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@contextlib.asynccontextmanager
-async def watching(server: Server) -> AsyncIterator[Monitor]:
-    """The real monitor, with the tasks' handler, following `server` until the block ends."""
-    monitor = Monitor(
-        handler=TaskEventHandler(), tick=0.3, heartbeat=False, on_visible_change=lambda _: None
-    )
-    stop = asyncio.Event()
-    running = asyncio.create_task(monitor.run(stop))
-    try:
-        await wait_until(
-            lambda: (
-                server.pk in monitor.watchers and monitor.watchers[server.pk].stream_stats.connected
-            ),
-            what="the monitor's event stream",
-        )
-        yield monitor
-    finally:
-        stop.set()
-        await running
 
 
 def slow_graph(seconds: float) -> dict:
