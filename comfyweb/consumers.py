@@ -71,5 +71,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def _still_allowed(
         self, topic: topics.Topic, event: FragmentUpdate | FragmentRefresh | DataUpdate
     ) -> bool:
-        self.user.refresh_from_db(fields=["is_active"])
+        # is_staff too: staff see every team, and the socket's user was read at connect.
+        self.user.refresh_from_db(fields=["is_active", "is_staff"])
         return self.user.is_active and topic.allowed(self.user, event["key"])

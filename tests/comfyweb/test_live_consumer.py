@@ -8,6 +8,7 @@ from comfyweb import health_panel, live
 from comfyweb.asgi import application
 from comfyweb.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
 from tests.factories import make_user
+from tests.tasks.task_factories import make_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
@@ -79,5 +80,24 @@ async def test_deactivated_user_stops_receiving_events():
     user.is_active = False
     await database_sync_to_async(user.save)()
     await live.apublish_fragment("health", "health-panel", "<section id='health-panel'></section>")
+    assert await communicator.receive_nothing(timeout=1)
+    await communicator.disconnect()
+
+
+async def test_staff_taken_away_stops_the_events_of_other_teams():
+    """Staff follow every team's tasks; once no longer staff, an open socket stops too
+    (the socket's user was read at connect: the flag is read again per event)."""
+    staff, task = await database_sync_to_async(lambda: (make_user(staff=True), make_task()))()
+    communicator = await _connect_as(staff)
+    await communicator.send_json_to({"action": "subscribe", "topic": "task", "key": str(task.pk)})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
+    while not await communicator.receive_nothing(timeout=0.2):  # the snapshot
+        await communicator.receive_json_from(timeout=5)
+    await live.apublish_fragment("task", "t", "<p>1</p>", key=str(task.pk))
+    assert (await communicator.receive_json_from(timeout=5))["html"] == "<p>1</p>"
+
+    demote = type(staff).objects.filter(pk=staff.pk).update
+    await database_sync_to_async(demote)(is_staff=False)
+    await live.apublish_fragment("task", "t", "<p>2</p>", key=str(task.pk))
     assert await communicator.receive_nothing(timeout=1)
     await communicator.disconnect()
