@@ -22,10 +22,12 @@ class JsonObjectParser(Parser):
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         if not request.body:
             return {}
-        try:
-            data = guard.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"The body is not valid JSON: {exc}") from exc
+        data = guard.parsed_body(request)
+        if data is guard.NOT_READ:
+            try:
+                data = guard.loads(request.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HttpError(400, f"The body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise HttpError(400, f"The body must be a JSON object, not {type(data).__name__}.")
         return data

@@ -95,14 +95,23 @@ class RequestGuardMiddleware:
                 body = request.body
             except RequestDataTooBig:
                 return too_large(request)
-            if problem := _json_problem(body):
+            if problem := _json_problem(request, body):
                 return refuse(request, 400, problem)
         return self.get_response(request)
 
 
-def _json_problem(body: bytes) -> str | None:
+def parsed_body(request: HttpRequest) -> Any:
+    """The API body as the guard read it (`loads`), or `NOT_READ` if it did not."""
+    return getattr(request, "_comfyweb_json", NOT_READ)
+
+
+NOT_READ = object()
+
+
+def _json_problem(request: HttpRequest, body: bytes) -> str | None:
     """Why an API body cannot be taken, or None (also when it is no JSON at all:
-    the API's parser says so)."""
+    the API's parser says so). What it read is kept for the parser (`parsed_body`):
+    a 5 MB graph is parsed once, not twice."""
     if not body:
         return None
     try:
@@ -111,6 +120,7 @@ def _json_problem(body: bytes) -> str | None:
         return str(exc)
     except ValueError:
         return None
+    request._comfyweb_json = data
     if nul.JSON_NUL.search(body):
         return nul.message(f"at {nul.find_nul(data) or 'the body'}")
     return None
