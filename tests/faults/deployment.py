@@ -275,26 +275,3 @@ def deployment(root: Path) -> Iterator[Deployment]:
         yield running
     finally:
         running.stop()
-
-
-def slow_graph(steps: int = 4, seconds_per_step: float = 0.1) -> dict[str, Any]:
-    """EmptyImage -> SlowProgress -> SaveImage; each run of a batch draws its own nonce."""
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 65280},
-        },
-        "2": {
-            "class_type": "SlowProgress",
-            "inputs": {
-                "image": ["1", 0],
-                "steps": steps,
-                "seconds_per_step": seconds_per_step,
-                "nonce": 0,
-            },
-        },
-        "3": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["2", 0], "filename_prefix": "faults"},
-        },
-    }

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.faults.deployment import Deployment, deployment, slow_graph, wait_for
+from tests.faults.deployment import Deployment, deployment, wait_for
 from tests.faults.recovery import report
+from tests.servers.simulator.helpers import slow_prompt
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_a_batch_survives_a_sigkill(tmp_path, name):
     fault = FAULTS[name]
     with deployment(tmp_path / "d") as d:
         response = d.post(
-            "/api/v1/tasks", {"graph": slow_graph(), "count": BATCH, "team": d.team_id}
+            "/api/v1/tasks", {"graph": slow_prompt(steps=4), "count": BATCH, "team": d.team_id}
         )
         assert response.status_code == 201, response.text
         batch = response.json()["batch"]
