@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DatabaseError, OperationalError, connections, transaction
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -61,6 +60,7 @@ from servers.models import Server, ServerState
 from tasks import queue, runnable
 from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_all
+from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
     claim_slot,
@@ -73,13 +73,6 @@ from tasks.transitions import (
 
 logger = logging.getLogger("tasks.dispatch")
 
-# A wake-up that is already queued and not yet started makes another one
-# pointless: the job clears this key when it starts, so a wake that arrives
-# while it runs queues one more pass and nothing is missed.
-WAKE_KEY = "tasks:dispatch-wake"
-# If a queued job is lost (worker killed), wakes resume after this; the
-# one-minute schedule covers the gap.
-WAKE_TTL = 30
 # Names the claim lock (hashed to PostgreSQL's advisory lock key).
 LOCK_KEY = "comfyweb:tasks:dispatch-claim"
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
@@ -94,36 +87,6 @@ SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
 # Seconds a claimed task's `sending_until` lease lasts; renewed every third of it
 # while its dispatcher sends, so it runs out only if the dispatcher died.
 SEND_LEASE = 6.0
-
-
-def wake_dispatch() -> None:
-    """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely.
-
-    Best effort, never raises: it runs after the work was saved (often on commit
-    of a request), and the one-minute schedule dispatches what a lost wake-up missed.
-    """
-    from django_q.tasks import async_task
-
-    try:
-        fresh = cache.add(WAKE_KEY, 1, timeout=WAKE_TTL)
-    except Exception:  # the cache is Redis, like the broker; enqueue anyway
-        logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
-        fresh = True
-    if not fresh:
-        return
-    try:
-        async_task("tasks.jobs.dispatch", group="dispatch")
-    except Exception as exc:
-        logger.warning("dispatch not woken (%s); the schedule will run it", type(exc).__name__)
-        woken()  # nothing is queued: the next wake-up must try again
-
-
-def woken() -> None:
-    """The dispatch job has started: later wake-ups must queue another run."""
-    try:
-        cache.delete(WAKE_KEY)
-    except Exception:
-        logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
 
 
 def waiting_reason(task: Task) -> str | None:

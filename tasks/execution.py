@@ -39,14 +39,14 @@ from servers.comfyui import (
     Reconnected,
 )
 from tasks import previews, publish, sweep
-from tasks.dispatch import wake_dispatch
+from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
 from tasks.transitions import transition
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_JOB = "tasks.jobs.reconcile_server"
+RECONCILE_JOB = RECONCILE_SERVER
 # An unknown prompt is looked up again after this long: its task may have been
 # saved a moment after the server started sending (and most of them are not ours).
 UNKNOWN_TTL = 5.0

@@ -27,7 +27,7 @@ from servers.comfyui import ComfyUIClient, FileRef, HistoryEntry, NotFound
 from servers.comfyui.responses import file_refs
 from servers.requirements import SEED_INPUTS
 from tasks import sweep
-from tasks.dispatch import wake_dispatch
+from tasks.enqueue import wake_dispatch
 from tasks.models import Output, Status, Task
 from tasks.transitions import transition
 

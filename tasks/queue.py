@@ -25,6 +25,7 @@ from django.db.models import Case, Count, F, Q, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from tasks import enqueue
 from tasks.models import Priority, QueuePause, Status, Task, Team
 
 WAIT_WINDOW = timedelta(hours=1)
@@ -227,6 +228,4 @@ def _check_control(team: Team | None, by) -> None:
 
 
 def _wake() -> None:
-    from tasks.dispatch import wake_dispatch
-
-    wake_dispatch()
+    enqueue.wake_dispatch()

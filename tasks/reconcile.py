@@ -48,7 +48,7 @@ from django.utils import timezone
 from servers.comfyui import ComfyUIClient, ComfyUIError, HistoryEntry
 from servers.comfyui.client import Timeouts
 from servers.models import Health, Server
-from tasks.dispatch import wake_dispatch
+from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task
 from tasks.sweep import request_collection
 from tasks.transitions import put_back, retry_or_fail, transition

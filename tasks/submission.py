@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from servers.requirements import workflow_key_of
+from tasks import enqueue
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
 from tasks.runnable import require_runnable
 from tasks.uploads import require_own_uploads
@@ -110,7 +111,4 @@ def submit_runs(
 
 
 def _wake() -> None:
-    # Imported late: dispatch pulls in the ComfyUI client and the balancer.
-    from tasks.dispatch import wake_dispatch
-
-    wake_dispatch()
+    enqueue.wake_dispatch()

@@ -36,12 +36,13 @@ from django.core.cache import cache
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from tasks import enqueue
 from tasks.models import Status, Task
 
 logger = logging.getLogger("tasks.sweep")
 
-COLLECT_JOB = "tasks.outputs.collect_outputs"
-RECONCILE_JOB = "tasks.jobs.reconcile_server"
+COLLECT_JOB = enqueue.COLLECT_OUTPUTS
+RECONCILE_JOB = enqueue.RECONCILE_SERVER
 # Seconds after success before a collection that has not happened is queued again.
 COLLECT_GRACE = 5.0
 COLLECT_EVERY_MAX = 60.0

@@ -48,7 +48,7 @@ dispatcher died before the server accepted it): pending again at once, and the
 run it was counted for taken back, since none started.
 
 What it does not do: wake dispatch. A caller that freed a slot and wants the
-next task sent at once calls `tasks.dispatch.wake_dispatch()` (cheap; safe to
+next task sent at once calls `tasks.enqueue.wake_dispatch()` (cheap; safe to
 call often).
 
 `where` guards against stale events: the execution handler passes

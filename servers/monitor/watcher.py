@@ -286,7 +286,7 @@ class ServerWatcher:
 
 
 def _wake_dispatch() -> None:
-    from tasks.dispatch import wake_dispatch
+    from tasks.enqueue import wake_dispatch
 
     try:
         wake_dispatch()
@@ -298,6 +298,6 @@ def _reconcile_later(server_id: int) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("tasks.reconcile.reconcile_server", server_id)
+        async_task("tasks.jobs.reconcile_server", server_id)
     except Exception:  # the broker is down: the one-minute reconcile catches up
         logger.exception("could not enqueue reconciliation of server %s", server_id)

@@ -65,7 +65,7 @@ def fast_passwords(settings) -> None:
 def woken(monkeypatch) -> list[int]:
     """Dispatch never runs here: its wake-up is recorded instead of enqueued."""
     calls: list[int] = []
-    monkeypatch.setattr("tasks.dispatch.wake_dispatch", lambda: calls.append(1))
+    monkeypatch.setattr("tasks.enqueue.wake_dispatch", lambda: calls.append(1))
     return calls
 
 

@@ -21,7 +21,7 @@ from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
 from servers.requirements import workflow_key_of
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tasks import dispatch, sweep
+from tasks import dispatch, enqueue, sweep
 from tasks.models import Priority, Status, Task, TaskEvent, Team
 from tests.factories import make_team, make_user
 from tests.simulator_thread import LoopThread
@@ -205,7 +205,7 @@ def private_dispatch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Own keys for the dispatch lock, wake-up and hand-off sweep: other test runs share Redis."""
     token = uuid.uuid4().hex
     monkeypatch.setattr(dispatch, "LOCK_KEY", f"test:{token}:dispatch-claim")
-    monkeypatch.setattr(dispatch, "WAKE_KEY", f"test:{token}:dispatch-wake")
+    monkeypatch.setattr(enqueue, "WAKE_KEY", f"test:{token}:dispatch-wake")
     monkeypatch.setattr(sweep, "KEY_PREFIX", f"test:{token}:sweep")
 
 

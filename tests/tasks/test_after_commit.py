@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from django_q.conf import Conf
 
-from tasks import dispatch
+from tasks import enqueue
 from tasks.models import Role, Status, Task
 from tasks.transitions import task_transitioned, transition
 from tests.factories import make_team, make_user
@@ -57,6 +57,6 @@ def test_a_state_change_stands_when_a_listener_raises_and_the_others_still_hear_
 
 def test_a_wake_up_the_broker_refused_returns_and_lets_the_next_one_try_again(monkeypatch):
     monkeypatch.setattr(Conf, "REDIS", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
-    cache.delete(dispatch.WAKE_KEY)
-    dispatch.wake_dispatch()  # returns: the one-minute schedule dispatches meanwhile
-    assert cache.add(dispatch.WAKE_KEY, 1, timeout=5), "the failed wake-up kept its dedup key"
+    cache.delete(enqueue.WAKE_KEY)
+    enqueue.wake_dispatch()  # returns: the one-minute schedule dispatches meanwhile
+    assert cache.add(enqueue.WAKE_KEY, 1, timeout=5), "the failed wake-up kept its dedup key"

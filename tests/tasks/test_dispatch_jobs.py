@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django_q.models import Schedule
 
 from servers import fleet
-from tasks import dispatch, jobs
+from tasks import enqueue, jobs
 from tasks.models import Status
 from tasks.submission import Run, submit_runs
 from tests.factories import make_team, make_user
@@ -26,14 +26,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys"
 
 def test_wake_ups_before_the_job_starts_queue_one_job(enqueued):
     for _ in range(5):
-        dispatch.wake_dispatch()
+        enqueue.wake_dispatch()
     assert enqueued == [("tasks.jobs.dispatch",)]
 
 
 def test_a_wake_up_while_the_job_runs_queues_another_pass(enqueued):
-    dispatch.wake_dispatch()
-    dispatch.woken()  # the job started
-    dispatch.wake_dispatch()
+    enqueue.wake_dispatch()
+    enqueue.woken()  # the job started
+    enqueue.wake_dispatch()
     assert len(enqueued) == 2
 
 
@@ -75,7 +75,7 @@ def test_the_jobs_run_by_dotted_path_and_a_missed_success_ends_completed(
     assert result(async_task("tasks.jobs.reconcile")) == {}  # nothing on a server for long
     sim_thread.wait_idle(sim)
     # No monitor heard the prompt end: reconciliation hands it to output collection.
-    assert result(async_task("tasks.reconcile.reconcile_server", server.pk)) == {"succeeded": 1}
+    assert result(async_task("tasks.jobs.reconcile_server", server.pk)) == {"succeeded": 1}
     task.refresh_from_db()
     assert task.status == Status.COMPLETED
     assert task.outputs.count() == 1
@@ -87,7 +87,7 @@ def test_the_safety_net_schedules_exist_after_migrate():
     funcs = dict(Schedule.objects.values_list("name", "func"))
     assert funcs["tasks.dispatch"] == "tasks.jobs.dispatch"
     assert funcs["tasks.reconcile"] == "tasks.jobs.reconcile"
-    assert jobs.wake_dispatch is dispatch.wake_dispatch
+    assert jobs.wake_dispatch is enqueue.wake_dispatch
 
 
 def test_pick_server_avoids_a_failed_server_while_another_can_take_the_task(sim_thread):
@@ -115,7 +115,7 @@ def test_the_monitor_wakes_dispatch_and_asks_for_reconciliation(enqueued):
 
     watcher._wake_dispatch()
     watcher._reconcile_later(7)
-    assert enqueued == [("tasks.jobs.dispatch",), ("tasks.reconcile.reconcile_server", 7)]
+    assert enqueued == [("tasks.jobs.dispatch",), ("tasks.jobs.reconcile_server", 7)]
 
 
 def test_a_broker_outage_does_not_break_the_monitors_loop(monkeypatch):

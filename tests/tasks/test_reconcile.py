@@ -91,7 +91,7 @@ def test_a_prompt_that_succeeded_unseen_is_handed_to_output_collection(sim_threa
     register(sim)
     task = sent_and_finished(sim_thread, sim)
     assert reconcile.reconcile_server(task.server_id) == {"succeeded": 1}
-    assert enqueued == [("tasks.outputs.collect_outputs", task.pk)]
+    assert enqueued == [("tasks.jobs.collect_outputs", task.pk)]
     assert Task.objects.get(pk=task.pk).status == Status.DISPATCHED  # the collector completes it
 
 

@@ -56,7 +56,7 @@ def test_an_empty_run_list_is_refused():
 
 def test_dispatch_is_enqueued_only_after_commit(django_capture_on_commit_callbacks, monkeypatch):
     woken = []
-    monkeypatch.setattr("tasks.dispatch.wake_dispatch", lambda: woken.append(1))
+    monkeypatch.setattr("tasks.enqueue.wake_dispatch", lambda: woken.append(1))
     team = make_team()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         submit_runs(team=team, submitter=make_user(team=team), runs=[Run(trivial_graph(), {})])

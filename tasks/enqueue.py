@@ -1,0 +1,56 @@
+"""Queueing the tasks app's jobs: each path here names a function in `tasks/jobs.py`.
+
+Everything in `tasks` that queues a job takes its dotted path from here, and
+`wake_dispatch()` lives here rather than in `tasks.dispatch`, so that the queue,
+submission, outputs and reconciliation can wake dispatch without importing it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import cache
+
+DISPATCH = "tasks.jobs.dispatch"
+RECONCILE_SERVER = "tasks.jobs.reconcile_server"
+COLLECT_OUTPUTS = "tasks.jobs.collect_outputs"
+
+logger = logging.getLogger("tasks.dispatch")
+
+# A wake-up that is already queued and not yet started makes another one
+# pointless: the job clears this key when it starts, so a wake that arrives
+# while it runs queues one more pass and nothing is missed.
+WAKE_KEY = "tasks:dispatch-wake"
+# If a queued job is lost (worker killed), wakes resume after this; the
+# one-minute schedule covers the gap.
+WAKE_TTL = 30
+
+
+def wake_dispatch() -> None:
+    """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely.
+
+    Best effort, never raises: it runs after the work was saved (often on commit
+    of a request), and the one-minute schedule dispatches what a lost wake-up missed.
+    """
+    from django_q.tasks import async_task
+
+    try:
+        fresh = cache.add(WAKE_KEY, 1, timeout=WAKE_TTL)
+    except Exception:  # the cache is Redis, like the broker; enqueue anyway
+        logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
+        fresh = True
+    if not fresh:
+        return
+    try:
+        async_task(DISPATCH, group="dispatch")
+    except Exception as exc:
+        logger.warning("dispatch not woken (%s); the schedule will run it", type(exc).__name__)
+        woken()  # nothing is queued: the next wake-up must try again
+
+
+def woken() -> None:
+    """The dispatch job has started: later wake-ups must queue another run."""
+    try:
+        cache.delete(WAKE_KEY)
+    except Exception:
+        logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
