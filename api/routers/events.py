@@ -18,12 +18,17 @@ event, as the socket consumer does.
 
 It is an async view streaming an async iterator: it needs the ASGI server
 (daphne), where it holds no thread while it waits.
+
+Live events are best effort: when the channel layer (Redis) cannot be reached,
+or goes away mid-stream, the stream goes on from the database instead, reading
+the task every `POLL` seconds (its row is at most a second behind) until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
@@ -40,6 +45,9 @@ from tasks.models import Task
 router = Router(tags=["tasks"])
 
 KEEPALIVE = 15.0  # seconds
+POLL = 1.0  # seconds between reads of the task when live events cannot be had
+
+logger = logging.getLogger(__name__)
 EVENT_STREAM = {
     "responses": {
         200: {
@@ -69,6 +77,37 @@ async def task_events(request, task_id: PathId) -> StreamingHttpResponse:
 
 
 async def _stream(user, task_id: int) -> AsyncIterator[str]:
+    try:
+        async for event in _pushed(user, task_id):
+            yield event
+        return
+    except Exception as error:  # the channel layer (Redis) is down or went away
+        logger.warning(
+            "live events of task %s unavailable (%s); following it from the database",
+            task_id,
+            type(error).__name__,
+        )
+    async for event in _polled(user, task_id):
+        yield event
+
+
+async def _polled(user, task_id: int) -> AsyncIterator[str]:
+    """The task read from the database every POLL seconds: an event when it changed."""
+    last: publish.TaskData | None = None
+    while True:
+        current = await database_sync_to_async(_current)(user, task_id, fresh=True)
+        if current is None:
+            return
+        if current != last:
+            moved = last is None or current["status"] != last["status"]
+            yield _event(publish.STATUS_EVENT if moved else publish.PROGRESS_EVENT, current)
+            last = current
+        if current["finished"]:
+            return
+        await asyncio.sleep(POLL)
+
+
+async def _pushed(user, task_id: int) -> AsyncIterator[str]:
     # Join the group first, then read the task: nothing published in between is lost
     # (it may arrive twice, which is harmless: each event is a whole state).
     async with live.listen(publish.TASK_TOPIC, str(task_id)) as listener:

@@ -19,7 +19,9 @@ from comfyweb.consumers import LiveConsumer
 from servers.comfyui import ExecutionStart
 from tasks.execution import TaskEventHandler
 from tasks.models import Membership, Status, Task
+from tasks.transitions import transition
 from tests.factories import make_team, make_user
+from tests.private_redis import redis_down
 from tests.tasks.task_factories import (
     FrozenClock,
     make_server,
@@ -205,6 +207,28 @@ async def test_a_token_holder_follows_a_run_to_its_end_without_polling(tmp_path:
     body = await api_get(token, f"tasks/{task.pk}")
     assert body["status"] == "completed"
     assert body["progress"] == events[-1][1]["progress"]
+
+
+async def test_with_redis_down_the_stream_follows_the_task_from_the_database():
+    def build():
+        user, token = member_with_token()
+        task = make_task(user.memberships.get().team, server=make_server(), status=Status.RUNNING)
+        return token, task
+
+    token, task = await sync_to_async(build)()
+    with redis_down():
+        stream = EventStream(f"/api/v1/tasks/{task.pk}/events", token)
+        assert (await stream.open())[0] == 200
+        first = await stream.next_event()
+        assert (first[0], first[1]["status"]) == ("status", "running")
+        await sync_to_async(transition)(
+            task.pk, Status.RUNNING, Status.COMPLETED, message="done", progress_fraction=1.0
+        )
+        events = await stream.all_events()
+        await stream.close()
+    assert [(name, data["status"], data["finished"]) for name, data in events] == [
+        ("status", "completed", True)
+    ]
 
 
 async def test_following_a_finished_task_sends_its_state_and_ends():
