@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from servers.comfyui import ComfyUIClient
+from servers.clients import client_for
 from servers.models import FleetSettings, Server
 from servers.monitor.checks import check_server
 
@@ -31,7 +31,7 @@ class ProbeResult:
 
 
 async def probe(server: Server, fleet: FleetSettings) -> ProbeResult:
-    async with ComfyUIClient(server.base_url, headers=server.auth_headers, get_retries=0) as client:
+    async with client_for(server, "check") as client:
         outcome = await check_server(
             client, health_timeout=fleet.health_timeout, queue_timeout=fleet.queue_timeout
         )

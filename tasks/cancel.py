@@ -32,8 +32,8 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from servers.comfyui import ComfyUIClient, ComfyUIError
-from servers.comfyui.client import Timeouts
+from servers.clients import client_for
+from servers.comfyui import ComfyUIError
 from servers.models import Server
 from tasks.models import Status, Task
 from tasks.transitions import record, transition
@@ -44,7 +44,6 @@ CANCELED = "canceled"
 REQUESTED = "requested"
 FINISHED = "finished"
 UNREACHABLE = "unreachable"
-TIMEOUTS = Timeouts(connect=3.0, read=10.0, write=10.0, pool=3.0)
 # The task can change state under us (dispatched, started); follow it a few times.
 _MAX_TRIES = 5
 
@@ -141,7 +140,7 @@ _ENDED = "ended"  # it is in the server's history: it finished before the cancel
 
 async def _remove(server: Server, prompt_id: str) -> str:
     """Stop the prompt wherever it is on the server; where it was (see above)."""
-    async with _client(server) as client:
+    async with client_for(server, "cancel") as client:
         # Deleting a prompt that is not queued is a no-op, so this is safe in any state.
         await client.delete_queued([prompt_id])
         queue = await client.get_queue()
@@ -153,7 +152,3 @@ async def _remove(server: Server, prompt_id: str) -> str:
         if await client.get_history(prompt_id) is not None:
             return _ENDED
         return _REMOVED
-
-
-def _client(server: Server) -> ComfyUIClient:
-    return ComfyUIClient(server.base_url, headers=server.auth_headers or None, timeouts=TIMEOUTS)

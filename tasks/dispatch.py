@@ -54,8 +54,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from servers import fleet
-from servers.comfyui import ComfyUIClient, PromptRejected, ServerTimeout
-from servers.comfyui.client import Timeouts
+from servers.comfyui import PromptRejected, ServerTimeout
 from servers.models import Server, ServerState
 from tasks import queue, runnable
 from tasks import waiting as waits
@@ -83,7 +82,6 @@ CANDIDATES = 200
 MAX_WAITING_WORKFLOWS = 20
 # Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
 BUDGET_SECONDS = 120.0
-SUBMIT_TIMEOUTS = Timeouts(connect=3.0, read=15.0, write=15.0, pool=5.0)
 # Seconds a claimed task's `sending_until` lease lasts; renewed every third of it
 # while its dispatcher sends, so it runs out only if the dispatcher died.
 SEND_LEASE = 6.0
@@ -107,7 +105,7 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
         if not claimed:
             return sent
         with _sending(claimed):
-            outcomes = asyncio.run(send_all(claimed, SUBMIT_TIMEOUTS))
+            outcomes = asyncio.run(send_all(claimed))
         sent += settle(outcomes)
         if time.monotonic() - started > budget:
             wake_dispatch()
@@ -450,11 +448,4 @@ def _rejected(claim: Claimed, error: PromptRejected) -> None:
         error_type=error.error.type or "prompt_rejected",
         error_message="\n".join(lines),
         error_node=first_node,
-    )
-
-
-def client_for(server: Server, timeouts: Timeouts | None = None) -> ComfyUIClient:
-    """An HTTP client of the server for one short job (cancel, reconcile)."""
-    return ComfyUIClient(
-        server.base_url, headers=server.auth_headers or None, timeouts=timeouts, get_retries=1
     )

@@ -9,19 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import posixpath
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
+from servers.clients import client_for
 from servers.comfyui import ComfyUIClient, ComfyUIError
-from servers.comfyui.client import Timeouts
 from tasks.uploads import foreign_uploads, refusal, upload_inputs
 
 # A template's image parameter puts {"upload": "<storage path>"} into the node
@@ -43,6 +40,10 @@ class Claimed:
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
     client_id: str = ""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return self.headers
 
 
 @dataclass(frozen=True)
@@ -69,29 +70,18 @@ class ForeignUpload(UploadRefused):
     before submission checked this, or edited since. Nothing is read or sent."""
 
 
-async def send_all(claimed: Sequence[Claimed], timeouts: Timeouts) -> list[Outcome]:
+async def send_all(claimed: Sequence[Claimed]) -> list[Outcome]:
     """POST every claimed prompt (one HTTP client per server); an Outcome each, in order."""
     clients: dict[int, ComfyUIClient] = {}
     try:
         for claim in claimed:
             if claim.server_id not in clients:
-                clients[claim.server_id] = ComfyUIClient(
-                    claim.base_url,
-                    headers=claim.headers or None,
-                    timeouts=timeouts,
-                    transport=httpx.AsyncHTTPTransport(verify=_tls()),
-                )
+                clients[claim.server_id] = client_for(claim, "submit")
         return list(await asyncio.gather(*(_send(clients[c.server_id], c) for c in claimed)))
     finally:
         for client in clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~30 ms; a new client per pass must not pay it each time.
-    return httpx.create_ssl_context()
 
 
 async def _send(client: ComfyUIClient, claim: Claimed) -> Outcome:
@@ -143,10 +133,6 @@ async def cleanup(claimed: Sequence[Claimed]) -> None:
     """Best effort: remove prompts that must not run (task canceled, or POST timed out)."""
     for claim in claimed:
         with contextlib.suppress(Exception):
-            async with ComfyUIClient(
-                claim.base_url,
-                headers=claim.headers or None,
-                timeouts=Timeouts(connect=2.0, read=5.0, write=5.0, pool=2.0),
-            ) as client:
+            async with client_for(claim, "cleanup") as client:
                 await client.delete_queued([claim.prompt_id])
                 await client.interrupt(claim.prompt_id)

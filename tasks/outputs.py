@@ -23,7 +23,8 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from PIL import Image, UnidentifiedImageError
 
-from servers.comfyui import ComfyUIClient, FileRef, HistoryEntry, NotFound
+from servers.clients import client_for
+from servers.comfyui import FileRef, HistoryEntry, NotFound
 from servers.comfyui.responses import file_refs
 from servers.requirements import SEED_INPUTS
 from tasks import sweep
@@ -94,7 +95,7 @@ def collect_outputs(task_id: int) -> int:
 
 async def _fetch(task: Task, folder: Path) -> tuple[HistoryEntry | None, list[Downloaded]]:
     server = task.server
-    async with ComfyUIClient(server.base_url, headers=server.auth_headers or None) as client:
+    async with client_for(server, "outputs") as client:
         entry = None
         for wait in HISTORY_WAITS:
             if wait:

@@ -45,8 +45,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from servers.comfyui import ComfyUIClient, ComfyUIError, HistoryEntry
-from servers.comfyui.client import Timeouts
+from servers.clients import client_for
+from servers.comfyui import ComfyUIError, HistoryEntry
 from servers.models import Health, Server
 from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task
@@ -56,7 +56,6 @@ from tasks.transitions import put_back, retry_or_fail, transition
 logger = logging.getLogger("tasks.reconcile")
 
 LOST_GRACE = timedelta(seconds=30)
-TIMEOUTS = Timeouts(connect=3.0, read=10.0, write=10.0, pool=3.0)
 
 
 def stuck_after() -> timedelta:
@@ -123,9 +122,7 @@ def reconcile_server(server_id: int, *, older_than=None) -> dict[str, int]:
 async def _look(
     server: Server, prompt_ids: list[str]
 ) -> tuple[set[str], set[str], dict[str, HistoryEntry]]:
-    async with ComfyUIClient(
-        server.base_url, headers=server.auth_headers or None, timeouts=TIMEOUTS
-    ) as client:
+    async with client_for(server, "reconcile") as client:
         queue = await client.get_queue()
         running = {item.prompt_id for item in queue.running}
         pending = {item.prompt_id for item in queue.pending}

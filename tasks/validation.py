@@ -21,7 +21,8 @@ from asgiref.sync import async_to_sync
 from comfyweb import guard
 from comfyweb.nul import MESSAGE as NUL_MESSAGE
 from comfyweb.nul import find_nul
-from servers.comfyui import ComfyUIClient, ComfyUIError, Timeouts
+from servers.clients import client_for
+from servers.comfyui import ComfyUIError
 from servers.models import FleetSettings, Server
 from servers.requirements import SEED_INPUTS, SEED_MAX
 
@@ -602,14 +603,9 @@ class CatalogueUnavailable(Exception):
 def fetch_catalogue(server: Server) -> dict[str, dict[str, Any]]:
     """GET /object_info from `server` with the fleet's timeout (an explicit user action)."""
     fleet = FleetSettings.load()
-    # The catalogue is ~0.5 MB: the health timeout bounds the connect, reading
-    # gets a little longer than a health check.
-    timeouts = Timeouts(connect=fleet.health_timeout, read=max(fleet.health_timeout, 15.0))
 
     async def load() -> dict[str, dict[str, Any]]:
-        async with ComfyUIClient(
-            server.base_url, headers=server.auth_headers, timeouts=timeouts, get_retries=0
-        ) as client:
+        async with client_for(server, "catalogue", fleet=fleet) as client:
             return await client.object_info()
 
     try:

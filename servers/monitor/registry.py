@@ -30,6 +30,10 @@ class ServerSpec:
     def header_dict(self) -> dict[str, str]:
         return dict(self.headers)
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return self.header_dict()
+
 
 def enabled_servers() -> dict[int, ServerSpec]:
     """Sync (ORM): every enabled server, by id."""

@@ -21,8 +21,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from comfyweb.backoff import Backoff
+from servers.clients import client_for
 from servers.comfyui import (
-    ComfyUIClient,
     ComfyUIError,
     Connected,
     Disconnected,
@@ -65,8 +65,8 @@ class ServerWatcher:
     def __init__(self, spec: ServerSpec, shared: Shared) -> None:
         self.spec = spec
         self._shared = shared
-        # Each check is itself the retry: no client-side retries on top.
-        self._client = ComfyUIClient(spec.base_url, headers=spec.header_dict(), get_retries=0)
+        # Each check is itself the retry: the "check" client has no retries on top.
+        self._client = client_for(spec, "check")
         self._stream = EventStream(
             spec.base_url,
             spec.client_id,

@@ -136,7 +136,7 @@ def test_a_task_canceled_while_its_prompt_was_being_sent_is_removed_from_the_ser
     claimed = dispatch.claim_batch()
     # The user cancels between the claim and the POST: nothing is on the server yet.
     assert cancel_task(task.pk, by=None) == CANCELED
-    outcomes = asyncio.run(send_all(claimed, dispatch.SUBMIT_TIMEOUTS))
+    outcomes = asyncio.run(send_all(claimed))
     assert dispatch.settle(outcomes) == 1
     # Interrupting is asynchronous on the server; without it this 30 s prompt
     # would outlast the wait.

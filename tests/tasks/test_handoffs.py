@@ -168,7 +168,7 @@ def test_a_claim_is_leased_until_the_server_accepts_its_prompt(sim_thread):
     task = make_pending()
     (claim,) = dispatch.claim_batch()
     assert Task.objects.get(pk=task.pk).sending_until > timezone.now()
-    assert dispatch.settle(sim_thread.run(dispatch.send_all([claim], dispatch.SUBMIT_TIMEOUTS)))
+    assert dispatch.settle(sim_thread.run(dispatch.send_all([claim])))
     assert Task.objects.get(pk=task.pk).sending_until is None
 
 
