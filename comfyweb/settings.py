@@ -93,7 +93,6 @@ Q_CLUSTER = {
 }
 # Prompts ComfyWeb keeps on the whole fleet at once (S7), whatever the servers' slots.
 COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=100_000)
-MONITOR_EXECUTION_HANDLER = "tasks.execution.TaskEventHandler"
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [

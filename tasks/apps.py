@@ -13,7 +13,9 @@ class TasksConfig(AppConfig):
 
         from comfyweb import topics
         from servers import status_panel
+        from servers.monitor import work
         from tasks import publish, queue, queue_panel
+        from tasks.execution import TaskEventHandler
         from tasks.models import Task
         from tasks.transitions import task_transitioned
 
@@ -28,6 +30,8 @@ class TasksConfig(AppConfig):
                 panels_url=lambda: reverse("tasks:queue_panel"),
             )
         )
+        # The monitor hands execution events and its wake-ups to the tasks' handler.
+        work.register(TaskEventHandler)
         task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")

@@ -1,8 +1,8 @@
 """The monitor's execution handler (A6): ComfyUI events → task state and live progress.
 
-`settings.MONITOR_EXECUTION_HANDLER` names `TaskEventHandler`; the monitor hands
-it every event that names a prompt, server by server and in order, on the one
-event loop that serves the whole fleet. So the handler keeps per-prompt state
+`TaskEventHandler` is the monitor's `WorkHooks` (registered in `TasksConfig.ready()`);
+the monitor hands it every event that names a prompt, server by server and in
+order, on the one event loop that serves the whole fleet. So the handler keeps per-prompt state
 in memory, touches the database only for state changes and throttled progress
 writes (through `database_sync_to_async`), and leaves slow work (downloading
 outputs, reconciling) to django-q jobs.
@@ -38,6 +38,7 @@ from servers.comfyui import (
     ProgressState,
     Reconnected,
 )
+from servers.monitor.work import WorkHooks
 from tasks import previews, publish, sweep
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
@@ -72,7 +73,7 @@ class Tracked:
         return self.progress.task_id
 
 
-class TaskEventHandler:
+class TaskEventHandler(WorkHooks):
     def __init__(
         self,
         *,
@@ -108,6 +109,17 @@ class TaskEventHandler:
         """
         await database_sync_to_async(sweep.sweep)()
         await self._check_backoffs()
+
+    def server_can_take_work(self, server_id: int) -> None:
+        """Sync: the server was re-admitted or its capabilities are known: wake dispatch."""
+        wake_dispatch()  # never raises: the one-minute schedule catches up
+
+    def server_needs_reconcile(self, server_id: int) -> None:
+        """Sync: events of the server's prompts may be missed or lost: queue reconciliation."""
+        try:
+            enqueue(RECONCILE_JOB, server_id)
+        except Exception:  # the broker is down: the one-minute reconcile catches up
+            logger.exception("could not enqueue reconciliation of server %s", server_id)
 
     async def _check_backoffs(self) -> None:
         now = timezone.now()

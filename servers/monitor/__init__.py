@@ -11,7 +11,7 @@ Modules, one job each:
     stats.py         the event_stats JSON
     publish.py       publish a server's status to browsers when something visible changed
     heartbeat.py     heartbeat in Redis and the /healthz "monitor" check
-    handlers.py      ExecutionHandler: where execution events go
+    work.py          WorkHooks: the seam to the work (events, tick, dispatch, reconcile)
 """
 
 from __future__ import annotations

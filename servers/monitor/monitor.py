@@ -2,8 +2,8 @@
 
 Every `tick` seconds it re-reads the fleet settings and the enabled servers
 (starting, restarting and stopping watchers to match), writes each server's
-event statistics, renews its heartbeat in Redis, and calls the execution
-handler's `tick` (its periodic work: re-queueing dropped hand-offs, timers).
+event statistics, renews its heartbeat in Redis, and calls the work hooks'
+`tick` (its periodic work: re-queueing dropped hand-offs, timers).
 The watchers do the health/load checks and the event handling on their own
 schedules.
 """
@@ -21,13 +21,13 @@ from comfyweb.backoff import Backoff
 
 from . import state
 from .capabilities import CapabilityCache
-from .handlers import ExecutionHandler, load_handler
 from .heartbeat import clear_heartbeat, write_heartbeat
 from .publish import ChangePublisher, VisibleChangeHook
 from .registry import ServerSpec, enabled_servers, plan
 from .stats import event_stats
 from .tunables import Tunables, load_tunables
 from .watcher import ServerWatcher, Shared, default_stream_backoff
+from .work import WorkHooks, new_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Monitor:
     def __init__(
         self,
         *,
-        handler: ExecutionHandler | None = None,
+        handler: WorkHooks | None = None,
         on_visible_change: VisibleChangeHook | None = None,
         tick: float = DEFAULT_TICK,
         heartbeat: bool = True,
@@ -50,7 +50,7 @@ class Monitor:
         self.shared = Shared(
             tunables=Tunables.defaults(),
             capabilities=CapabilityCache(),
-            handler=handler or load_handler(),
+            handler=handler or new_hooks(),
             publisher=ChangePublisher(on_visible_change),
             stream_backoff=stream_backoff,
         )
@@ -113,10 +113,8 @@ class Monitor:
             await self.shared.publisher.refresh(sid, lock_window=self.shared.tunables.lock_window)
 
     async def handler_tick(self) -> None:
-        # The handler's own periodic work, if it has any (see `handlers.ExecutionHandler`).
-        tick = getattr(self.shared.handler, "tick", None)
-        if tick is not None:
-            await tick()
+        # The work's own periodic work (see `work.WorkHooks`).
+        await self.shared.handler.tick()
 
     async def beat(self) -> None:
         if self._heartbeat:

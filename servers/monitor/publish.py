@@ -7,7 +7,6 @@ show, rounded as they show it, so a check that changes nothing visible (a new
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +14,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from servers import status_panel
 from servers.models import FailureRecord, ServerState
 
 logger = logging.getLogger(__name__)
@@ -76,16 +76,8 @@ def visible_fingerprint(server_id: int, lock_window: float = 30.0) -> Fingerprin
 
 
 def publish_server_status(server_id: int) -> None:
-    """The default hook: `servers.status_panel.publish_server`, when that module exists."""
-    try:
-        module = importlib.import_module("servers.status_panel")
-    except ModuleNotFoundError as error:
-        if error.name != "servers.status_panel":
-            raise
-        return
-    publish = getattr(module, "publish_server", None)
-    if publish is not None:
-        publish(server_id)
+    """The default hook: `servers.status_panel.publish_server`."""
+    status_panel.publish_server(server_id)
 
 
 class ChangePublisher:

@@ -38,10 +38,10 @@ from servers.models import Health
 from . import state
 from .capabilities import CapabilityCache, fetch_capabilities
 from .checks import CheckOutcome, check_server
-from .handlers import ExecutionHandler, is_execution_event
 from .publish import ChangePublisher
 from .registry import ServerSpec
 from .tunables import Tunables
+from .work import WorkHooks, is_execution_event
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Shared:
 
     tunables: Tunables
     capabilities: CapabilityCache
-    handler: ExecutionHandler
+    handler: WorkHooks
     publisher: ChangePublisher
     stream_backoff: Callable[[], Backoff] = field(default=default_stream_backoff)
 
@@ -176,7 +176,7 @@ class ServerWatcher:
             self._shared.capabilities.invalidate(self.spec.id)
             logger.warning("server %s re-admitted", self.spec.name, extra=extra)
             # Its slots are free again: pending tasks may go there now.
-            await database_sync_to_async(_wake_dispatch)()
+            await database_sync_to_async(self._shared.handler.server_can_take_work)(self.spec.id)
         elif transition.before != Health.HEALTHY:
             logger.info("server %s healthy", self.spec.name, extra=extra)
         if outcome.queue is None:
@@ -209,7 +209,7 @@ class ServerWatcher:
         )
         if transition.marked_unhealthy:
             # Our prompts on it are lost unless it comes back: retry them elsewhere.
-            await database_sync_to_async(_reconcile_later)(self.spec.id)
+            await database_sync_to_async(self._shared.handler.server_needs_reconcile)(self.spec.id)
             logger.warning(
                 "server %s marked unhealthy after %d failed checks: %s (failover)",
                 self.spec.name,
@@ -242,7 +242,7 @@ class ServerWatcher:
         cache.stored(self.spec.id)
         # The balancer holds back tasks for servers whose nodes and models it does not
         # know yet (a newly added or restarted server): now it does, so look again.
-        await database_sync_to_async(_wake_dispatch)()
+        await database_sync_to_async(self._shared.handler.server_can_take_work)(self.spec.id)
 
     # -- events ---------------------------------------------------------------------
 
@@ -279,25 +279,9 @@ class ServerWatcher:
                 # First connection since the monitor started: events of our prompts
                 # may have been missed while it was down (the handler covers gaps
                 # in a running monitor, on Reconnected).
-                await database_sync_to_async(_reconcile_later)(self.spec.id)
+                await database_sync_to_async(self._shared.handler.server_needs_reconcile)(
+                    self.spec.id
+                )
             await database_sync_to_async(state.record_stream_back)(self.spec.id)
         if is_execution_event(event):
             await self._shared.handler.handle(self.spec.id, event)
-
-
-def _wake_dispatch() -> None:
-    from tasks.enqueue import wake_dispatch
-
-    try:
-        wake_dispatch()
-    except Exception:  # the broker is down: the one-minute schedule catches up
-        logger.exception("could not wake dispatch")
-
-
-def _reconcile_later(server_id: int) -> None:
-    from django_q.tasks import async_task
-
-    try:
-        async_task("tasks.jobs.reconcile_server", server_id)
-    except Exception:  # the broker is down: the one-minute reconcile catches up
-        logger.exception("could not enqueue reconciliation of server %s", server_id)

@@ -7,7 +7,9 @@ from django.core.management import call_command
 from django_q.models import Schedule
 
 from servers import fleet
+from servers.monitor import work
 from tasks import enqueue, jobs
+from tasks.execution import TaskEventHandler
 from tasks.models import Status
 from tasks.submission import Run, submit_runs
 from tests.factories import make_team, make_user
@@ -111,19 +113,18 @@ def test_pick_server_avoids_a_failed_server_while_another_can_take_the_task(sim_
 
 
 def test_the_monitor_wakes_dispatch_and_asks_for_reconciliation(enqueued):
-    from servers.monitor import watcher
-
-    watcher._wake_dispatch()
-    watcher._reconcile_later(7)
+    hooks = work.new_hooks()  # what TasksConfig.ready() registered
+    assert isinstance(hooks, TaskEventHandler)
+    hooks.server_can_take_work(7)
+    hooks.server_needs_reconcile(7)
     assert enqueued == [("tasks.jobs.dispatch",), ("tasks.jobs.reconcile_server", 7)]
 
 
 def test_a_broker_outage_does_not_break_the_monitors_loop(monkeypatch):
-    from servers.monitor import watcher
-
     def down(*args, **kwargs):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr("django_q.tasks.async_task", down)
-    watcher._wake_dispatch()
-    watcher._reconcile_later(7)
+    hooks = TaskEventHandler()
+    hooks.server_can_take_work(7)
+    hooks.server_needs_reconcile(7)

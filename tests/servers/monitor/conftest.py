@@ -17,6 +17,7 @@ from servers.comfyui import Event
 from servers.models import FleetSettings, Health, Server, ServerState
 from servers.monitor.monitor import Monitor
 from servers.monitor.watcher import ServerWatcher
+from servers.monitor.work import WorkHooks
 from servers.simulator import SimulatedComfyUI
 
 # Fast enough that a whole failover story takes a few seconds.
@@ -51,7 +52,7 @@ async def wait_until(
         await asyncio.sleep(0.05)
 
 
-class RecordingHandler:
+class RecordingHandler(WorkHooks):
     def __init__(self) -> None:
         self.events: list[tuple[int, Event]] = []
 

@@ -1,13 +1,15 @@
-"""Pure parts of the monitor: the reconcile plan, the capability cache, handler loading."""
+"""Pure parts of the monitor: the reconcile plan, the capability cache, the work hooks."""
 
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from servers.comfyui import Disconnected, ExecutionStart, Reconnected, Status, SystemStats
+from servers.monitor import work
 from servers.monitor.capabilities import CapabilityCache, restart_signature
-from servers.monitor.handlers import LoggingHandler, is_execution_event, load_handler
 from servers.monitor.registry import ServerSpec, plan
+from servers.monitor.work import WorkHooks, is_execution_event
 
 
 def spec(sid: int, url: str = "http://a:1", name: str = "s", **headers: str) -> ServerSpec:
@@ -86,19 +88,19 @@ def test_execution_events_are_prompt_events_and_connection_changes():
     assert not is_execution_event(Status(queue_remaining=0))
 
 
-class CustomHandler:
-    async def handle(self, server_id, event) -> None:
-        pass
+class CustomHooks(WorkHooks):
+    pass
 
 
-def test_handler_comes_from_settings_by_dotted_path(settings):
-    del settings.MONITOR_EXECUTION_HANDLER  # unset: the logging default
-    assert isinstance(load_handler(), LoggingHandler)
-    settings.MONITOR_EXECUTION_HANDLER = f"{__name__}.CustomHandler"
-    assert isinstance(load_handler(), CustomHandler)
+def test_each_monitor_gets_fresh_hooks_from_the_registered_factory(monkeypatch):
+    monkeypatch.setattr(work, "_factory", None)
+    work.register(CustomHooks)
+    first, second = work.new_hooks(), work.new_hooks()
+    assert isinstance(first, CustomHooks)
+    assert first is not second
 
 
-def test_a_handler_without_handle_is_refused(settings):
-    settings.MONITOR_EXECUTION_HANDLER = "servers.monitor.capabilities.CapabilityCache"
-    with pytest.raises(TypeError):
-        load_handler()
+def test_the_monitor_refuses_to_start_with_no_hooks_registered(monkeypatch):
+    monkeypatch.setattr(work, "_factory", None)
+    with pytest.raises(ImproperlyConfigured):
+        work.new_hooks()

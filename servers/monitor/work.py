@@ -1,0 +1,64 @@
+"""The one seam from the monitor to the work: `WorkHooks`, registered by the tasks app.
+
+`servers` does not import `tasks`. The monitor hands what concerns the work to
+the hooks registered here (`TasksConfig.ready()` registers
+`tasks.execution.TaskEventHandler`), one instance per monitor:
+
+- `handle(server_id, event)`: every event that names a prompt, plus `Reconnected`
+  and `Disconnected` (after which whoever tracks prompts must reconcile from
+  /history and /queue);
+- `tick()`: every monitor tick (2 s), for work that no event starts (timers, sweeps);
+- `server_can_take_work(server_id)`: the server was re-admitted or its nodes and
+  models are known now, so pending work may go there (wake dispatch);
+- `server_needs_reconcile(server_id)`: the monitor may have missed events of the
+  server's prompts (first connection since it started) or they are lost unless it
+  comes back (marked unhealthy).
+
+The last two are sync (the monitor calls them through `database_sync_to_async`)
+and must not raise: a broker outage must not stop the monitor's loops.
+There is no default: the monitor runs only beside the tasks app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+
+from servers.comfyui import Disconnected, Event, Reconnected
+
+
+class WorkHooks:
+    """What the monitor calls; every method does nothing unless overridden."""
+
+    async def handle(self, server_id: int, event: Event) -> None:
+        pass
+
+    async def tick(self) -> None:
+        pass
+
+    def server_can_take_work(self, server_id: int) -> None:
+        pass
+
+    def server_needs_reconcile(self, server_id: int) -> None:
+        pass
+
+
+_factory: Callable[[], WorkHooks] | None = None
+
+
+def register(factory: Callable[[], WorkHooks]) -> None:
+    """Install what builds each monitor's hooks (a `WorkHooks` subclass will do)."""
+    global _factory
+    _factory = factory
+
+
+def new_hooks() -> WorkHooks:
+    """The registered hooks, fresh for one monitor."""
+    if _factory is None:
+        raise ImproperlyConfigured("no WorkHooks registered: the monitor needs the tasks app")
+    return _factory()
+
+
+def is_execution_event(event: Event) -> bool:
+    return event.prompt_id is not None or isinstance(event, Reconnected | Disconnected)
