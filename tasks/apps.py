@@ -12,9 +12,10 @@ class TasksConfig(AppConfig):
         from django.urls import reverse
 
         from comfyweb import topics
+        from comfyweb.signals import cluster_started
         from servers import status_panel
         from servers.monitor import work
-        from tasks import publish, queue, queue_panel
+        from tasks import enqueue, publish, queue, queue_panel
         from tasks.execution import TaskEventHandler
         from tasks.models import Task
         from tasks.transitions import task_transitioned
@@ -32,6 +33,7 @@ class TasksConfig(AppConfig):
         )
         # The monitor hands execution events and its wake-ups to the tasks' handler.
         work.register(TaskEventHandler)
+        cluster_started.connect(enqueue.cluster_started, dispatch_uid="tasks.cluster_started")
         task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")

@@ -48,6 +48,18 @@ def wake_dispatch() -> None:
         woken()  # nothing is queued: the next wake-up must try again
 
 
+def cluster_started(**_: object) -> None:
+    """The worker cluster (re)started (`qcluster`'s `cluster_started`): queue a pass now.
+
+    A cluster killed while a dispatch job sat in its memory (django-q2's pusher
+    takes jobs off Redis ahead of the workers) loses that job, but the wake-up
+    key still says one is queued, so every wake-up was dropped until the key
+    expired (WAKE_TTL): half a minute with nothing dispatched after a restart.
+    """
+    woken()
+    wake_dispatch()
+
+
 def woken() -> None:
     """The dispatch job has started: later wake-ups must queue another run."""
     try:

@@ -26,6 +26,19 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
 
+def test_a_cluster_that_starts_dispatches_though_a_lost_wake_up_still_holds_the_key(enqueued):
+    from django.core.cache import cache
+
+    from comfyweb.signals import cluster_started
+
+    # A dispatch job was queued, then died with the cluster that held it.
+    cache.set(enqueue.WAKE_KEY, 1, timeout=enqueue.WAKE_TTL)
+    enqueue.wake_dispatch()
+    assert enqueued == []  # the key says a pass is coming: none is queued
+    cluster_started.send(sender=None)  # the restarted qcluster
+    assert enqueued == [(enqueue.DISPATCH,)]
+
+
 def test_wake_ups_before_the_job_starts_queue_one_job(enqueued):
     for _ in range(5):
         enqueue.wake_dispatch()

@@ -21,6 +21,8 @@ import signal
 from django_q import cluster
 from django_q.management.commands import qcluster
 
+from comfyweb.signals import cluster_started
+
 
 class GroupSafeSentinel(cluster.Sentinel):
     def start(self) -> None:
@@ -37,3 +39,5 @@ class Command(qcluster.Command):
         # Cluster.start forks the sentinel by this module-level name.
         cluster.Sentinel = GroupSafeSentinel
         super().handle(*args, **options)
+        if not options.get("run_once"):
+            cluster_started.send_robust(sender=self.__class__)

@@ -1,0 +1,10 @@
+"""Signals of ComfyWeb's own processes, for apps to hook into without importing them."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent (no arguments) by `manage.py qcluster`'s leader once its cluster runs: an
+# app that must queue work at start (a killed cluster took its queued jobs with
+# it) listens.
+cluster_started = Signal()
