@@ -70,11 +70,15 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "comfyweb:asgi"},
     }
 }
+CACHE_TIMEOUT = 5.0  # seconds
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "comfyweb",
+        # A Redis that hangs instead of refusing must not hang its caller (dispatch
+        # writes waiting reasons while it holds the claim lock): give up, as if down.
+        "OPTIONS": {"socket_timeout": CACHE_TIMEOUT, "socket_connect_timeout": CACHE_TIMEOUT},
     }
 }
 Q_CLUSTER = {
