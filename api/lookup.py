@@ -6,8 +6,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from api.errors import invalid
-from tasks.forms_workflows import submit_teams
-from tasks.models import Priority, Team
+from tasks.models import Priority
+from teams.models import Team
+from workflows.forms.workflows import submit_teams
 
 PRIORITIES = {p.label.lower(): p.value for p in Priority}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}

@@ -87,8 +87,8 @@ def run(n: int) -> None:
 
     import tasks.submission
     from api.tokens import issue_token
-    from tasks.models import Membership, Role, Team
-    from tasks.workflow_store import create_workflow
+    from teams.models import Membership, Role, Team
+    from workflows.store import create_workflow
 
     tasks.submission._wake = lambda: None  # no worker in this benchmark
     from django.contrib.auth import get_user_model

@@ -174,7 +174,8 @@ def _complete(prompt_ids: set[str]) -> int:
 
 def _latency(sims: _Sims, team, user, requests: int) -> list[float]:
     from tasks.dispatch import dispatch_pending
-    from tasks.submission import Run, submit_runs
+    from tasks.submission import submit_runs
+    from workflows.templating import Run
 
     samples = []
     for i in range(requests):
@@ -203,7 +204,8 @@ def _throughput(sims: _Sims, team, user, tasks: int) -> float:
 
     from tasks.dispatch import dispatch_pending
     from tasks.models import Status, Task
-    from tasks.submission import Run, submit_runs
+    from tasks.submission import submit_runs
+    from workflows.templating import Run
 
     runs = [Run(_trivial(i % 256), {"n": i}) for i in range(tasks)]
     started = time.perf_counter()
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from django.contrib.auth import get_user_model
 
-            from tasks.models import Membership, Role, Team
+            from teams.models import Membership, Role, Team
 
             if options.no_listeners:
                 from tasks.transitions import task_transitioned

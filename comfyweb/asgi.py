@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
 `get_asgi_application()` runs before anything imports models or consumers, so the
-app registry is ready when the routing modules load.
+app registry is ready when the websocket URL modules load.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from comfyweb.routing import websocket_urlpatterns  # noqa: E402
+from comfyweb.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

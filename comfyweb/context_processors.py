@@ -21,7 +21,7 @@ class NavItem:
 # the bar never links to a page that does not exist yet.
 NAVIGATION = (
     NavItem("Dashboard", "dashboard"),
-    NavItem("Workflows", "tasks:workflows", ("tasks:workflow", "tasks:template")),
+    NavItem("Workflows", "workflows:workflows", ("workflows:", "tasks:workflow", "tasks:template")),
     NavItem("Tasks", "tasks:tasks", ("tasks:task", "tasks:batch")),
     NavItem("Gallery", "tasks:gallery", ("tasks:gallery", "tasks:output_detail")),
     NavItem("Servers", "servers:list", ("servers:",)),

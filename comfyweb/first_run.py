@@ -7,7 +7,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from tasks.models import Membership, Role, Team
+from teams.models import Membership, Role, Team
 
 ADMIN_USERNAME = "admin"
 DEFAULT_TEAM = "Default team"

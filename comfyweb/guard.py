@@ -11,7 +11,7 @@
 
 API refusals carry the error envelope (api/errors.py), pages get plain text.
 `loads()` is the strict JSON reader the API's parser and the pages' graph
-parsing (`tasks.validation`) share.
+parsing (`workflows.validation`) share.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ with "\\u0000" in a prompt would otherwise end in a DataError (a 500) — or, if
 stripped quietly, in a record that is not what was sent. Query strings are
 checked by `comfyweb.guard.RequestGuardMiddleware` for every page and API call,
 and so are the API's JSON bodies; graphs pasted or uploaded on the pages by
-`tasks.validation`.
+`workflows.validation`.
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ INSTALLED_APPS = [
     "ninja",
     "api",
     "servers",
+    "teams",
+    "workflows",
     "tasks",
 ]
 

@@ -32,6 +32,7 @@ urlpatterns = [
     ),
     path("", include("api.urls")),
     path("servers/", include("servers.urls")),
+    path("", include("workflows.urls")),
     path("", include("tasks.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.

@@ -10,7 +10,7 @@ from api.forms import ApiTokenForm
 from api.models import ApiToken
 from comfyweb import health
 from tasks import queue_panel
-from tasks.models import Team
+from teams.models import Team
 
 
 @login_not_required

@@ -151,7 +151,7 @@ def capacity_for(requirements: Requirements) -> list[str]:
     The seam for container pools (issue #13): a pool that can start a server
     with these node classes and model files names itself here, and work that no
     current server can run is then accepted to wait for it instead of being
-    refused at submission (`tasks.runnable`). No such capacity exists yet.
+    refused at submission (`workflows.runnable`). No such capacity exists yet.
     """
     del requirements
     return []

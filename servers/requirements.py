@@ -33,7 +33,7 @@ class Requirements:
     model_files: frozenset[tuple[str, str]] = frozenset()  # (folder, file name)
     tags: frozenset[str] = frozenset()
     # Server id -> why its node catalogue rejects the graph's inputs. Judged
-    # outside the balancer (`tasks.runnable`), which has no graph validation.
+    # outside the balancer (`workflows.runnable`), which has no graph validation.
     refused_by: Mapping[int, str] = field(default_factory=dict, compare=False, hash=False)
 
 

@@ -11,22 +11,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from tasks.models import Batch, Output, Task, Team, Template, Workflow
-
-
-def require(allowed: bool, action: str) -> None:
-    if not allowed:
-        raise PermissionDenied(f"Your role in this team does not allow you to {action}.")
-
-
-def workflow_for(user, pk: int) -> Workflow:
-    queryset = Workflow.objects.for_user(user).select_related("team", "current_version")
-    return get_object_or_404(queryset, pk=pk)
-
-
-def template_for(user, pk: int) -> Template:
-    queryset = Template.objects.for_user(user).select_related("team", "workflow_version__workflow")
-    return get_object_or_404(queryset.prefetch_related("parameters"), pk=pk)
+from tasks.models import Batch, Output, Task
+from teams.models import Team
 
 
 def task_for(user, pk: int) -> Task:

@@ -15,13 +15,13 @@ class TasksConfig(AppConfig):
         from comfyweb.signals import cluster_started
         from servers import status_panel
         from servers.monitor import work
-        from tasks import enqueue, publish, queue, queue_panel
+        from tasks import enqueue, queue, queue_panel, task_updates
         from tasks.execution import TaskEventHandler
         from tasks.models import Task
         from tasks.transitions import task_transitioned
 
-        topics.register(publish.task_topic)
-        topics.register(publish.team_tasks_topic)
+        topics.register(task_updates.task_topic)
+        topics.register(task_updates.team_tasks_topic)
         topics.register(queue_panel.topic)
         # The fleet panels show a server's in-flight work as its active tasks, and
         # the dashboard's comes with the queue panel (tasks/queue_panel.py).
@@ -34,7 +34,9 @@ class TasksConfig(AppConfig):
         # The monitor hands execution events and its wake-ups to the tasks' handler.
         work.register(TaskEventHandler)
         cluster_started.connect(enqueue.cluster_started, dispatch_uid="tasks.cluster_started")
-        task_transitioned.connect(publish.on_task_transitioned, dispatch_uid="tasks.publish")
+        task_transitioned.connect(
+            task_updates.on_task_transitioned, dispatch_uid="tasks.task_updates"
+        )
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")
-        post_save.connect(publish.on_task_saved, sender=Task, dispatch_uid="tasks.publish_new")
+        post_save.connect(task_updates.on_task_saved, sender=Task, dispatch_uid="tasks.publish_new")

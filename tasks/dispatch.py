@@ -56,7 +56,7 @@ from django.utils import timezone
 from servers import fleet
 from servers.comfyui import PromptRejected, ServerTimeout
 from servers.models import Server, ServerState
-from tasks import queue, runnable
+from tasks import queue
 from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_all
 from tasks.enqueue import wake_dispatch
@@ -69,6 +69,7 @@ from tasks.transitions import (
     retry_or_fail,
     transition,
 )
+from workflows import runnable
 
 logger = logging.getLogger("tasks.dispatch")
 

@@ -19,10 +19,10 @@ from django.core.files.storage import default_storage
 
 from servers.clients import client_for
 from servers.comfyui import ComfyUIClient, ComfyUIError
-from tasks.uploads import foreign_uploads, refusal, upload_inputs
+from workflows.uploads import foreign_uploads, refusal, upload_inputs
 
 # A template's image parameter puts {"upload": "<storage path>"} into the node
-# input (`tasks.uploads`); the file is sent to the chosen server and its returned
+# input (`workflows.uploads`); the file is sent to the chosen server and its returned
 # name put there.
 
 

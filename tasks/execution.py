@@ -39,7 +39,7 @@ from servers.comfyui import (
     Reconnected,
 )
 from servers.monitor.work import WorkHooks
-from tasks import previews, publish, sweep
+from tasks import previews, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
@@ -213,7 +213,7 @@ class TaskEventHandler(WorkHooks):
     # -- state changes ----------------------------------------------------------------
 
     async def _start(self, tracked: Tracked) -> None:
-        # Browsers hear of the change from `task_transitioned` (tasks.publish).
+        # Browsers hear of the change from `task_transitioned` (tasks.task_updates).
         now = timezone.now()
         if await database_sync_to_async(transition)(
             tracked.task_id,
@@ -344,8 +344,8 @@ class TaskEventHandler(WorkHooks):
             coalescer.forget(key)
 
     async def _send_progress(self, tracked: Tracked) -> None:
-        await publish.apublish_progress(
-            publish.progress_view(
+        await task_updates.apublish_progress(
+            task_updates.progress_view(
                 tracked.progress,
                 status=tracked.status,
                 started_at=tracked.started_at,
@@ -355,7 +355,7 @@ class TaskEventHandler(WorkHooks):
         )
 
     async def _send_preview(self, tracked: Tracked) -> None:
-        await publish.apublish_preview(tracked.task_id)
+        await task_updates.apublish_preview(tracked.task_id)
 
     async def _write_progress(self, tracked: Tracked) -> None:
         await database_sync_to_async(_save_progress)(

@@ -9,7 +9,9 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from tasks.models import Output, Status, Team, Template, Workflow
+from tasks.models import Output, Status
+from teams.models import Team
+from workflows.models import Template, Workflow
 
 
 class GalleryFilter(forms.Form):

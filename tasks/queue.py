@@ -26,7 +26,8 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from tasks import enqueue
-from tasks.models import Priority, QueuePause, Status, Task, Team
+from tasks.models import Priority, QueuePause, Status, Task
+from teams.models import Team
 
 WAIT_WINDOW = timedelta(hours=1)
 THROUGHPUT_WINDOW = timedelta(minutes=10)

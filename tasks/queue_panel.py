@@ -18,7 +18,8 @@ from django.urls import reverse
 from comfyweb import live, topics
 from servers import status_panel
 from tasks import queue
-from tasks.models import Priority, QueuePause, Status, Team
+from tasks.models import Priority, QueuePause, Status
+from teams.models import Team
 
 TOPIC = "queue"
 TARGET = "queue-panel"

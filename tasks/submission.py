@@ -1,14 +1,13 @@
 """Submitting work (S4): runs of a graph become pending tasks in our queue.
 
-The workflows/templates side renders each run's graph and parameters and calls
+The workflows app renders each run's graph and parameters and calls
 `submit_runs()`; everything after that (ordering, dispatch) is the queue's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -17,16 +16,9 @@ from django.utils import timezone
 from servers.requirements import workflow_key_of
 from tasks import enqueue
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
-from tasks.runnable import require_runnable
-from tasks.uploads import require_own_uploads
-
-
-@dataclass(frozen=True)
-class Run:
-    """One task to create: the rendered API-format graph and the parameter values."""
-
-    graph: dict[str, Any]
-    params: dict[str, Any] = field(default_factory=dict)
+from workflows.runnable import require_runnable
+from workflows.templating import Run
+from workflows.uploads import require_own_uploads
 
 
 @dataclass
@@ -51,9 +43,9 @@ def submit_runs(
     workflow version or template belongs to another team), and
     ValidationError for an empty run list or an unknown priority,
     `ForbiddenUpload` (a ValidationError) when a graph's upload marker names a
-    file that is not one of the team's uploads (`tasks.uploads`), and
+    file that is not one of the team's uploads (`workflows.uploads`), and
     `Unrunnable` (a ValidationError) when no enabled server can run a graph and
-    waiting would not change that (`tasks.runnable`). Dispatch is
+    waiting would not change that (`workflows.runnable`). Dispatch is
     enqueued only after the transaction commits, so a worker never looks for
     tasks that are not visible yet.
     """

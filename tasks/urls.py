@@ -1,11 +1,29 @@
-"""URLs of the tasks app (namespace "tasks"), one module per area so areas grow apart."""
+"""URLs of the tasks app (namespace "tasks"): submitting, the task pages, the
+gallery and the queue controls."""
 
 from __future__ import annotations
 
-from tasks.urls_gallery import urlpatterns as gallery
-from tasks.urls_queue import urlpatterns as queue_controls
-from tasks.urls_tasks import urlpatterns as task_pages
-from tasks.urls_workflows import urlpatterns as workflows
+from django.urls import path
+
+from tasks.views import gallery, queue, submit, tasks
 
 app_name = "tasks"
-urlpatterns = [*workflows, *task_pages, *gallery, *queue_controls]
+urlpatterns = [
+    path("workflows/<int:pk>/run/", submit.workflow_run, name="workflow_run"),
+    # A template's page is its submit form; the task pages link it by either name.
+    path("templates/<int:pk>/", submit.template_submit, name="template_detail"),
+    path("templates/<int:pk>/submit/", submit.template_submit, name="template_submit"),
+    path("tasks/", tasks.task_list, name="tasks"),
+    path("tasks/<int:task_id>/", tasks.task_detail, name="task_detail"),
+    path("tasks/<int:task_id>/cancel/", tasks.task_cancel, name="task_cancel"),
+    path("tasks/<int:task_id>/preview/", tasks.task_preview, name="task_preview"),
+    path("tasks/batches/<int:batch_id>/cancel/", tasks.batch_cancel, name="batch_cancel"),
+    path("outputs/<int:output_id>/file/", tasks.output_file, name="output_file"),
+    path("outputs/<int:output_id>/thumbnail/", tasks.output_thumbnail, name="output_thumbnail"),
+    path("gallery/", gallery.gallery, name="gallery"),
+    path("gallery/<int:pk>/", gallery.output_detail, name="output_detail"),
+    path("queue/panel", queue.panel, name="queue_panel"),
+    path("queue/pause", queue.pause, name="queue_pause"),
+    path("queue/resume", queue.resume, name="queue_resume"),
+    path("queue/clear", queue.clear, name="queue_clear"),
+]

@@ -6,7 +6,7 @@ import itertools
 
 from django.contrib.auth import get_user_model
 
-from tasks.models import Membership, Role, Team
+from teams.models import Membership, Role, Team
 
 PASSWORD = "correct horse battery staple"
 _sequence = itertools.count(1)

@@ -1,7 +1,7 @@
 """Follow a task live without polling (issue #10): Server-Sent Events.
 
 `GET /api/v1/tasks/{id}/events` streams the typed JSON the task page's socket
-gets beside its HTML (`tasks.publish.TaskData`, from the same channel-layer
+gets beside its HTML (`tasks.task_updates.TaskData`, from the same channel-layer
 group), one SSE event each:
 
     event: status
@@ -39,7 +39,7 @@ from ninja import Router
 from api.errors import ERRORS
 from api.schemas import PathId
 from comfyweb import live
-from tasks import publish
+from tasks import task_updates
 from tasks.models import Task
 
 router = Router(tags=["tasks"])
@@ -93,14 +93,16 @@ async def _stream(user, task_id: int) -> AsyncIterator[str]:
 
 async def _polled(user, task_id: int) -> AsyncIterator[str]:
     """The task read from the database every POLL seconds: an event when it changed."""
-    last: publish.TaskData | None = None
+    last: task_updates.TaskData | None = None
     while True:
         current = await database_sync_to_async(_current)(user, task_id, fresh=True)
         if current is None:
             return
         if current != last:
             moved = last is None or current["status"] != last["status"]
-            yield _event(publish.STATUS_EVENT if moved else publish.PROGRESS_EVENT, current)
+            yield _event(
+                task_updates.STATUS_EVENT if moved else task_updates.PROGRESS_EVENT, current
+            )
             last = current
         if current["finished"]:
             return
@@ -110,11 +112,11 @@ async def _polled(user, task_id: int) -> AsyncIterator[str]:
 async def _pushed(user, task_id: int) -> AsyncIterator[str]:
     # Join the group first, then read the task: nothing published in between is lost
     # (it may arrive twice, which is harmless: each event is a whole state).
-    async with live.listen(publish.TASK_TOPIC, str(task_id)) as listener:
+    async with live.listen(task_updates.TASK_TOPIC, str(task_id)) as listener:
         current = await database_sync_to_async(_current)(user, task_id)
         if current is None:
             return
-        yield _event(publish.STATUS_EVENT, current)
+        yield _event(task_updates.STATUS_EVENT, current)
         if current["finished"]:
             return
         while True:
@@ -126,7 +128,7 @@ async def _pushed(user, task_id: int) -> AsyncIterator[str]:
                 if current is None:
                     return
                 if current["finished"]:  # its own event was missed
-                    yield _event(publish.STATUS_EVENT, current)
+                    yield _event(task_updates.STATUS_EVENT, current)
                     return
                 yield ": keep-alive\n\n"
                 continue
@@ -135,7 +137,7 @@ async def _pushed(user, task_id: int) -> AsyncIterator[str]:
             if not await database_sync_to_async(_allowed)(user, task_id, fresh=True):
                 return
             yield _event(message["event"], message["data"])
-            if message["event"] == publish.STATUS_EVENT and message["data"]["finished"]:
+            if message["event"] == task_updates.STATUS_EVENT and message["data"]["finished"]:
                 return
 
 
@@ -152,9 +154,9 @@ def _allowed(user, task_id: int, *, fresh: bool = False) -> bool:
     return Task.objects.for_user(user).filter(pk=task_id).exists()
 
 
-def _current(user, task_id: int, *, fresh: bool = False) -> publish.TaskData | None:
+def _current(user, task_id: int, *, fresh: bool = False) -> task_updates.TaskData | None:
     """The task as its `status` event, if `user` may see it."""
     if not _allowed(user, task_id, fresh=fresh):
         return None
-    task = publish.load_task(task_id)
-    return publish.task_data(publish.progress_view_from_task(task)) if task else None
+    task = task_updates.load_task(task_id)
+    return task_updates.task_data(task_updates.progress_view_from_task(task)) if task else None

@@ -11,7 +11,8 @@ from pydantic import Field
 from api.errors import ERRORS
 from api.schemas import Id
 from tasks import access, queue
-from tasks.models import QueuePause, Team
+from tasks.models import QueuePause
+from teams.models import Team
 
 router = Router(tags=["queue"])
 

@@ -24,15 +24,18 @@ from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
-from tasks import access, publish
+from tasks import access, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_batch, cancel_task
-from tasks.models import ParameterType, Task, Template
 from tasks.models import Status as TaskStatus
-from tasks.runnable import Unrunnable
+from tasks.models import Task
 from tasks.submission import submit_runs
-from tasks.templating import MAX_RUNS, ValueList, clean_value, expand_runs, parameters_of
-from tasks.validation import validate_graph
+from teams.access import require
+from workflows.access import template_for, workflow_for
+from workflows.models import ParameterType, Template
+from workflows.runnable import Unrunnable
+from workflows.templating import MAX_RUNS, ValueList, clean_value, expand_runs, parameters_of
+from workflows.validation import validate_graph
 
 router = Router(tags=["tasks"])
 
@@ -171,14 +174,14 @@ def output_json(output) -> dict[str, Any]:
 
 def task_json(
     task: Task,
-    progress: publish.ProgressView | None = None,
+    progress: task_updates.ProgressView | None = None,
     *,
     waiting: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
-    """`progress`: the task's from `publish.progress_views` (a page of tasks at once);
+    """`progress`: the task's from `task_updates.progress_views` (a page of tasks at once);
     `waiting`: reasons from `tasks.waiting.reasons` for the same page."""
     version = task.workflow_version
-    progress = progress or publish.progress_view_from_task(task)
+    progress = progress or task_updates.progress_view_from_task(task)
     return {
         "id": task.pk,
         "status": task.status,
@@ -193,7 +196,7 @@ def task_json(
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
         "cancel_requested": task.cancel_requested,
-        "progress": publish.progress_data(progress),
+        "progress": task_updates.progress_data(progress),
         "error": (
             {
                 "type": task.error_type or "error",
@@ -266,7 +269,7 @@ def _sweep(template: Template, sweep: Sweep) -> ValueList:
 def _runs(request, payload: TaskIn, source: str):
     """(team, runs, version, template, description) for what the payload names."""
     if source == "workflow":
-        workflow = access.workflow_for(request.user, payload.workflow)
+        workflow = workflow_for(request.user, payload.workflow)
         version = workflow.current_version
         if payload.version is not None:
             version = get_object_or_404(workflow.versions, number=payload.version)
@@ -275,7 +278,7 @@ def _runs(request, payload: TaskIn, source: str):
         runs = expand_runs(graph=version.graph, count=payload.count)
         return workflow.team, runs, version, None, f"{workflow.name} v{version.number}"
     if source == "template":
-        template = access.template_for(request.user, payload.template)
+        template = template_for(request.user, payload.template)
         values = clean_params(template, payload.params)
         if payload.sweep is not None:
             runs = expand_runs(
@@ -366,7 +369,7 @@ def list_tasks(
         items = list(paginator.page(page))
     except EmptyPage:
         items = []  # past the end: an empty page, not an error, for simple loops
-    progress = publish.progress_views(items)
+    progress = task_updates.progress_views(items)
     waiting = waits.reasons(items)
     return {
         "items": [task_json(t, progress[t.pk], waiting=waiting) for t in items],
@@ -390,9 +393,9 @@ def cancel(request, task_id: PathId) -> dict[str, Any]:
     `canceled` once the server confirms (`cancel_requested` until then). A task
     that had already ended is left as it is (`outcome: finished`)."""
     task = access.task_for(request.user, task_id)
-    access.require(task.team.can_submit(request.user), "cancel tasks")
+    require(task.team.can_submit(request.user), "cancel tasks")
     outcome = cancel_task(task.pk, by=request.user)
-    publish.publish_task(task.pk)
+    task_updates.publish_task(task.pk)
     task = get_object_or_404(_visible_tasks(request.user), pk=task_id)
     return task_json(task) | {"outcome": outcome}
 
@@ -404,11 +407,11 @@ def cancel(request, task_id: PathId) -> dict[str, Any]:
 )
 def cancel_whole_batch(request, batch_id: PathId) -> dict[str, Any]:
     batch = access.batch_for(request.user, batch_id)
-    access.require(batch.team.can_submit(request.user), "cancel tasks")
+    require(batch.team.can_submit(request.user), "cancel tasks")
     active = list(
         batch.tasks.exclude(status__in=TaskStatus.finished()).values_list("pk", flat=True)
     )
     outcomes = cancel_batch(batch.pk, by=request.user)
     for pk in active:
-        publish.publish_task(pk)
+        task_updates.publish_task(pk)
     return {"batch": batch.pk, "outcomes": outcomes}

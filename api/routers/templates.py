@@ -16,9 +16,11 @@ from api import idempotency
 from api.errors import ERRORS, ApiError, form_problems, invalid
 from api.idempotency import IdempotencyKey
 from api.schemas import Id, PathId, QueryId, Ref, ref
-from tasks import access, templating
-from tasks.forms_templates import ParameterFormSet, TemplateForm
-from tasks.models import Template, WorkflowVersion
+from teams.access import require
+from workflows import templating
+from workflows.access import template_for, workflow_for
+from workflows.forms.templates import ParameterFormSet, TemplateForm
+from workflows.models import Template, WorkflowVersion
 
 router = Router(tags=["templates"])
 
@@ -226,30 +228,30 @@ def create_template(request, payload: TemplateIn, idempotency_key: IdempotencyKe
 
 
 def _create_template(request, payload: TemplateIn) -> Status:
-    workflow = access.workflow_for(request.user, payload.workflow)
-    access.require(workflow.team.can_submit(request.user), "create templates")
+    workflow = workflow_for(request.user, payload.workflow)
+    require(workflow.team.can_submit(request.user), "create templates")
     template = Template(
         team=workflow.team,
         workflow_version=_version(workflow, payload.version),
         created_by=request.user,
     )
     _save(template, payload.model_dump(), payload.parameters)
-    return Status(201, template_json(access.template_for(request.user, template.pk)))
+    return Status(201, template_json(template_for(request.user, template.pk)))
 
 
 @router.get(
     "/templates/{template_id}", response={200: TemplateOut, **ERRORS}, summary="One template"
 )
 def get_template(request, template_id: PathId) -> dict[str, Any]:
-    return template_json(access.template_for(request.user, template_id))
+    return template_json(template_for(request.user, template_id))
 
 
 @router.patch(
     "/templates/{template_id}", response={200: TemplateOut, **ERRORS}, summary="Change a template"
 )
 def update_template(request, template_id: PathId, payload: TemplatePatch) -> dict[str, Any]:
-    template = access.template_for(request.user, template_id)
-    access.require(template.team.can_submit(request.user), "edit templates")
+    template = template_for(request.user, template_id)
+    require(template.team.can_submit(request.user), "edit templates")
     changes = payload.model_dump(exclude_unset=True)
     fields = {"name": template.name, "description": template.description} | {
         k: v for k, v in changes.items() if k in {"name", "description"}
@@ -261,14 +263,14 @@ def update_template(request, template_id: PathId, payload: TemplatePatch) -> dic
         if parameters is None:
             parameters = [ParameterIn(**p) for p in template_json(template)["parameters"]]
     _save(template, fields, parameters)
-    return template_json(access.template_for(request.user, template.pk))
+    return template_json(template_for(request.user, template.pk))
 
 
 @router.delete("/templates/{template_id}", response={204: None, **ERRORS}, summary="Delete")
 def delete_template(request, template_id: PathId):
     """Its tasks keep their graph and values."""
-    template = access.template_for(request.user, template_id)
-    access.require(template.team.can_manage(request.user), "delete templates")
+    template = template_for(request.user, template_id)
+    require(template.team.can_manage(request.user), "delete templates")
     template.delete()
     return Status(204, None)
 
@@ -279,7 +281,7 @@ def delete_template(request, template_id: PathId):
     summary="Render the graph for these values",
 )
 def preview_template(request, template_id: PathId, payload: PreviewIn) -> dict[str, Any]:
-    template = access.template_for(request.user, template_id)
+    template = template_for(request.user, template_id)
     values = clean_params(template, payload.params)
     graph = templating.render(template, values)
     return {

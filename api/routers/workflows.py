@@ -16,10 +16,17 @@ from api.idempotency import IdempotencyKey
 from api.lookup import team_to_create_in
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from servers.models import Server
-from tasks import access, workflow_store
-from tasks.forms_workflows import WorkflowForm
-from tasks.models import Workflow, WorkflowVersion
-from tasks.validation import CatalogueUnavailable, ValidationReport, fetch_catalogue, validate_graph
+from teams.access import require
+from workflows import store
+from workflows.access import workflow_for
+from workflows.forms.workflows import WorkflowForm
+from workflows.models import Workflow, WorkflowVersion
+from workflows.validation import (
+    CatalogueUnavailable,
+    ValidationReport,
+    fetch_catalogue,
+    validate_graph,
+)
 
 router = Router(tags=["workflows"])
 
@@ -132,7 +139,7 @@ def list_workflows(request, q: str = "", team: QueryId = None) -> list[dict[str,
     workflows = Workflow.objects.for_user(request.user).select_related("team", "current_version")
     if team is not None:
         workflows = workflows.filter(team_id=team)
-    workflows = workflow_store.search(workflows, q)
+    workflows = store.search(workflows, q)
     return [workflow_json(w) for w in workflows.order_by("name", "team__name")[:500]]
 
 
@@ -154,7 +161,7 @@ def _create_workflow(request, payload: WorkflowIn) -> Status:
     if not form.is_valid():
         raise _rejected(form)
     data = form.cleaned_data
-    workflow = workflow_store.create_workflow(
+    workflow = store.create_workflow(
         team=data["team"],
         name=data["name"],
         description=data["description"],
@@ -163,16 +170,14 @@ def _create_workflow(request, payload: WorkflowIn) -> Status:
         user=request.user,
         note=data["note"],
     )
-    return Status(
-        201, workflow_json(access.workflow_for(request.user, workflow.pk), with_graph=True)
-    )
+    return Status(201, workflow_json(workflow_for(request.user, workflow.pk), with_graph=True))
 
 
 @router.get(
     "/workflows/{workflow_id}", response={200: WorkflowDetail, **ERRORS}, summary="One workflow"
 )
 def get_workflow(request, workflow_id: PathId) -> dict[str, Any]:
-    return workflow_json(access.workflow_for(request.user, workflow_id), with_graph=True)
+    return workflow_json(workflow_for(request.user, workflow_id), with_graph=True)
 
 
 @router.patch(
@@ -181,8 +186,8 @@ def get_workflow(request, workflow_id: PathId) -> dict[str, Any]:
     summary="Change details; a new graph is a new version",
 )
 def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dict[str, Any]:
-    workflow = access.workflow_for(request.user, workflow_id)
-    access.require(workflow.team.can_submit(request.user), "edit workflows")
+    workflow = workflow_for(request.user, workflow_id)
+    require(workflow.team.can_submit(request.user), "edit workflows")
     current = {
         "name": workflow.name,
         "description": workflow.description,
@@ -193,7 +198,7 @@ def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dic
     if not form.is_valid():
         raise _rejected(form)
     data = form.cleaned_data
-    workflow_store.update_workflow(
+    store.update_workflow(
         workflow,
         name=data["name"],
         description=data["description"],
@@ -202,7 +207,7 @@ def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dic
         user=request.user,
         note=data["note"],
     )
-    return workflow_json(access.workflow_for(request.user, workflow.pk), with_graph=True)
+    return workflow_json(workflow_for(request.user, workflow.pk), with_graph=True)
 
 
 @router.delete(
@@ -211,13 +216,13 @@ def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dic
     summary="Delete (refused while tasks reference it)",
 )
 def delete_workflow(request, workflow_id: PathId):
-    workflow = access.workflow_for(request.user, workflow_id)
-    access.require(workflow.team.can_manage(request.user), "delete workflows")
+    workflow = workflow_for(request.user, workflow_id)
+    require(workflow.team.can_manage(request.user), "delete workflows")
     try:
-        workflow_store.delete_workflow(workflow)
-    except workflow_store.WorkflowInUse as refused:
+        store.delete_workflow(workflow)
+    except store.WorkflowInUse as refused:
         raise ApiError(
-            409, str(refused), details={"tasks": workflow_store.tasks_using(workflow)}
+            409, str(refused), details={"tasks": store.tasks_using(workflow)}
         ) from refused
     return Status(204, None)
 
@@ -228,7 +233,7 @@ def delete_workflow(request, workflow_id: PathId):
     summary="Validate a version (against a server's catalogue if named)",
 )
 def validate_workflow(request, workflow_id: PathId, payload: ValidateIn) -> dict[str, Any]:
-    workflow = access.workflow_for(request.user, workflow_id)
+    workflow = workflow_for(request.user, workflow_id)
     version: WorkflowVersion | None = workflow.current_version
     if payload.version is not None:
         version = get_object_or_404(workflow.versions, number=payload.version)

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import tasks.models.outputs
+import tasks.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -80,8 +80,8 @@ class Migration(migrations.Migration):
             name='Output',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=300, upload_to=tasks.models.outputs.output_path)),
-                ('thumbnail', models.FileField(blank=True, max_length=300, upload_to=tasks.models.outputs.thumbnail_path)),
+                ('file', models.FileField(max_length=300, upload_to=tasks.models.output_path)),
+                ('thumbnail', models.FileField(blank=True, max_length=300, upload_to=tasks.models.thumbnail_path)),
                 ('original_name', models.CharField(blank=True, max_length=255)),
                 ('content_type', models.CharField(max_length=100)),
                 ('width', models.PositiveIntegerField(blank=True, null=True)),

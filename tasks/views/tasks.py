@@ -17,9 +17,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import access, previews, publish
+from tasks import access, previews, task_updates
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
-from tasks.models import Batch, Priority, Status, Task, Team
+from tasks.models import Batch, Priority, Status, Task
+from teams.models import Team
 
 PAGE_SIZE = 50
 FILTERS = ("status", "priority", "team", "batch")
@@ -60,7 +61,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     )
     teams = list(Team.objects.for_user(request.user))
     submit_teams = {team.pk for team in teams if team.can_submit(request.user)}
-    views = publish.progress_views(page)
+    views = task_updates.progress_views(page)
     for task in page:
         task.progress_view = views[task.pk]
         task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
@@ -77,17 +78,17 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "batch": batch,
         "can_cancel_batch": batch is not None and batch.team_id in submit_teams,
     }
-    return render(request, "tasks/tasks/list.html", context)
+    return render(request, "tasks/list.html", context)
 
 
 @login_required
 def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
     task = access.task_for(request.user, task_id)
-    context = publish.task_context(task) | {
+    context = task_updates.task_context(task) | {
         "can_cancel": task.status not in Status.finished() and task.team.can_submit(request.user),
         "run_again_url": run_again_url(task),
     }
-    return render(request, "tasks/tasks/detail.html", context)
+    return render(request, "tasks/detail.html", context)
 
 
 def run_again_url(task: Task) -> str | None:
@@ -106,7 +107,7 @@ def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
     if not task.team.can_submit(request.user):
         raise PermissionDenied("Viewers cannot cancel tasks.")
     outcome = cancel_task(task.pk, by=request.user)
-    publish.publish_task(task.pk)  # "cancel requested" shows at once
+    task_updates.publish_task(task.pk)  # "cancel requested" shows at once
     messages.info(request, CANCEL_MESSAGES.get(outcome, UNKNOWN_OUTCOME).format(task=task))
     return _back(request, reverse("tasks:task_detail", args=[task.pk]))
 
@@ -120,7 +121,7 @@ def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
     active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
     totals = cancel_batch(batch.pk, by=request.user)
     for task_id in active:
-        publish.publish_task(task_id)
+        task_updates.publish_task(task_id)
     count = sum(totals.values())
     messages.info(request, f"Cancelling {count} task{pluralize(count)} of batch {batch.pk}.")
     return _back(request, f"{reverse('tasks:tasks')}?{urlencode({'batch': batch.pk})}")

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from api.tokens import issue_token
-from tasks.models import Role
+from teams.models import Role
 from tests.factories import make_team, make_user
 
 

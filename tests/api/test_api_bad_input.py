@@ -11,10 +11,11 @@ import json
 
 import pytest
 
-from tasks.models import ParameterType, Task, Workflow
+from tasks.models import Task
 from tests.api.conftest import error_of
 from tests.tasks.queue_factories import trivial_graph
 from tests.tasks.workflow_factories import make_template, make_workflow
+from workflows.models import ParameterType, Workflow
 
 pytestmark = pytest.mark.django_db
 FIVE_MB = 5 * 1024 * 1024

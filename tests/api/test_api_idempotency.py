@@ -15,9 +15,10 @@ from django.test import Client
 from api.api import api
 from api.idempotency import HEADER, REUSED, forget_expired
 from api.models import IdempotentRequest
-from tasks.models import Batch, Task, Workflow
+from tasks.models import Batch, Task
 from tests.api.conftest import Caller, error_of
 from tests.tasks.queue_factories import trivial_graph
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 KEY = "5f0c6b2e-retry-me"

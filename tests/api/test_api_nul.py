@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 
 from comfyweb.nul import find_nul
-from tasks.models import Task, Workflow
+from tasks.models import Task
 from tests.api.conftest import error_of
 from tests.factories import make_user
 from tests.tasks.queue_factories import trivial_graph
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 

@@ -26,10 +26,10 @@ from schemathesis.specs.openapi.checks import (
 from api.api import api
 from api.tokens import issue_token
 from servers.probe import ProbeResult
-from tasks.models import Role
-from tasks.validation import CatalogueUnavailable
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.workflow_factories import make_template, make_workflow
+from workflows.validation import CatalogueUnavailable
 
 # Not the event stream: it is async and lasts as long as its task (no WSGI handler
 # and no test transaction suit it); tests/api/test_api_task_events.py drives it
@@ -56,7 +56,7 @@ def token(db, monkeypatch):
     request_finished.disconnect(close_old_connections)
     monkeypatch.setattr("tasks.submission._wake", lambda: None)  # no dispatch worker here
     # Generated servers have generated URLs: nothing here may reach them (loopback only).
-    for module in ("api.routers.workflows", "tasks.forms_workflows"):
+    for module in ("api.routers.workflows", "workflows.forms.workflows"):
         monkeypatch.setattr(f"{module}.fetch_catalogue", _no_catalogue)
     monkeypatch.setattr("api.routers.servers.probe", _unreachable)
     team = make_team("Schema")

@@ -18,8 +18,9 @@ from comfyweb.asgi import application
 from comfyweb.consumers import LiveConsumer
 from servers.comfyui import ExecutionStart
 from tasks.execution import TaskEventHandler
-from tasks.models import Membership, Status, Task
+from tasks.models import Status, Task
 from tasks.transitions import transition
+from teams.models import Membership
 from tests.factories import make_team, make_user
 from tests.private_redis import redis_down
 from tests.tasks.task_factories import (

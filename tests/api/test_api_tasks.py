@@ -9,7 +9,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from servers.models import Server
-from tasks.models import Batch, Membership, Output, ParameterType, Priority, Role, Status, Task
+from tasks.models import Batch, Output, Priority, Status, Task
+from teams.models import Membership, Role
 from tests.api.conftest import caller_for, error_of
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import make_task, trivial_graph
@@ -20,6 +21,7 @@ from tests.tasks.workflow_factories import (
     make_workflow,
     shared_workflow,
 )
+from workflows.models import ParameterType
 
 pytestmark = pytest.mark.django_db
 
@@ -264,7 +266,7 @@ def test_an_unknown_version_number_is_a_404(world):
 
 
 def test_a_workflow_without_a_version_is_a_409(world):
-    from tasks.models import Workflow
+    from workflows.models import Workflow
 
     bare = Workflow.objects.create(team=world.team, name="Bare")
     response = world.member("POST", "tasks", {"workflow": bare.pk})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.models import Template
 from tests.api.conftest import error_of
 from tests.tasks.workflow_factories import (
     add_version,
@@ -14,6 +13,7 @@ from tests.tasks.workflow_factories import (
     make_workflow,
     shared_workflow,
 )
+from workflows.models import Template
 
 pytestmark = pytest.mark.django_db
 

@@ -7,12 +7,12 @@ import pytest
 
 from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tasks.models import Workflow
 from tests.api.conftest import error_of
 from tests.factories import make_user
 from tests.simulator_thread import LoopThread
 from tests.tasks.queue_factories import make_task
 from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ the world's objects (team A's) fill its path, a valid body for unsafe methods, a
 what each role gets — anonymous; the viewer, member and admin of team A; `stranger`,
 the admin of another team; staff (a team admin everywhere).
 
-The rules are tasks/models/teams.py's, as the views and routers apply them: viewers
+The rules are teams/models.py's, as the views and routers apply them: viewers
 read (validating a workflow and previewing a template are reads), members also
 submit, cancel, and create and edit workflows and templates, admins also delete
 them and control their team's queue. Another team's objects are a 404, exactly like
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.forms_templates import ParameterFormSet
 from tasks.models import Priority
 from tests.tasks.workflow_factories import shared_workflow
+from workflows.forms.templates import ParameterFormSet
 
 MARKER = "Qzv7marker"  # in the name of every named object of team A
 ROLES = ("anonymous", "viewer", "member", "admin", "stranger", "staff")
@@ -217,12 +217,12 @@ PAGES: dict[str, list[Case]] = {
         page("POST", staff_only(ok(302), STAFF_GATE), STAFF_GATE, ids={"pk": "server"}),
     ],
     # Workflows and templates.
-    "tasks:workflows": [
+    "workflows:workflows": [
         page("GET", signed_in(OK_LIST)),
         page("GET", signed_in(OK_LIST), query=team_a, label="team-a"),
         page("POST", signed_in(OK_LIST)),  # no method check: a read
     ],
-    "tasks:workflow_create": [
+    "workflows:workflow_create": [
         # Viewers may create nowhere; the stranger may, in their own team only.
         page("GET", team_object("member", OK_PAGE) | {"stranger": OK_PAGE}),
         page(
@@ -235,11 +235,11 @@ PAGES: dict[str, list[Case]] = {
             },
         ),
     ],
-    "tasks:workflow_detail": [
+    "workflows:workflow_detail": [
         page("GET", team_object("viewer", OK_LIST), ids={"pk": "workflow"}),
         page("POST", team_object("viewer", OK_LIST), ids={"pk": "workflow"}),
     ],
-    "tasks:workflow_edit": [
+    "workflows:workflow_edit": [
         page("GET", team_object("member", OK_PAGE), ids={"pk": "workflow"}),
         page(
             "POST",
@@ -248,12 +248,12 @@ PAGES: dict[str, list[Case]] = {
             body=lambda ids: {"name": f"Workflow {MARKER}", "description": "changed"},
         ),
     ],
-    "tasks:workflow_delete": [
+    "workflows:workflow_delete": [
         # A workflow no task ran: deleting it works (one that ran is kept, refused).
         page("GET", team_object("admin", OK_PAGE), ids={"pk": "spare_workflow"}),
         page("POST", team_object("admin", WRITE), ids={"pk": "spare_workflow"}, body=nothing),
     ],
-    "tasks:workflow_validate": [
+    "workflows:workflow_validate": [
         no_method("GET", ids={"pk": "workflow"}),
         # No server named: the form's error, rendered; nothing is fetched or saved.
         page("POST", team_object("viewer", READ_POST), ids={"pk": "workflow"}, body=nothing),
@@ -267,7 +267,7 @@ PAGES: dict[str, list[Case]] = {
             body=lambda ids: {"priority": str(Priority.NORMAL), "count": "1"},
         ),
     ],
-    "tasks:template_create": [
+    "workflows:template_create": [
         page("GET", team_object("member", OK_PAGE), ids={"pk": "workflow"}),
         page(
             "POST",
@@ -276,7 +276,7 @@ PAGES: dict[str, list[Case]] = {
             body=lambda ids: {"name": "New one", "description": ""} | formset_management(0, 0),
         ),
     ],
-    "tasks:templates": [
+    "workflows:templates": [
         page("GET", signed_in(OK_LIST)),
         page("POST", signed_in(OK_LIST)),  # no method check: a read
     ],
@@ -300,11 +300,11 @@ PAGES: dict[str, list[Case]] = {
         ]
         for name in ("tasks:template_detail", "tasks:template_submit")
     },
-    "tasks:template_edit": [
+    "workflows:template_edit": [
         page("GET", team_object("member", OK_PAGE), ids={"pk": "template"}),
         page("POST", team_object("member", WRITE), ids={"pk": "template"}, body=template_edit_body),
     ],
-    "tasks:template_delete": [
+    "workflows:template_delete": [
         page("GET", team_object("admin", OK_PAGE), ids={"pk": "template"}),
         page("POST", team_object("admin", WRITE), ids={"pk": "template"}, body=nothing),
     ],

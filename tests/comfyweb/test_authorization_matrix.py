@@ -42,7 +42,8 @@ from api.models import ApiToken
 from api.tokens import issue_token
 from servers.models import FleetSettings, ServerKind
 from tasks import previews
-from tasks.models import Batch, Output, Role, Status, Workflow
+from tasks.models import Batch, Output, Status
+from teams.models import Role
 from tests.api.conftest import Caller
 from tests.comfyweb.authorization_table import (
     MARKER,
@@ -59,6 +60,7 @@ from tests.comfyweb.test_login_required import all_routes
 from tests.factories import make_team, make_user
 from tests.tasks.task_factories import make_server, make_task
 from tests.tasks.workflow_factories import empty_save_template, make_workflow
+from workflows.models import Workflow
 
 # The world is the module's (below); each test's own transaction is rolled back over it.
 pytestmark = pytest.mark.django_db

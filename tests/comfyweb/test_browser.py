@@ -36,7 +36,7 @@ def test_admin_site_renders_under_the_content_security_policy(page, running_serv
     page.fill("input[name=password]", running_serve.password)
     page.click("input[type=submit]")
     page.wait_for_selector("text=Site administration")
-    page.goto(f"{running_serve.url}admin/tasks/team/add/")
+    page.goto(f"{running_serve.url}admin/teams/team/add/")
     page.wait_for_selector("input[name=name]")
     screenshot(page, "admin-team-add.png")
     assert page.console_errors == []

@@ -39,7 +39,7 @@ START_BOUND = 90.0
 _SETUP = """
 from django.contrib.auth import get_user_model
 from api.tokens import issue_token
-from tasks.models import Membership, Role, Team
+from teams.models import Membership, Role, Team
 user = get_user_model().objects.create_user("faults", password="x", is_staff=True)
 team = Team.objects.create(name="Faults", slug="faults")
 Membership.objects.create(team=team, user=user, role=Role.ADMIN)

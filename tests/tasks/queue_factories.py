@@ -22,7 +22,8 @@ from servers.models import Server, ServerState
 from servers.requirements import workflow_key_of
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tasks import dispatch, enqueue, sweep
-from tasks.models import Priority, Status, Task, TaskEvent, Team
+from tasks.models import Priority, Status, Task, TaskEvent
+from teams.models import Team
 from tests.factories import make_team, make_user
 from tests.simulator_thread import LoopThread
 

@@ -16,7 +16,8 @@ from servers.models import Server, ServerState
 from servers.monitor.monitor import Monitor
 from servers.simulator import SimulatedComfyUI
 from tasks.execution import TaskEventHandler
-from tasks.models import Status, Task, TaskEvent, Team
+from tasks.models import Status, Task, TaskEvent
+from teams.models import Team
 from tests.factories import make_team
 from tests.servers.monitor.conftest import wait_until
 

@@ -12,8 +12,9 @@ from django.core.cache import cache
 from django_q.conf import Conf
 
 from tasks import enqueue
-from tasks.models import Role, Status, Task
+from tasks.models import Status, Task
 from tasks.transitions import task_transitioned, transition
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.private_redis import redis_down
 from tests.serve_process import free_port

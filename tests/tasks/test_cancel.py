@@ -13,8 +13,9 @@ from servers.simulator import SimulatorConfig
 from tasks import dispatch, outputs
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, UNREACHABLE, cancel_batch, cancel_task
 from tasks.dispatch_send import send_all
-from tasks.models import Batch, Role, Status, Task, TaskEvent
+from tasks.models import Batch, Status, Task, TaskEvent
 from tasks.transitions import transition
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     make_task,

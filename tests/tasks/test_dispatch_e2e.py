@@ -35,8 +35,9 @@ SUBMIT = """
 import json
 from django.db import transaction
 from django.contrib.auth import get_user_model
-from tasks.models import Membership, Role, Team
-from tasks.submission import Run, submit_runs
+from teams.models import Membership, Role, Team
+from tasks.submission import submit_runs
+from workflows.templating import Run
 
 team = Team.objects.create(name="E2E")
 user = get_user_model().objects.create_user("e2e")
@@ -59,8 +60,9 @@ print("submitted")
 FAILOVER_SUBMIT = """
 import json
 from django.contrib.auth import get_user_model
-from tasks.models import Membership, Role, Team
-from tasks.submission import Run, submit_runs
+from teams.models import Membership, Role, Team
+from tasks.submission import submit_runs
+from workflows.templating import Run
 from tests.tasks.queue_factories import trivial_graph
 
 team = Team.objects.create(name="Failover")

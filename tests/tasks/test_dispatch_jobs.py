@@ -11,7 +11,7 @@ from servers.monitor import work
 from tasks import enqueue, jobs
 from tasks.execution import TaskEventHandler
 from tasks.models import Status
-from tasks.submission import Run, submit_runs
+from tasks.submission import submit_runs
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     enqueued_fixture,
@@ -22,6 +22,7 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     sync_jobs,
     trivial_graph,
 )
+from workflows.templating import Run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 

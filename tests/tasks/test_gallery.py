@@ -8,8 +8,9 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
 
-from tasks.models import Output, Status, Task, Template, Workflow, WorkflowVersion
+from tasks.models import Output, Status, Task
 from tests.factories import make_team, make_user
+from workflows.models import Template, Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -75,3 +75,76 @@ def test_upgrading_recovers_nodes_done_from_the_stored_fraction():
     finally:
         migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
     assert done == {sampling: 1, between_nodes: 2, almost_done: 2, not_started: 0}
+
+
+def test_upgrading_moves_teams_and_workflows_to_their_apps_keeping_every_row():
+    """Issue 12: teams, workflows and templates left the tasks app. A database
+    made before keeps its rows, their links and the permissions granted on them."""
+    old = migrate(
+        ("tasks", "0006_task_sending_until"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("contenttypes", "0002_remove_content_type_name"),
+    )
+    User = old.get_model("auth", "User")
+    Permission = old.get_model("auth", "Permission")
+    ContentType = old.get_model("contenttypes", "ContentType")
+    alice = User.objects.create(username="alice")
+    team = old.get_model("tasks", "Team").objects.create(name="Studio", slug="studio")
+    old.get_model("tasks", "Membership").objects.create(team=team, user=alice, role="admin")
+    workflow = old.get_model("tasks", "Workflow").objects.create(team=team, name="Portrait")
+    version = old.get_model("tasks", "WorkflowVersion").objects.create(
+        workflow=workflow, number=1, graph={"1": {"class_type": "X", "inputs": {}}}
+    )
+    workflow.current_version = version
+    workflow.save()
+    template = old.get_model("tasks", "Template").objects.create(
+        team=team, workflow_version=version, name="Quick portrait"
+    )
+    old.get_model("tasks", "TemplateParameter").objects.create(
+        template=template, name="steps", node_id="1", input_name="steps", type="int"
+    )
+    task = old.get_model("tasks", "Task").objects.create(
+        team=team, workflow_version=version, template=template, graph=version.graph
+    )
+    # What post_migrate made for the old app, and a permission granted on it.
+    team_type = ContentType.objects.get_or_create(app_label="tasks", model="team")[0]
+    change_team = Permission.objects.get_or_create(
+        content_type=team_type, codename="change_team", defaults={"name": "Can change team"}
+    )[0]
+    alice.user_permissions.add(change_team)
+    try:
+        new = migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+        Task = new.get_model("tasks", "Task")
+        moved = Task.objects.select_related(
+            "team", "template", "workflow_version__workflow__current_version"
+        ).get(pk=task.pk)
+        seen = {
+            "team": moved.team.name,
+            "members": list(moved.team.members.values_list("username", flat=True)),
+            "workflow": moved.workflow_version.workflow.name,
+            "current": moved.workflow_version.workflow.current_version.number,
+            "template": moved.template.name,
+            "parameters": list(moved.template.parameters.values_list("name", flat=True)),
+            "models": (
+                type(moved.team)._meta.label,
+                type(moved.workflow_version)._meta.label,
+                type(moved.template)._meta.label,
+            ),
+        }
+        granted = list(
+            new.get_model("auth", "User")
+            .objects.get(pk=alice.pk)
+            .user_permissions.values_list("content_type__app_label", "codename")
+        )
+    finally:
+        migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert seen == {
+        "team": "Studio",
+        "members": ["alice"],
+        "workflow": "Portrait",
+        "current": 1,
+        "template": "Quick portrait",
+        "parameters": ["steps"],
+        "models": ("teams.Team", "workflows.WorkflowVersion", "workflows.Template"),
+    }
+    assert granted == [("teams", "change_team")]

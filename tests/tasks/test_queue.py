@@ -9,7 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from tasks import queue
-from tasks.models import Priority, QueuePause, Role, Status, Task
+from tasks.models import Priority, QueuePause, Status, Task
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import aged, make_task
 

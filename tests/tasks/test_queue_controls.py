@@ -6,7 +6,8 @@ from channels.testing import WebsocketCommunicator
 
 from comfyweb.consumers import LiveConsumer
 from tasks import queue_panel
-from tasks.models import QueuePause, Role, Status, Task
+from tasks.models import QueuePause, Status, Task
+from teams.models import Role
 from tests.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,7 @@ from servers.models import Server, ServerState
 from servers.simulator import SimulatorConfig
 from tasks import dispatch
 from tasks.models import Status, Task
-from tasks.runnable import Unrunnable, judge
-from tasks.submission import Run, submit_runs
+from tasks.submission import submit_runs
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     TIME_SCALE,
@@ -23,6 +22,8 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     register_known,
     sim_thread_fixture,
 )
+from workflows.runnable import Unrunnable, judge
+from workflows.templating import Run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from django.contrib.messages import get_messages
 
-from tasks.models import Role, Task, Team, Workflow
+from tasks.models import Task
+from teams.models import Role, Team
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
     own_dispatch_keys_fixture,
@@ -18,6 +19,7 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     sim_thread_fixture,
 )
 from tests.tasks.workflow_factories import empty_save_template, make_workflow, shared_workflow
+from workflows.models import Workflow
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 

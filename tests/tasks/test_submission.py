@@ -4,10 +4,12 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from servers.requirements import workflow_key_of
-from tasks.models import Priority, Role, Status, TaskEvent
-from tasks.submission import Run, submit_runs
+from tasks.models import Priority, Status, TaskEvent
+from tasks.submission import submit_runs
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import trivial_graph
+from workflows.templating import Run
 
 pytestmark = pytest.mark.django_db
 

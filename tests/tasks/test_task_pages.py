@@ -11,8 +11,9 @@ from PIL import Image
 
 from comfyweb import live
 from tasks import cancel, previews
-from tasks.models import Batch, Output, Priority, Role, Status, Task, TaskEvent
+from tasks.models import Batch, Output, Priority, Status, Task, TaskEvent
 from tasks.views import tasks as views
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.task_factories import make_server, make_task
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.models import Role, Team
+from teams.models import Role, Team
 from tests.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,7 @@ def test_admin_lists_teams_with_member_counts_and_edits_roles_on_the_user_page(c
     member = make_user("grace", team=team, role=Role.VIEWER)
     client.force_login(make_user(superuser=True))
 
-    changelist = client.get("/admin/tasks/team/").content.decode()
+    changelist = client.get("/admin/teams/team/").content.decode()
     assert "Lighting" in changelist
     assert '<td class="field-member_count">1</td>' in changelist
 

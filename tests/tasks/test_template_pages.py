@@ -9,7 +9,8 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from tasks.models import Batch, Output, ParameterType, Priority, Role, Task, Template
+from tasks.models import Batch, Output, Priority, Task
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.test_templates import TXT2IMG
 from tests.tasks.workflow_factories import (
@@ -19,6 +20,7 @@ from tests.tasks.workflow_factories import (
     make_workflow,
     shared_workflow,
 )
+from workflows.models import ParameterType, Template
 
 pytestmark = pytest.mark.django_db
 

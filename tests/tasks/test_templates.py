@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.models import ParameterType, TemplateParameter
-from tasks.templating import (
+from tests.factories import make_team
+from tests.tasks.workflow_factories import (
+    empty_save_template,
+    make_template,
+    make_workflow,
+    shared_workflow,
+    simulator_catalogue,
+)
+from workflows.models import ParameterType, TemplateParameter
+from workflows.templating import (
     SeedSweep,
     ValueList,
     clean_value,
@@ -13,14 +21,6 @@ from tasks.templating import (
     render,
     render_graph,
     suggest_parameters,
-)
-from tests.factories import make_team
-from tests.tasks.workflow_factories import (
-    empty_save_template,
-    make_template,
-    make_workflow,
-    shared_workflow,
-    simulator_catalogue,
 )
 
 pytestmark = pytest.mark.django_db

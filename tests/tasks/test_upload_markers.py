@@ -17,7 +17,8 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from tasks import dispatch
-from tasks.models import ParameterType, Role, Status, Task, TaskEvent
+from tasks.models import Status, Task, TaskEvent
+from teams.models import Role
 from tests.api.conftest import caller_for, error_of
 from tests.factories import make_team, make_user
 from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
@@ -28,6 +29,7 @@ from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names ar
     trivial_graph,
 )
 from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
+from workflows.models import ParameterType
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,11 @@ import pytest
 
 from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tasks.models import Role, Workflow
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.simulator_thread import LoopThread
 from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -63,11 +64,11 @@ def test_admin_lists_workflows_with_read_only_versions_and_templates_with_parame
         parameters=[{"name": "w", "node_id": "1", "input_name": "width", "type": "int"}],
     )
     client.force_login(make_user(superuser=True))
-    assert "Admin me" in client.get("/admin/tasks/workflow/").content.decode()
-    page = client.get(f"/admin/tasks/workflow/{workflow.pk}/change/").content.decode()
+    assert "Admin me" in client.get("/admin/workflows/workflow/").content.decode()
+    page = client.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
     assert "EmptyImage" in page
-    assert client.get("/admin/tasks/workflowversion/add/").status_code == 403
-    html = client.get(f"/admin/tasks/template/{template.pk}/change/").content.decode()
+    assert client.get("/admin/workflows/workflowversion/add/").status_code == 403
+    html = client.get(f"/admin/workflows/template/{template.pk}/change/").content.decode()
     assert 'value="width"' in html
 
 

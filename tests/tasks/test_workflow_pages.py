@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from tasks.models import Role, Task, Workflow, WorkflowVersion
+from tasks.models import Task
+from teams.models import Role
 from tests.factories import make_team, make_user
 from tests.tasks.workflow_factories import (
     add_version,
@@ -15,6 +16,7 @@ from tests.tasks.workflow_factories import (
     make_workflow,
     shared_workflow,
 )
+from workflows.models import Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +98,7 @@ def test_create_refuses_a_graph_without_outputs_with_the_reason(client, team, me
 
 def test_user_in_several_teams_picks_the_team_and_cannot_create_in_a_foreign_team(client, member):
     second, foreign = make_team("Second"), make_team("Foreign")
-    from tasks.models import Membership
+    from teams.models import Membership
 
     Membership.objects.create(team=second, user=member, role=Role.MEMBER)
     client.force_login(member)

@@ -9,7 +9,8 @@ from typing import Any
 
 from servers.simulator import catalogue as sim_catalogue
 from servers.simulator.config import SimulatorConfig
-from tasks.models import ParameterType, Team, Template, TemplateParameter, Workflow, WorkflowVersion
+from teams.models import Team
+from workflows.models import ParameterType, Template, TemplateParameter, Workflow, WorkflowVersion
 
 SHARED_WORKFLOWS = pathlib.Path("/work/shared/comfyui/workflows")
 _sequence = itertools.count(1)

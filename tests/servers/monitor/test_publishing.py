@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from comfyweb.consumers import LiveConsumer
 from servers.models import FailureRecord, Health, ServerState
-from servers.monitor.publish import ChangePublisher, visible_fingerprint
+from servers.monitor.visible_changes import ChangePublisher, visible_fingerprint
 from tests.factories import make_user
 
 from .conftest import wait_until
