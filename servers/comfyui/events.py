@@ -224,8 +224,8 @@ class Reconnected(Event):
     """Connected again after a gap: events may have been missed.
 
     Callers reconcile from /history and /queue on this (ARCHITECTURE.md, monitor).
-    It is also delivered to every prompt subscription, whose prompt may have
-    finished during the gap.
+    Every listener gets it, so one following a single prompt learns that the
+    prompt may have finished during the gap.
     """
 
     type: ClassVar[str] = "stream.reconnected"

@@ -24,6 +24,7 @@ from servers.models import ServerState
 from tasks import execution, previews
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
+from tests.servers.comfyui.fakes import PromptEvents
 from tests.tasks.task_factories import make_server, make_task, simulator, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +56,7 @@ async def run_task(
     try:
         async with asyncio.timeout(30):
             await stream.wait_connected()
-            events = stream.subscribe(task.prompt_id)
+            events = PromptEvents(stream, task.prompt_id)
             async with ComfyUIClient(sim.base_url) as client, events:
                 await client.submit(task.graph, client_id=client_id, prompt_id=task.prompt_id)
                 async for event in events:
