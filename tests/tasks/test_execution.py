@@ -21,7 +21,7 @@ from servers.comfyui import (
     Reconnected,
 )
 from servers.models import ServerState
-from tasks import execution, previews
+from tasks import enqueue, execution, previews
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
 from tests.servers.comfyui.fakes import PromptEvents
@@ -202,7 +202,7 @@ async def test_events_of_prompts_that_are_not_ours_are_ignored(sim):
 
 async def test_a_reconnect_asks_for_the_server_to_be_reconciled(monkeypatch):
     queued = []
-    monkeypatch.setattr(execution, "enqueue", lambda path, *args: queued.append((path, args)))
+    monkeypatch.setattr(enqueue, "enqueue", lambda path, *args: queued.append((path, args)))
     event = Reconnected(url="ws://127.0.0.1:1/ws", downtime=1.0, reconnects=1)
     await TaskEventHandler().handle(7, event)
     assert queued == [(execution.RECONCILE_JOB, (7,))]
