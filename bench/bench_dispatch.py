@@ -3,7 +3,7 @@
 Everything is local and bounded: a fresh SQLite database and an embedded Redis
 in a temporary directory, three simulators on 127.0.0.1 (their own event loop
 in a background thread), and ComfyWeb's real code — `submit_runs`, the dispatch
-job's `dispatch_pending` (claims under the Redis lock, concurrent POSTs), and
+job's `dispatch_pending` (claims under the claim lock, concurrent POSTs), and
 `transition` — called in-process. The django-q2 broker hop (Redis) is not in
 these figures; in `serve` it adds the worker's poll of the queue.
 

@@ -112,7 +112,7 @@ class FleetSettingsAdmin(admin.ModelAdmin):
     """A singleton: the list page goes straight to the one row."""
 
     fieldsets = [
-        ("Failover", {"fields": ["auto_switch", "lock_window"]}),
+        ("Failover", {"fields": ["auto_switch", "affinity_window"]}),
         (
             "Health checks",
             {

@@ -168,8 +168,8 @@ class ServerState(models.Model):
     def __str__(self) -> str:
         return f"{self.server}: {self.health}"
 
-    def locked_workflow(self, window: timedelta, now=None) -> str | None:
-        """The workflow this server is sticky for, if it ran one within `window`."""
+    def affinity_workflow(self, window: timedelta, now=None) -> str | None:
+        """The workflow this server has affinity for, if it ran one within `window`."""
         now = now or timezone.now()
         if (
             self.last_workflow_key
@@ -214,7 +214,7 @@ class FleetSettings(models.Model):
         help_text="Send work to the next best server when one fails. "
         "Off: only the primary server is used.",
     )
-    lock_window = models.PositiveIntegerField(
+    affinity_window = models.PositiveIntegerField(
         "affinity window (s)",
         default=30,
         help_text="A server keeps a workflow it ran this recently.",
