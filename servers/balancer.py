@@ -341,15 +341,28 @@ def _capability_gaps(
     return gaps
 
 
+def affinity_workflow(
+    last_workflow_key: str, last_workflow_at: datetime | None, window: timedelta, now: datetime
+) -> str | None:
+    """The workflow a server has affinity for: the one it ran last, if within `window`.
+
+    The one rule behind both the balancer's choice and the pages' Affinity column.
+    """
+    if last_workflow_key and last_workflow_at is not None and now - last_workflow_at < window:
+        return last_workflow_key
+    return None
+
+
 def _candidate(
     server: ServerSnapshot, requirements: Requirements, policy: Policy | None, now: datetime
 ) -> Candidate:
     affinity = (
         policy is not None
         and bool(requirements.workflow_key)
-        and server.last_workflow_key == requirements.workflow_key
-        and server.last_workflow_at is not None
-        and now - server.last_workflow_at < policy.affinity_window
+        and affinity_workflow(
+            server.last_workflow_key, server.last_workflow_at, policy.affinity_window, now
+        )
+        == requirements.workflow_key
     )
     return Candidate(
         server_id=server.id,

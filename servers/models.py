@@ -16,6 +16,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from servers.balancer import affinity_workflow
+
 
 class ServerKind(models.TextChoices):
     STATIC = "static", "Fixed server"
@@ -170,14 +172,9 @@ class ServerState(models.Model):
 
     def affinity_workflow(self, window: timedelta, now=None) -> str | None:
         """The workflow this server has affinity for, if it ran one within `window`."""
-        now = now or timezone.now()
-        if (
-            self.last_workflow_key
-            and self.last_workflow_at
-            and now - self.last_workflow_at < window
-        ):
-            return self.last_workflow_key
-        return None
+        return affinity_workflow(
+            self.last_workflow_key, self.last_workflow_at, window, now or timezone.now()
+        )
 
 
 class FailureKind(models.TextChoices):
