@@ -57,7 +57,7 @@ async def run_task(
         async with asyncio.timeout(30):
             await stream.wait_connected()
             events = PromptEvents(stream, task.prompt_id)
-            async with ComfyUIClient(sim.base_url) as client, events:
+            async with ComfyUIClient(sim.base_url) as client:
                 await client.submit(task.graph, client_id=client_id, prompt_id=task.prompt_id)
                 async for event in events:
                     seen.append(event)

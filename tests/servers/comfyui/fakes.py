@@ -83,12 +83,6 @@ class PromptEvents:
     async def __anext__(self) -> Event:
         return await self.get()
 
-    async def __aenter__(self) -> PromptEvents:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._events.close()
-
 
 async def next_of(sub: Subscription | PromptEvents, kind: type, *, skip: bool = True) -> Event:
     """The next event of `kind`; others are skipped (or fail the test, if not `skip`)."""
