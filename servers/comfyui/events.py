@@ -235,9 +235,6 @@ class Reconnected(Event):
     reconnects: int
 
 
-CONNECTION_EVENTS: tuple[type[Event], ...] = (Connected, Disconnected, Reconnected)
-
-
 def is_prompt_end(event: Event) -> bool:
     """True for the last message ComfyUI sends to the submitting client for a prompt."""
     return isinstance(event, Executing) and event.node is None and event.prompt_id is not None
