@@ -17,7 +17,7 @@ TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DA
 help:
 	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis, $(DEMO) simulated ComfyUI servers)"
 	@echo "make test    lint, migrations check and the whole test suite"
-	@echo "make lint    ruff check + ruff format --check"
+	@echo "make lint    ruff check + ruff format --check + import-cycle check"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make bench   run the benchmarks under bench/"
 
@@ -38,12 +38,13 @@ run: $(VENV)/.installed
 	DEBUG=$${DEBUG:-true} $(PY) manage.py serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo $(DEMO))
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . bin/import-cycles
+	$(VENV)/bin/ruff format --check . bin/import-cycles
+	$(PY) bin/import-cycles
 
 format: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix . bin/import-cycles
+	$(VENV)/bin/ruff format . bin/import-cycles
 
 migrations-check: $(VENV)/.installed-dev
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run

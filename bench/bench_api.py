@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import sys
@@ -26,6 +25,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import setup_django  # noqa: E402
+
 GRAPH = {
     "1": {
         "class_type": "EmptyImage",
@@ -33,25 +34,6 @@ GRAPH = {
     },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b"}},
 }
-
-
-def _setup(data_dir: pathlib.Path):
-    os.environ["COMFYWEB_DATA_DIR"] = str(data_dir)
-    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'bench.sqlite3'}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("SECRET_KEY", "bench-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfyweb.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
-    from comfyweb import embedded_redis
-
-    redis_process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
-    call_command("migrate", verbosity=0)
-    return redis_process
 
 
 def _timed(call, n: int) -> list[float]:
@@ -75,7 +57,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        redis_process = _setup(pathlib.Path(tmp))
+        redis_process = setup_django(pathlib.Path(tmp))
         try:
             run(args.requests)
         finally:

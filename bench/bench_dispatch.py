@@ -3,7 +3,7 @@
 Everything is local and bounded: a fresh SQLite database and an embedded Redis
 in a temporary directory, three simulators on 127.0.0.1 (their own event loop
 in a background thread), and ComfyWeb's real code — `submit_runs`, the dispatch
-job's `dispatch_pending` (claims under the Redis lock, concurrent POSTs), and
+job's `dispatch_pending` (claims under the claim lock, concurrent POSTs), and
 `transition` — called in-process. The django-q2 broker hop (Redis) is not in
 these figures; in `serve` it adds the worker's poll of the queue.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import pathlib
 import statistics
 import sys
@@ -38,22 +37,10 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import percentile, setup_django, trivial_graph  # noqa: E402
+
 GUARD_SECONDS = 120.0
-
-
-def _trivial(color: int) -> dict[str, Any]:
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color},
-        },
-        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
-    }
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 class _Sims:
@@ -93,25 +80,6 @@ class _Sims:
             self.run(sim.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
-
-
-def _setup(data_dir: pathlib.Path):
-    os.environ["COMFYWEB_DATA_DIR"] = str(data_dir)
-    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'bench.sqlite3'}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("SECRET_KEY", "bench-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfyweb.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
-    from comfyweb import embedded_redis
-
-    redis_process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
-    call_command("migrate", verbosity=0)
-    return redis_process
 
 
 def _register(sims: _Sims) -> list[Any]:
@@ -181,7 +149,7 @@ def _latency(sims: _Sims, team, user, requests: int) -> list[float]:
     for i in range(requests):
         _keep_fresh()
         started = time.perf_counter()
-        submit_runs(team=team, submitter=user, runs=[Run(_trivial(i % 256), {})])
+        submit_runs(team=team, submitter=user, runs=[Run(trivial_graph(i % 256), {})])
         sent = dispatch_pending()
         samples.append((time.perf_counter() - started) * 1000)
         assert sent == 1, f"round {i}: {sent} sent"
@@ -207,7 +175,7 @@ def _throughput(sims: _Sims, team, user, tasks: int) -> float:
     from tasks.submission import submit_runs
     from workflows.templating import Run
 
-    runs = [Run(_trivial(i % 256), {"n": i}) for i in range(tasks)]
+    runs = [Run(trivial_graph(i % 256), {"n": i}) for i in range(tasks)]
     started = time.perf_counter()
     result = submit_runs(team=team, submitter=user, runs=runs)
     ids = [task.pk for task in result.tasks]
@@ -249,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-", dir="/tmp") as folder:
         data_dir = pathlib.Path(folder)
-        redis_process = _setup(data_dir)
+        redis_process = setup_django(data_dir)
         sims = _Sims(data_dir, 3)
         try:
             from django.contrib.auth import get_user_model
@@ -273,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_process.wait(timeout=10)
     print(
         f"submit → prompt accepted by an idle server ({options.requests} rounds): "
-        f"p50 {statistics.median(samples):.1f} ms, p99 {_percentile(samples, 0.99):.1f} ms"
+        f"p50 {statistics.median(samples):.1f} ms, p99 {percentile(samples, 0.99):.1f} ms"
     )
     print(
         f"throughput, {options.tasks} trivial tasks on 3 simulators (max_inflight 2): "

@@ -30,35 +30,20 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile, trivial_graph
 from servers.simulator import SimulatedComfyUI
 
 GUARD_SECONDS = 120.0
 
 
-def _trivial(color: int) -> dict[str, Any]:
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color},
-        },
-        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
-    }
-
-
 def _chatty(nonce: int, steps: int) -> dict[str, Any]:
-    prompt = _trivial(0)
+    prompt = trivial_graph(0)
     prompt["2"] = {
         "class_type": "SlowProgress",
         "inputs": {"image": ["1", 0], "steps": steps, "seconds_per_step": 0.0, "nonce": nonce},
     }
     prompt["3"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": ["2", 0]}}
     return prompt
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def _until_done(ws: Any, prompt_id: str) -> int:
@@ -87,7 +72,7 @@ async def post_latency(sim: SimulatedComfyUI, requests: int) -> list[float]:
     ):
         await ws.recv()
         for index in range(requests):
-            body = {"prompt": _trivial(index), "client_id": "bench-post"}
+            body = {"prompt": trivial_graph(index), "client_id": "bench-post"}
             started = time.perf_counter()
             response = await http.post("/prompt", json=body)
             samples.append((time.perf_counter() - started) * 1000)
@@ -122,8 +107,8 @@ async def main(requests: int, prompts: int, steps: int) -> None:
             await sim.stop()
     print(
         f"simulator POST /prompt latency over {requests} requests (ms): "
-        f"p50 {statistics.median(latency):.2f}  p95 {_percentile(latency, 0.95):.2f}  "
-        f"p99 {_percentile(latency, 0.99):.2f}  max {max(latency):.2f}"
+        f"p50 {statistics.median(latency):.2f}  p95 {percentile(latency, 0.95):.2f}  "
+        f"p99 {percentile(latency, 0.99):.2f}  max {max(latency):.2f}"
     )
     print(
         f"simulator WS events: {events} events for {prompts} prompts in {elapsed:.2f} s "

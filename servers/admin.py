@@ -81,30 +81,28 @@ class ServerAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} server(s).")
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A log the fleet writes: staff read and delete its rows, never add or edit them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(FailureRecord)
-class FailureRecordAdmin(admin.ModelAdmin):
+class FailureRecordAdmin(RecordAdmin):
     list_display = ["at", "server", "kind", "reason", "marked_unhealthy", "recovered_at"]
     list_filter = ["kind", "marked_unhealthy", "server"]
     search_fields = ["reason", "server__name"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(BalancerDecision)
-class BalancerDecisionAdmin(admin.ModelAdmin):
+class BalancerDecisionAdmin(RecordAdmin):
     list_display = ["at", "chosen", "mode", "reason"]
     list_filter = ["mode", "chosen"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(FleetSettings)
@@ -112,7 +110,7 @@ class FleetSettingsAdmin(admin.ModelAdmin):
     """A singleton: the list page goes straight to the one row."""
 
     fieldsets = [
-        ("Failover", {"fields": ["auto_switch", "lock_window"]}),
+        ("Failover", {"fields": ["auto_switch", "affinity_window"]}),
         (
             "Health checks",
             {

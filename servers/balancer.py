@@ -12,7 +12,7 @@ The rules, in order:
    model file the graph names is in the server's catalogue, and the task's tags
    are a subset of the server's. Every other server gets a reason.
 2. Lowest effective load first: `(inflight + queue_running + queue_pending) / weight`.
-3. Affinity: a server that ran the same workflow within the lock window keeps it
+3. Affinity: a server that ran the same workflow within the affinity window keeps it
    (its models are likely still in VRAM) unless it is more loaded than the best
    candidate by a whole slot or more. A slot is one prompt on that server,
    `1 / weight` in load units, so the affinity server wins while
@@ -90,7 +90,7 @@ class ServerSnapshot:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     auto_switch: bool = True
-    lock_window: timedelta = timedelta(seconds=30)
+    affinity_window: timedelta = timedelta(seconds=30)
     load_cache_age: timedelta = timedelta(seconds=15)
 
 
@@ -341,15 +341,28 @@ def _capability_gaps(
     return gaps
 
 
+def affinity_workflow(
+    last_workflow_key: str, last_workflow_at: datetime | None, window: timedelta, now: datetime
+) -> str | None:
+    """The workflow a server has affinity for: the one it ran last, if within `window`.
+
+    The one rule behind both the balancer's choice and the pages' Affinity column.
+    """
+    if last_workflow_key and last_workflow_at is not None and now - last_workflow_at < window:
+        return last_workflow_key
+    return None
+
+
 def _candidate(
     server: ServerSnapshot, requirements: Requirements, policy: Policy | None, now: datetime
 ) -> Candidate:
     affinity = (
         policy is not None
         and bool(requirements.workflow_key)
-        and server.last_workflow_key == requirements.workflow_key
-        and server.last_workflow_at is not None
-        and now - server.last_workflow_at < policy.lock_window
+        and affinity_workflow(
+            server.last_workflow_key, server.last_workflow_at, policy.affinity_window, now
+        )
+        == requirements.workflow_key
     )
     return Candidate(
         server_id=server.id,

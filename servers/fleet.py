@@ -83,7 +83,7 @@ def policy() -> Policy:
     settings = FleetSettings.load()
     return Policy(
         auto_switch=settings.auto_switch,
-        lock_window=timedelta(seconds=settings.lock_window),
+        affinity_window=timedelta(seconds=settings.affinity_window),
         load_cache_age=timedelta(seconds=settings.load_cache_age),
     )
 

@@ -16,6 +16,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from servers.balancer import affinity_workflow
+
 
 class ServerKind(models.TextChoices):
     STATIC = "static", "Fixed server"
@@ -168,16 +170,11 @@ class ServerState(models.Model):
     def __str__(self) -> str:
         return f"{self.server}: {self.health}"
 
-    def locked_workflow(self, window: timedelta, now=None) -> str | None:
-        """The workflow this server is sticky for, if it ran one within `window`."""
-        now = now or timezone.now()
-        if (
-            self.last_workflow_key
-            and self.last_workflow_at
-            and now - self.last_workflow_at < window
-        ):
-            return self.last_workflow_key
-        return None
+    def affinity_workflow(self, window: timedelta, now=None) -> str | None:
+        """The workflow this server has affinity for, if it ran one within `window`."""
+        return affinity_workflow(
+            self.last_workflow_key, self.last_workflow_at, window, now or timezone.now()
+        )
 
 
 class FailureKind(models.TextChoices):
@@ -214,7 +211,7 @@ class FleetSettings(models.Model):
         help_text="Send work to the next best server when one fails. "
         "Off: only the primary server is used.",
     )
-    lock_window = models.PositiveIntegerField(
+    affinity_window = models.PositiveIntegerField(
         "affinity window (s)",
         default=30,
         help_text="A server keeps a workflow it ran this recently.",

@@ -100,12 +100,12 @@ def table_context(servers=None, *, inflight: Mapping[int, int] | None = None) ->
     other numbers on the same page (the dashboard); else they are counted here."""
     servers = list(servers if servers is not None else servers_with_state())
     fleet = FleetSettings.load()
-    window = timedelta(seconds=fleet.lock_window)
+    window = timedelta(seconds=fleet.affinity_window)
     now = timezone.now()
     if inflight is None and _work is not None:
         inflight = _work.inflight()
     for server in servers:
-        server.locked_for = server.state.locked_workflow(window, now) if server.state else None
+        server.affinity_for = server.state.affinity_workflow(window, now) if server.state else None
         if inflight is not None:
             server.in_flight = inflight.get(server.pk, 0)
         else:  # nobody counts tasks (the tasks app is not installed): the slot counter

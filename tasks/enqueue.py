@@ -1,13 +1,15 @@
 """Queueing the tasks app's jobs: each path here names a function in `tasks/jobs.py`.
 
-Everything in `tasks` that queues a job takes its dotted path from here, and
-`wake_dispatch()` lives here rather than in `tasks.dispatch`, so that the queue,
-submission, outputs and reconciliation can wake dispatch without importing it.
+Everything in `tasks` that queues a job takes its dotted path from here and
+queues it with `enqueue()` (or `wake_dispatch()` for dispatch). `wake_dispatch()`
+lives here rather than in `tasks.dispatch`, so that the queue, submission,
+outputs and reconciliation can wake dispatch without importing it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.core.cache import cache
 
@@ -26,14 +28,30 @@ WAKE_KEY = "tasks:dispatch-wake"
 WAKE_TTL = 30
 
 
+def enqueue(job: str, *args: Any, **options: Any) -> bool:
+    """Queue `job` (one of the paths above) with `args`; False if it could not be queued.
+
+    `options` are django-q's (e.g. `group`). Never raises: each hand-off has a
+    second chance (the sweep queues again what it noted on the task's row, the
+    one-minute schedules dispatch and reconcile), so a broker that is away costs
+    a warning, not the caller's work.
+    """
+    from django_q.tasks import async_task  # looked up per call: tests replace it
+
+    try:
+        async_task(job, *args, **options)
+    except Exception as error:
+        logger.warning("%s%r not queued (%s: %s)", job, args, type(error).__name__, error)
+        return False
+    return True
+
+
 def wake_dispatch() -> None:
     """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely.
 
     Best effort, never raises: it runs after the work was saved (often on commit
     of a request), and the one-minute schedule dispatches what a lost wake-up missed.
     """
-    from django_q.tasks import async_task
-
     try:
         fresh = cache.add(WAKE_KEY, 1, timeout=WAKE_TTL)
     except Exception:  # the cache is Redis, like the broker; enqueue anyway
@@ -41,10 +59,7 @@ def wake_dispatch() -> None:
         fresh = True
     if not fresh:
         return
-    try:
-        async_task(DISPATCH, group="dispatch")
-    except Exception as exc:
-        logger.warning("dispatch not woken (%s); the schedule will run it", type(exc).__name__)
+    if not enqueue(DISPATCH, group="dispatch"):
         woken()  # nothing is queued: the next wake-up must try again
 
 

@@ -39,7 +39,7 @@ from servers.comfyui import (
     Reconnected,
 )
 from servers.monitor.work import WorkHooks
-from tasks import previews, sweep, task_updates
+from tasks import enqueue, previews, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
@@ -116,10 +116,7 @@ class TaskEventHandler(WorkHooks):
 
     def server_needs_reconcile(self, server_id: int) -> None:
         """Sync: events of the server's prompts may be missed or lost: queue reconciliation."""
-        try:
-            enqueue(RECONCILE_JOB, server_id)
-        except Exception:  # the broker is down: the one-minute reconcile catches up
-            logger.exception("could not enqueue reconciliation of server %s", server_id)
+        enqueue.enqueue(RECONCILE_JOB, server_id)  # never raises; the minutely reconcile catches up
 
     async def _check_backoffs(self) -> None:
         now = timezone.now()
@@ -156,7 +153,7 @@ class TaskEventHandler(WorkHooks):
     async def _handle(self, server_id: int, event: Event) -> None:
         if isinstance(event, Reconnected):
             # Events may have been missed during the gap: let /queue and /history decide.
-            await database_sync_to_async(enqueue)(RECONCILE_JOB, server_id)
+            await database_sync_to_async(enqueue.enqueue)(RECONCILE_JOB, server_id)
             return
         if event.prompt_id is None:
             return
@@ -291,7 +288,7 @@ class TaskEventHandler(WorkHooks):
             await sync_to_async(previews.discard)(tracked.task_id)
         elif not tracked.progress.ended:
             # Ended without success, error or interrupt that we saw: ask the server.
-            await database_sync_to_async(enqueue)(RECONCILE_JOB, tracked.server_id)
+            await database_sync_to_async(enqueue.enqueue)(RECONCILE_JOB, tracked.server_id)
 
     # -- progress and previews (coalesced) --------------------------------------------
 
@@ -423,10 +420,3 @@ def _save_progress(task_id: int, **fields: Any) -> None:
 
 def _cancel_requested(task_id: int) -> bool:
     return Task.objects.filter(pk=task_id, cancel_requested=True).exists()
-
-
-def enqueue(path: str, *args: Any) -> None:
-    """Queue a django-q job by dotted path (ARCHITECTURE: jobs are plain functions)."""
-    from django_q.tasks import async_task
-
-    async_task(path, *args)

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from tasks import enqueue
 from tasks.models import Priority, QueuePause, Status, Task
+from tasks.transitions import transition
 from teams.models import Team
 
 WAIT_WINDOW = timedelta(hours=1)
@@ -72,8 +73,6 @@ def clear(team: Team | None = None, *, by=None) -> int:
     moment is either canceled here or sent — never both.
     """
     _check_control(team, by)
-    from tasks.transitions import transition
-
     pending = Task.objects.filter(status=Status.PENDING)
     if team is not None:
         pending = pending.filter(team=team)

@@ -48,6 +48,7 @@ from django.utils import timezone
 from servers.clients import client_for
 from servers.comfyui import ComfyUIError, HistoryEntry
 from servers.models import Health, Server
+from tasks.dispatch import resync_slots
 from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task
 from tasks.sweep import request_collection
@@ -67,8 +68,6 @@ def reconcile_stuck() -> dict[str, int]:
 
     Also corrects server slot counts that drifted (`tasks.dispatch.resync_slots`).
     """
-    from tasks.dispatch import resync_slots
-
     resync_slots()
     cut = timezone.now() - stuck_after()
     old = Task.objects.filter(status__in=Status.active()).filter(

@@ -65,7 +65,7 @@ def request_collection(task_id: int, prompt_id: str, **fields: Any) -> bool:
         collect_requested_at=timezone.now(), **fields
     )
     if noted:
-        _enqueue(COLLECT_JOB, task_id)
+        enqueue.enqueue(COLLECT_JOB, task_id)
     return bool(noted)
 
 
@@ -143,24 +143,13 @@ def _once(key: str, every: float, job: str, *args: Any) -> bool | None:
     except Exception:
         logger.warning("hand-off sweep: the cache is unavailable", exc_info=True)
         return None
-    if _enqueue(job, *args):
+    if enqueue.enqueue(job, *args):
         return True
     try:
         cache.delete(key)  # nothing was queued: the next tick must try again
     except Exception:
         logger.warning("hand-off sweep: the cache is unavailable", exc_info=True)
     return None
-
-
-def _enqueue(job: str, *args: Any) -> bool:
-    from django_q.tasks import async_task
-
-    try:
-        async_task(job, *args)
-    except Exception as error:
-        logger.warning("%s%r not queued (%s); the sweep retries it", job, args, error)
-        return False
-    return True
 
 
 def _collect_key(task_id: int) -> str:

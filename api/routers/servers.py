@@ -19,7 +19,7 @@ from api.idempotency import IdempotencyKey
 from api.schemas import PathId
 from servers.forms import EDITABLE, ServerForm
 from servers.models import FleetSettings, Server
-from servers.probe import probe
+from servers.probe import ProbeResult, probe
 from servers.status_panel import servers_with_state
 from tasks.models import Status as TaskStatus
 
@@ -76,15 +76,6 @@ class ServerPatch(Schema):
     weight: float | None = None
     max_inflight: int | None = None
     tags: list[str] | None = None
-
-
-class ProbeOut(Schema):
-    ok: bool
-    response_ms: float | None
-    queue_running: int | None
-    queue_pending: int | None
-    error: str | None
-    comfyui_version: str | None = None
 
 
 def server_json(server: Server) -> dict[str, Any]:
@@ -188,10 +179,10 @@ def delete_server(request, server_id: PathId):
 
 @router.post(
     "/servers/{server_id}/test",
-    response={200: ProbeOut, **ERRORS},
+    response={200: ProbeResult, **ERRORS},
     summary="Check a server now (staff)",
 )
-def test_server(request, server_id: PathId) -> dict[str, Any]:
+def test_server(request, server_id: PathId) -> ProbeResult:
     require_staff(request, "test servers")
     server = get_object_or_404(Server, pk=server_id)
-    return async_to_sync(probe)(server, FleetSettings.load()).as_json()
+    return async_to_sync(probe)(server, FleetSettings.load())

@@ -32,6 +32,8 @@ router = Router(tags=["workflows"])
 
 # Form field -> API field.
 RENAMED = {"graph_text": "graph", "graph_file": "graph", "check_server": "check_server"}
+# Form fields that creating and updating both save.
+SAVED = ("name", "description", "tags", "graph", "note")
 
 
 class ModelFile(Schema):
@@ -133,6 +135,13 @@ def _rejected(form: WorkflowForm) -> ApiError:
     return invalid(form_problems(form, rename=RENAMED), **extra)
 
 
+def _details(form: WorkflowForm) -> dict[str, Any]:
+    """What `workflows.store` saves from the form, or the API's 400 if it is not valid."""
+    if not form.is_valid():
+        raise _rejected(form)
+    return {name: form.cleaned_data[name] for name in SAVED}
+
+
 @router.get("/workflows", response={200: list[WorkflowOut], **ERRORS}, summary="List or search")
 def list_workflows(request, q: str = "", team: QueryId = None) -> list[dict[str, Any]]:
     """Workflows of your teams; `q` matches name, description, tags and node types."""
@@ -158,18 +167,8 @@ def _create_workflow(request, payload: WorkflowIn) -> Status:
     fields = payload.model_dump()
     team = team_to_create_in(request.user, fields["team"])
     form = WorkflowForm(_form_data(fields | {"team": team.pk}), user=request.user)
-    if not form.is_valid():
-        raise _rejected(form)
-    data = form.cleaned_data
-    workflow = store.create_workflow(
-        team=data["team"],
-        name=data["name"],
-        description=data["description"],
-        tags=data["tags"],
-        graph=data["graph"],
-        user=request.user,
-        note=data["note"],
-    )
+    details = _details(form)
+    workflow = store.create_workflow(team=form.cleaned_data["team"], user=request.user, **details)
     return Status(201, workflow_json(workflow_for(request.user, workflow.pk), with_graph=True))
 
 
@@ -195,18 +194,7 @@ def update_workflow(request, workflow_id: PathId, payload: WorkflowPatch) -> dic
     }
     fields = current | payload.model_dump(exclude_unset=True)
     form = WorkflowForm(_form_data(fields), user=request.user, workflow=workflow)
-    if not form.is_valid():
-        raise _rejected(form)
-    data = form.cleaned_data
-    store.update_workflow(
-        workflow,
-        name=data["name"],
-        description=data["description"],
-        tags=data["tags"],
-        graph=data["graph"],
-        user=request.user,
-        note=data["note"],
-    )
+    store.update_workflow(workflow, user=request.user, **_details(form))
     return workflow_json(workflow_for(request.user, workflow.pk), with_graph=True)
 
 

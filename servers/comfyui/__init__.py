@@ -47,9 +47,8 @@ from .events import (
 )
 from .parser import parse_binary, parse_frame, parse_text
 from .responses import FileRef, HistoryEntry, PromptReceipt, QueueItem, QueueState, SystemStats
-from .routing import Subscription
 from .stats import StreamStats
-from .stream import EventStream, websocket_url
+from .stream import EventStream, Subscription, websocket_url
 
 __all__ = [
     "BadRequest",

@@ -115,8 +115,8 @@ class ComfyUIClient:
     ) -> PromptReceipt:
         """POST /prompt. Raises `PromptRejected` (permanent) on a 400.
 
-        Choose `prompt_id` yourself (default: a fresh uuid4) and subscribe to it
-        on the EventStream; events that outrun this reply are held for it.
+        Choose `prompt_id` yourself (default: a fresh uuid4) and listen on the
+        EventStream before calling: events may outrun this reply.
         `client_id` must be the EventStream's, or the run's events go elsewhere
         (without one ComfyUI sends no lifecycle events at all: poll /history).
         """

@@ -34,20 +34,24 @@ class Status(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionStart(Event):
-    type: ClassVar[str] = "execution_start"
+class ExecutionEvent(Event):
+    """What every `execution_*` message carries: its prompt, and when it was sent."""
+
     prompt_id: str
     timestamp: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionCached(Event):
+class ExecutionStart(ExecutionEvent):
+    type: ClassVar[str] = "execution_start"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionCached(ExecutionEvent):
     """Nodes whose outputs come from the cache; they get no `executing` of their own."""
 
     type: ClassVar[str] = "execution_cached"
-    prompt_id: str
     nodes: tuple[str, ...]
-    timestamp: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,37 +115,34 @@ class Executed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionSuccess(Event):
+class ExecutionSuccess(ExecutionEvent):
     type: ClassVar[str] = "execution_success"
-    prompt_id: str
-    timestamp: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionError(Event):
-    """A node raised. Followed by `status` and `executing(None)`, no success."""
+class ExecutionHalted(ExecutionEvent):
+    """What `execution_error` and `execution_interrupted` both say: where the prompt stopped."""
 
-    type: ClassVar[str] = "execution_error"
-    prompt_id: str
     node_id: str | None = None
     node_type: str | None = None
     executed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionError(ExecutionHalted):
+    """A node raised. Followed by `status` and `executing(None)`, no success."""
+
+    type: ClassVar[str] = "execution_error"
     exception_message: str = ""
     exception_type: str = ""
     traceback: tuple[str, ...] = ()
     current_inputs: Mapping[str, Any] = field(default_factory=dict)
     current_outputs: tuple[str, ...] = ()
-    timestamp: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecutionInterrupted(Event):
+class ExecutionInterrupted(ExecutionHalted):
     type: ClassVar[str] = "execution_interrupted"
-    prompt_id: str
-    node_id: str | None = None
-    node_type: str | None = None
-    executed: tuple[str, ...] = ()
-    timestamp: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,17 +225,14 @@ class Reconnected(Event):
     """Connected again after a gap: events may have been missed.
 
     Callers reconcile from /history and /queue on this (ARCHITECTURE.md, monitor).
-    It is also delivered to every prompt subscription, whose prompt may have
-    finished during the gap.
+    Every listener gets it, so one following a single prompt learns that the
+    prompt may have finished during the gap.
     """
 
     type: ClassVar[str] = "stream.reconnected"
     url: str
     downtime: float
     reconnects: int
-
-
-CONNECTION_EVENTS: tuple[type[Event], ...] = (Connected, Disconnected, Reconnected)
 
 
 def is_prompt_end(event: Event) -> bool:

@@ -164,16 +164,26 @@ def _status(data: Mapping[str, Any]) -> Status:
     return Status(queue_remaining=remaining, sid=_opt_str(data, "sid"))
 
 
+def _execution_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `ExecutionEvent`, which every `execution_*` message has."""
+    return {"prompt_id": _str(data, "prompt_id"), "timestamp": _opt_int(data, "timestamp")}
+
+
+def _halted_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `ExecutionHalted`: an error's or an interrupt's."""
+    return _execution_fields(data) | {
+        "node_id": _opt_str(data, "node_id"),
+        "node_type": _opt_str(data, "node_type"),
+        "executed": _str_tuple(data, "executed"),
+    }
+
+
 def _execution_start(data: Mapping[str, Any]) -> ExecutionStart:
-    return ExecutionStart(prompt_id=_str(data, "prompt_id"), timestamp=_opt_int(data, "timestamp"))
+    return ExecutionStart(**_execution_fields(data))
 
 
 def _execution_cached(data: Mapping[str, Any]) -> ExecutionCached:
-    return ExecutionCached(
-        prompt_id=_str(data, "prompt_id"),
-        nodes=_str_tuple(data, "nodes"),
-        timestamp=_opt_int(data, "timestamp"),
-    )
+    return ExecutionCached(**_execution_fields(data), nodes=_str_tuple(data, "nodes"))
 
 
 def _executing(data: Mapping[str, Any]) -> Executing:
@@ -227,34 +237,22 @@ def _executed(data: Mapping[str, Any]) -> Executed:
 
 
 def _execution_success(data: Mapping[str, Any]) -> ExecutionSuccess:
-    return ExecutionSuccess(
-        prompt_id=_str(data, "prompt_id"), timestamp=_opt_int(data, "timestamp")
-    )
+    return ExecutionSuccess(**_execution_fields(data))
 
 
 def _execution_error(data: Mapping[str, Any]) -> ExecutionError:
     return ExecutionError(
-        prompt_id=_str(data, "prompt_id"),
-        node_id=_opt_str(data, "node_id"),
-        node_type=_opt_str(data, "node_type"),
-        executed=_str_tuple(data, "executed"),
+        **_halted_fields(data),
         exception_message=_opt_str(data, "exception_message") or "",
         exception_type=_opt_str(data, "exception_type") or "",
         traceback=_str_tuple(data, "traceback"),
         current_inputs=_mapping(data, "current_inputs"),
         current_outputs=_str_tuple(data, "current_outputs"),
-        timestamp=_opt_int(data, "timestamp"),
     )
 
 
 def _execution_interrupted(data: Mapping[str, Any]) -> ExecutionInterrupted:
-    return ExecutionInterrupted(
-        prompt_id=_str(data, "prompt_id"),
-        node_id=_opt_str(data, "node_id"),
-        node_type=_opt_str(data, "node_type"),
-        executed=_str_tuple(data, "executed"),
-        timestamp=_opt_int(data, "timestamp"),
-    )
+    return ExecutionInterrupted(**_halted_fields(data))
 
 
 def _feature_flags(data: Mapping[str, Any]) -> FeatureFlags:

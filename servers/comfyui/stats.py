@@ -60,8 +60,6 @@ class StreamStats:
     events_per_second: float
     unknown_events: int
     parse_errors: int
-    buffered_prompts: int
-    buffered_events: int
     dropped_events: int
     server_features: Mapping[str, object] | None = field(default=None)
 

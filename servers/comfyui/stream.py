@@ -1,11 +1,12 @@
 """EventStream: the one WebSocket to one ComfyUI server for one client id.
 
 Connects to `ws(s)://host/ws?clientId=...`, parses every frame into a typed
-event, and hands events out two ways: `listen()` (or `async for` on the stream)
-gets all of them, `subscribe(prompt_id)` gets one prompt's. It reconnects
-forever with `comfyweb.backoff.Backoff` and says so with `Disconnected` /
-`Reconnected` events, after which the caller reconciles from /history and
-/queue: whatever ComfyUI sent during the gap is lost for good.
+event, and hands all of them to every `listen()` (or `async for` on the stream);
+a caller that follows one prompt listens before POST /prompt (ComfyUI may send
+the whole run before the reply is read, PROTOCOL.md gotcha 1) and filters by
+`prompt_id`. It reconnects forever with `comfyweb.backoff.Backoff` and says so
+with `Disconnected` / `Reconnected` events, after which the caller reconciles
+from /history and /queue: whatever ComfyUI sent during the gap is lost for good.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -42,7 +44,6 @@ from .events import (
     is_prompt_end,
 )
 from .parser import parse_frame
-from .routing import PromptRouter, Subscription
 from .stats import StatsRecorder, StreamStats
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,71 @@ logger = logging.getLogger(__name__)
 _open_streams: set[str] = set()
 # How long close() lets a handshake in progress finish, to close it properly.
 _CLOSE_GRACE = 2.0
+
+
+class Subscription:
+    """A bounded queue of events, consumed with `async for` or `await get()`.
+
+    A slow consumer loses the *oldest* events (counted in `dropped`) rather than
+    stalling the socket reader, which serves every prompt of the server. The
+    iteration ends once `finish()` was called and the queue is drained.
+    """
+
+    def __init__(self, maxsize: int, on_close: Callable[[Subscription], None] | None = None):
+        self._items: deque[Event] = deque(maxlen=maxsize)
+        self._ready = asyncio.Event()
+        self._finished = False
+        self._on_close = on_close
+        self.dropped = 0
+
+    def put(self, event: Event) -> None:
+        if self._finished:
+            return
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+        self._items.append(event)
+        self._ready.set()
+
+    def finish(self) -> None:
+        """No more events will come; those queued can still be read."""
+        self._finished = True
+        self._ready.set()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def close(self) -> None:
+        """Stop receiving (and unregister); already queued events stay readable."""
+        self.finish()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close(self)
+
+    def pending(self) -> list[Event]:
+        """The events queued right now, without waiting."""
+        return list(self._items)
+
+    async def get(self) -> Event:
+        """The next event; raises `StopAsyncIteration` when finished and drained."""
+        while not self._items:
+            if self._finished:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def websocket_url(base_url: str, client_id: str) -> str:
@@ -79,8 +145,6 @@ class EventStream:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         max_frame_size: int = 64 * 1024 * 1024,
-        buffer_ttl: float = 60.0,
-        max_buffered_prompts: int = 256,
         queue_size: int = 10_000,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -100,12 +164,6 @@ class EventStream:
         }
         self._queue_size = queue_size
         self._sleep = sleep
-        self._router = PromptRouter(
-            buffer_ttl=buffer_ttl,
-            max_buffered_prompts=max_buffered_prompts,
-            subscription_size=queue_size,
-            clock=clock,
-        )
         self._stats = StatsRecorder(clock)
         self._listeners: list[Subscription] = []
         self._ws: ClientConnection | None = None
@@ -132,7 +190,7 @@ class EventStream:
         self._task = asyncio.create_task(self._run(), name=f"comfyui-events {self.url}")
 
     async def close(self) -> None:
-        """Close the socket cleanly, stop reconnecting, end every subscription."""
+        """Close the socket cleanly, stop reconnecting, end every listener."""
         if self._closing:
             return
         self._closing = True
@@ -149,7 +207,6 @@ class EventStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             _open_streams.discard(self.url)
-        self._router.close()
         for listener in self._listeners:
             listener.finish()
         self._listeners.clear()
@@ -200,15 +257,6 @@ class EventStream:
         """
         return self.listen()
 
-    def subscribe(self, prompt_id: str) -> Subscription:
-        """One prompt's events, including those that came before this call.
-
-        Subscribe right after choosing the prompt id (before or after POST
-        /prompt: early events are buffered). Ends after the prompt's final
-        `executing {node: null}`; also receives `Disconnected`/`Reconnected`.
-        """
-        return self._router.subscribe(prompt_id)
-
     @property
     def stats(self) -> StreamStats:
         s = self._stats
@@ -227,9 +275,7 @@ class EventStream:
             events_per_second=s.rate.rate(),
             unknown_events=s.unknown,
             parse_errors=s.parse_errors,
-            buffered_prompts=self._router.buffered_prompts,
-            buffered_events=self._router.buffered_events,
-            dropped_events=self._router.dropped + sum(sub.dropped for sub in self._listeners),
+            dropped_events=sum(sub.dropped for sub in self._listeners),
             server_features=self.server_features,
         )
 
@@ -245,7 +291,7 @@ class EventStream:
                 logger.warning(
                     "ComfyUI events lost %s: %s; retry in %.1fs", self.url, reason, delay
                 )
-                self._emit_connection_event(Disconnected(reason=reason, retry_in=delay))
+                self._publish(Disconnected(reason=reason, retry_in=delay))
             else:
                 logger.info("ComfyUI events %s: %s; retry in %.1fs", self.url, reason, delay)
             self._sleeping = True
@@ -294,11 +340,10 @@ class EventStream:
         if not self._ever_connected:
             self._ever_connected = True
             logger.info("ComfyUI events connected %s", self.url)
-            # Not to subscriptions: nothing of theirs can have been missed yet.
-            self._emit_connection_event(Connected(url=self.url), to_subscriptions=False)
+            self._publish(Connected(url=self.url))
         else:
             logger.info("ComfyUI events reconnected %s after %.1fs", self.url, downtime or 0.0)
-            self._emit_connection_event(
+            self._publish(
                 Reconnected(
                     url=self.url, downtime=downtime or 0.0, reconnects=self._stats.reconnects
                 )
@@ -317,9 +362,7 @@ class EventStream:
         self._stats.event(event.type, unknown=isinstance(event, UnknownEvent))
         if isinstance(event, FeatureFlags):
             self.server_features = event.flags
-        for listener in self._listeners:
-            listener.put(event)
-        self._router.route(event)
+        self._publish(event)
 
     def _attribute(self, event: Event) -> Event:
         """Track the prompt running for this socket; pin prompt-less frames to it.
@@ -342,11 +385,10 @@ class EventStream:
             self._current_prompt = event.prompt_id
         return event
 
-    def _emit_connection_event(self, event: Event, *, to_subscriptions: bool = True) -> None:
+    def _publish(self, event: Event) -> None:
+        """To every listener: frames and connection events alike."""
         for listener in self._listeners:
             listener.put(event)
-        if to_subscriptions:
-            self._router.broadcast(event)
 
     def _drop_listener(self, sub: Subscription) -> None:
         with contextlib.suppress(ValueError):

@@ -9,7 +9,7 @@ Modules, one job each:
     registry.py      the enabled servers, and the start/stop plan when they change
     tunables.py      FleetSettings as the monitor reads them
     stats.py         the event_stats JSON
-    publish.py       publish a server's status to browsers when something visible changed
+    visible_changes.py  tell browsers of a server only when something they see changed
     heartbeat.py     heartbeat in Redis and the /healthz "monitor" check
     work.py          WorkHooks: the seam to the work (events, tick, dispatch, reconcile)
 """

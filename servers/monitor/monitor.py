@@ -110,7 +110,9 @@ class Monitor:
             sid = watcher.server_id
             stats = event_stats(watcher.stream_stats, self.shared.capabilities.counts(sid))
             await database_sync_to_async(state.write_event_stats)(sid, stats)
-            await self.shared.publisher.refresh(sid, lock_window=self.shared.tunables.lock_window)
+            await self.shared.publisher.refresh(
+                sid, affinity_window=self.shared.tunables.affinity_window
+            )
 
     async def handler_tick(self) -> None:
         # The work's own periodic work (see `work.WorkHooks`).

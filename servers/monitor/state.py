@@ -2,7 +2,7 @@
 
 All functions are sync (ORM) and run through `database_sync_to_async`. Every
 write is a `filter(...).update(...)` of the fields the monitor owns, so the web
-process and dispatch (which write `inflight`, `last_used_at`, the lock) are
+process and dispatch (which write `inflight`, `last_used_at`, the affinity) are
 never overwritten with stale copies.
 """
 
@@ -159,7 +159,7 @@ def record_failure(
             marked_unhealthy=mark,
         )
         if mark:
-            # B5: release the lock so the balancer does not keep steering the
+            # B5: end the affinity so the balancer does not keep steering the
             # workflow at a dead server.
             states.update(
                 health=Health.UNHEALTHY,

@@ -16,7 +16,7 @@ class Tunables:
     recheck_backoff_base: float
     recheck_backoff_cap: float
     capabilities_ttl: float
-    lock_window: float
+    affinity_window: float
 
     @classmethod
     def from_settings(cls, fleet: FleetSettings) -> Tunables:
@@ -28,7 +28,7 @@ class Tunables:
             recheck_backoff_base=fleet.recheck_backoff_base,
             recheck_backoff_cap=fleet.recheck_backoff_cap,
             capabilities_ttl=float(fleet.capabilities_ttl),
-            lock_window=float(fleet.lock_window),
+            affinity_window=float(fleet.affinity_window),
         )
 
     @classmethod

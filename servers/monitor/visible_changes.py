@@ -29,7 +29,7 @@ def _gb(value: int | None) -> float | None:
     return None if value is None else round(value / GB, 1)
 
 
-def visible_fingerprint(server_id: int, lock_window: float = 30.0) -> Fingerprint | None:
+def visible_fingerprint(server_id: int, affinity_window: float = 30.0) -> Fingerprint | None:
     """Sync (ORM): what the status row shows of this server; None if it is gone."""
     state = (
         ServerState.objects.filter(server_id=server_id)
@@ -56,10 +56,10 @@ def visible_fingerprint(server_id: int, lock_window: float = 30.0) -> Fingerprin
         .first()  # ordered newest first
     )
     rate = (state["event_stats"] or {}).get("events_per_second")
-    # The row shows the lock only while it lasts: its expiry is a visible change.
-    lock = ServerState(
+    # The row shows the affinity only while it lasts: its expiry is a visible change.
+    affinity = ServerState(
         last_workflow_key=state["last_workflow_key"], last_workflow_at=state["last_workflow_at"]
-    ).locked_workflow(timedelta(seconds=lock_window))
+    ).affinity_workflow(timedelta(seconds=affinity_window))
     return (
         state["health"],
         state["queue_running"],
@@ -68,7 +68,7 @@ def visible_fingerprint(server_id: int, lock_window: float = 30.0) -> Fingerprin
         state["inflight"],
         _gb(state["vram_total"]),
         _gb(state["vram_free"]),
-        lock,
+        affinity,
         state["comfyui_version"],
         None if rate is None else round(float(rate), 1),
         last_failure,
@@ -87,9 +87,9 @@ class ChangePublisher:
         self._hook = hook or publish_server_status
         self._last: dict[int, Fingerprint] = {}
 
-    async def refresh(self, server_id: int, *, lock_window: float = 30.0) -> bool:
+    async def refresh(self, server_id: int, *, affinity_window: float = 30.0) -> bool:
         """Publish if what browsers see of this server changed; True if it did."""
-        fingerprint = await database_sync_to_async(visible_fingerprint)(server_id, lock_window)
+        fingerprint = await database_sync_to_async(visible_fingerprint)(server_id, affinity_window)
         if fingerprint is None or self._last.get(server_id) == fingerprint:
             return False
         self._last[server_id] = fingerprint

@@ -157,7 +157,7 @@ class ServerWatcher:
             delay = await self._healthy(outcome, tunables)
         else:
             delay = await self._failed(outcome, tunables)
-        await self._shared.publisher.refresh(self.spec.id, lock_window=tunables.lock_window)
+        await self._shared.publisher.refresh(self.spec.id, affinity_window=tunables.affinity_window)
         return delay
 
     async def _healthy(self, outcome: CheckOutcome, tunables: Tunables) -> float:
@@ -267,7 +267,7 @@ class ServerWatcher:
                 self.spec.id, f"event stream lost: {event.reason}"
             )
             await self._shared.publisher.refresh(
-                self.spec.id, lock_window=self._shared.tunables.lock_window
+                self.spec.id, affinity_window=self._shared.tunables.affinity_window
             )
         elif isinstance(event, Connected | Reconnected):
             if isinstance(event, Reconnected):

@@ -22,7 +22,7 @@ from servers.simulator.catalogue import class_names
 from tests.servers.fleet_factories import NOW, WORKFLOWS, needs, snap
 
 POLICY = Policy(
-    auto_switch=True, lock_window=timedelta(seconds=30), load_cache_age=timedelta(seconds=15)
+    auto_switch=True, affinity_window=timedelta(seconds=30), load_cache_age=timedelta(seconds=15)
 )
 STALE = NOW - timedelta(minutes=5)
 
@@ -174,7 +174,7 @@ def test_affinity_wins_a_load_tie_over_priority():
     assert decision.reason == "gpu-1: tied on load 0 with gpu-2, keeps its workflow"
 
 
-def test_affinity_ends_with_the_lock_window():
+def test_affinity_ends_with_the_affinity_window():
     keeper = snap(1, priority=50, **ran(seconds_ago=30))
     assert pick([snap(2, priority=1), keeper]).server_id == 2
 
@@ -418,7 +418,7 @@ requirements_st = st.builds(
 policies = st.builds(
     Policy,
     auto_switch=st.booleans(),
-    lock_window=st.just(timedelta(seconds=30)),
+    affinity_window=st.just(timedelta(seconds=30)),
     load_cache_age=st.just(timedelta(seconds=15)),
 )
 PROPERTY = settings(max_examples=300, deadline=None)
@@ -455,7 +455,7 @@ def _affine(s: ServerSnapshot, r: Requirements, policy: Policy) -> bool:
     return (
         s.last_workflow_key == r.workflow_key
         and s.last_workflow_at is not None
-        and NOW - s.last_workflow_at < policy.lock_window
+        and NOW - s.last_workflow_at < policy.affinity_window
     )
 
 

@@ -61,10 +61,12 @@ def test_snapshot_of_a_server_without_a_state_row_counts_it_as_unknown():
 
 def test_policy_comes_from_the_fleet_settings():
     settings = FleetSettings.load()
-    settings.auto_switch, settings.lock_window, settings.load_cache_age = False, 45, 20
+    settings.auto_switch, settings.affinity_window, settings.load_cache_age = False, 45, 20
     settings.save()
     assert fleet.policy() == balancer.Policy(
-        auto_switch=False, lock_window=timedelta(seconds=45), load_cache_age=timedelta(seconds=20)
+        auto_switch=False,
+        affinity_window=timedelta(seconds=45),
+        load_cache_age=timedelta(seconds=20),
     )
 
 
@@ -166,7 +168,7 @@ def test_note_dispatched_marks_affinity_and_last_use():
         "wf-portrait",
         at,
     )
-    assert state.locked_workflow(timedelta(seconds=30), now=at + timedelta(seconds=1)) == (
+    assert state.affinity_workflow(timedelta(seconds=30), now=at + timedelta(seconds=1)) == (
         "wf-portrait"
     )
     assert not fleet.note_dispatched(server.pk + 1000, "wf-portrait")

@@ -21,9 +21,10 @@ from servers.comfyui import (
     Reconnected,
 )
 from servers.models import ServerState
-from tasks import execution, previews
+from tasks import enqueue, execution, previews
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
+from tests.servers.comfyui.fakes import PromptEvents
 from tests.tasks.task_factories import make_server, make_task, simulator, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,8 +56,8 @@ async def run_task(
     try:
         async with asyncio.timeout(30):
             await stream.wait_connected()
-            events = stream.subscribe(task.prompt_id)
-            async with ComfyUIClient(sim.base_url) as client, events:
+            events = PromptEvents(stream, task.prompt_id)
+            async with ComfyUIClient(sim.base_url) as client:
                 await client.submit(task.graph, client_id=client_id, prompt_id=task.prompt_id)
                 async for event in events:
                     seen.append(event)
@@ -201,7 +202,7 @@ async def test_events_of_prompts_that_are_not_ours_are_ignored(sim):
 
 async def test_a_reconnect_asks_for_the_server_to_be_reconciled(monkeypatch):
     queued = []
-    monkeypatch.setattr(execution, "enqueue", lambda path, *args: queued.append((path, args)))
+    monkeypatch.setattr(enqueue, "enqueue", lambda path, *args: queued.append((path, args)))
     event = Reconnected(url="ws://127.0.0.1:1/ws", downtime=1.0, reconnects=1)
     await TaskEventHandler().handle(7, event)
     assert queued == [(execution.RECONCILE_JOB, (7,))]

@@ -38,7 +38,7 @@ from servers.comfyui import (
 )
 
 from .capture import workflow
-from .fakes import GUARD, FakeClock, next_of, quick_backoff
+from .fakes import GUARD, FakeClock, PromptEvents, next_of, quick_backoff
 
 PNG_MAGIC = bytes.fromhex("89504e470d0a1a0a")
 
@@ -50,7 +50,7 @@ def slow(steps: int = 5, **inputs: Any) -> dict[str, Any]:
     return prompt
 
 
-async def run_to_end(sub: Subscription) -> list[Event]:
+async def run_to_end(sub: PromptEvents) -> list[Event]:
     async def collect() -> list[Event]:
         return [event async for event in sub]
 
@@ -59,10 +59,10 @@ async def run_to_end(sub: Subscription) -> list[Event]:
 
 async def submit(
     client: ComfyUIClient, stream: EventStream, prompt: dict[str, Any]
-) -> tuple[str, Subscription]:
-    """Subscribe first, then submit: the order the fleet code uses."""
+) -> tuple[str, PromptEvents]:
+    """Listen first, then submit: the order the fleet code uses."""
     prompt_id = str(uuid.uuid4())
-    sub = stream.subscribe(prompt_id)
+    sub = PromptEvents(stream, prompt_id)
     receipt = await client.submit(prompt, client_id=stream.client_id, prompt_id=prompt_id)
     assert receipt.prompt_id == prompt_id
     return prompt_id, sub
@@ -160,17 +160,6 @@ async def test_deleted_queued_prompt_never_runs(client, stream):
     await run_to_end(running)
     assert await client.get_history(queued_id) is None
     assert queued.pending() == []
-
-
-async def test_events_of_a_run_finished_before_subscribing_are_replayed(client, stream):
-    everything = stream.listen()
-    prompt_id = str(uuid.uuid4())
-    await client.submit(slow(steps=2), client_id=stream.client_id, prompt_id=prompt_id)
-    while not (await next_of(everything, Executing)).finished:
-        pass
-    events = await run_to_end(stream.subscribe(prompt_id))
-    assert isinstance(events[0], ExecutionStart)
-    assert events[-1] == Executing(prompt_id=prompt_id, node=None)
 
 
 async def test_stream_reconnects_after_the_server_drops_sockets_and_the_run_goes_on(

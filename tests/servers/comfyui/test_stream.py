@@ -15,17 +15,18 @@ from servers.comfyui import (
     EventStream,
     Executing,
     ExecutionStart,
-    ExecutionSuccess,
     FeatureFlags,
     PreviewImage,
+    Progress,
     ProgressText,
     Reconnected,
     Status,
+    Subscription,
     UnknownEvent,
     websocket_url,
 )
 
-from .fakes import GUARD, FakeClock, closed_port, next_of, quick_backoff
+from .fakes import GUARD, FakeClock, PromptEvents, closed_port, next_of, quick_backoff
 from .wsserver import ScriptedServer, message
 
 
@@ -100,29 +101,12 @@ async def test_unknown_types_and_garbage_frames_are_counted_and_never_stop_the_r
             assert stream.connected
 
 
-async def test_events_that_come_before_the_subscription_are_buffered():
-    async with ScriptedServer().running() as server:
-        stream = new_stream(server)
-        events = stream.listen()
-        async with stream:
-            conn = await server.next_connection()
-            # The whole run arrives before the caller has read the POST reply.
-            await conn.send(message("execution_start", prompt_id="early", timestamp=1))
-            await conn.send(message("execution_success", prompt_id="early", timestamp=2))
-            await conn.send(message("executing", node=None, prompt_id="early"))
-            await next_of(events, Executing)
-            assert stream.stats.buffered_prompts == 1
-            run = [event async for event in stream.subscribe("early")]
-            assert [type(e) for e in run] == [ExecutionStart, ExecutionSuccess, Executing]
-            assert stream.stats.buffered_prompts == 0
-
-
 async def test_subscription_gets_only_its_prompt_and_ends_with_it():
     async with ScriptedServer().running() as server:
         stream = new_stream(server)
         async with stream:
             conn = await server.next_connection()
-            mine = stream.subscribe("mine")
+            mine = PromptEvents(stream, "mine")
             for prompt_id in ("other", "mine"):
                 await conn.send(message("execution_start", prompt_id=prompt_id, timestamp=1))
                 await conn.send(message("executing", node=None, prompt_id=prompt_id))
@@ -135,7 +119,7 @@ async def test_binary_previews_are_decoded_and_pinned_to_the_running_prompt():
         stream = new_stream(server)
         async with stream:
             conn = await server.next_connection()
-            sub = stream.subscribe("p1")
+            sub = PromptEvents(stream, "p1")
             png = bytes.fromhex("89504e470d0a1a0a") + b"rest"
             await conn.send(message("execution_start", prompt_id="p1", timestamp=1))
             await conn.send(struct.pack(">II", 3, 1) + b"2" + b"step 1/2")
@@ -154,7 +138,7 @@ async def test_after_a_dropped_socket_the_stream_reconnects_and_says_so():
         events = stream.listen()
         async with stream:
             first = await server.next_connection()
-            sub = stream.subscribe("running")
+            sub = PromptEvents(stream, "running")
             await first.send(message("execution_start", prompt_id="running", timestamp=1))
             await next_of(events, ExecutionStart)
             first.transport.abort()  # no close frame: as a crash or a cut cable
@@ -244,7 +228,7 @@ async def test_close_is_clean_and_ends_every_consumer():
         await stream.start()
         await server.next_connection()
         await next_of(events, Status)
-        sub = stream.subscribe("p1")
+        sub = PromptEvents(stream, "p1")
         await stream.close()
         assert await asyncio.wait_for(server.close_codes.get(), GUARD) == 1000
         assert [e async for e in sub] == []
@@ -302,3 +286,11 @@ async def test_a_requested_reconnect_goes_through_the_backoff():
         assert (lost.reason, lost.retry_in) == ("reconnect requested", 0.01)
         await server.next_connection()
         assert (await next_of(events, Reconnected)).reconnects == 1
+
+
+def test_a_slow_consumer_loses_the_oldest_events_not_the_newest():
+    sub = Subscription(maxsize=2)
+    for value in range(4):
+        sub.put(Progress(prompt_id="p", value=value, max=4))
+    assert [e.value for e in sub.pending()] == [2, 3]
+    assert sub.dropped == 2

@@ -46,7 +46,7 @@ async def test_every_server_becomes_healthy_with_capabilities_and_system_stats(
         assert state.next_check_at is not None
 
 
-async def test_stopped_server_is_marked_unhealthy_unlocked_and_readmitted_on_restart(
+async def test_stopped_server_is_marked_unhealthy_loses_its_affinity_and_is_readmitted_on_restart(
     start_comfyui_sims, make_server, start_monitor, caplog
 ):
     caplog.set_level(logging.INFO, logger="servers.monitor")
@@ -78,7 +78,7 @@ async def test_stopped_server_is_marked_unhealthy_unlocked_and_readmitted_on_res
     assert len(records) >= FAST["failures_before_unhealthy"]
     state = await wait_until(lambda: state_of.get())
     assert state.unhealthy_since is not None
-    assert (state.last_workflow_key, state.last_workflow_at) == ("", None)  # lock released
+    assert (state.last_workflow_key, state.last_workflow_at) == ("", None)  # affinity ended
     assert running.published.count(victim.pk) > published_before  # browsers told
     # The others never wavered.
     others = [s for s in servers if s != victim]

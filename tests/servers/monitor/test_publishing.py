@@ -100,7 +100,7 @@ async def test_browser_subscribed_to_servers_sees_a_server_go_down(
     await communicator.disconnect()
 
 
-async def test_an_expired_lock_is_a_visible_change(start_comfyui_sims, make_server):
+async def test_an_expired_affinity_is_a_visible_change(start_comfyui_sims, make_server):
     (sim,) = await start_comfyui_sims(1)
     server = await make_server(sim)
     calls: list[int] = []
@@ -108,7 +108,7 @@ async def test_an_expired_lock_is_a_visible_change(start_comfyui_sims, make_serv
     state = ServerState.objects.filter(server=server)
     long_ago = timezone.now() - timedelta(seconds=60)
     await database_sync_to_async(state.update)(last_workflow_key="wf", last_workflow_at=long_ago)
-    assert await publisher.refresh(server.pk, lock_window=120)  # locked
-    assert not await publisher.refresh(server.pk, lock_window=120)
-    assert await publisher.refresh(server.pk, lock_window=30)  # the lock ran out
+    assert await publisher.refresh(server.pk, affinity_window=120)  # affinity
+    assert not await publisher.refresh(server.pk, affinity_window=120)
+    assert await publisher.refresh(server.pk, affinity_window=30)  # the affinity ran out
     assert calls == [server.pk, server.pk]
