@@ -22,10 +22,10 @@ from comfyweb.backoff import Backoff
 from . import state
 from .capabilities import CapabilityCache
 from .heartbeat import clear_heartbeat, write_heartbeat
-from .publish import ChangePublisher, VisibleChangeHook
 from .registry import ServerSpec, enabled_servers, plan
 from .stats import event_stats
 from .tunables import Tunables, load_tunables
+from .visible_changes import ChangePublisher, VisibleChangeHook
 from .watcher import ServerWatcher, Shared, default_stream_backoff
 from .work import WorkHooks, new_hooks
 

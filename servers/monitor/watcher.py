@@ -38,9 +38,9 @@ from servers.models import Health
 from . import state
 from .capabilities import CapabilityCache, fetch_capabilities
 from .checks import CheckOutcome, check_server
-from .publish import ChangePublisher
 from .registry import ServerSpec
 from .tunables import Tunables
+from .visible_changes import ChangePublisher
 from .work import WorkHooks, is_execution_event
 
 logger = logging.getLogger(__name__)
