@@ -15,7 +15,9 @@ from the running list, so a prompt is never missing from both while alive):
   server accepted it → never sent: `put_back` (pending at once, no run
   counted); while the lease lives, its POST is still on its way: spared;
 - in neither otherwise → lost: `retry_or_fail` (pending with backoff, or
-  failed). A task dispatched less than `LOST_GRACE` ago is spared.
+  failed), however recently it was sent: with its lease cleared the server
+  accepted the prompt, and ComfyUI queues a prompt before it answers the POST,
+  so one it has forgotten (it restarted) is gone, not on its way.
 
 A server that knows a prompt whose lease is still set has it: the lease is
 cleared (it was sent, whatever became of its dispatcher).
@@ -55,8 +57,6 @@ from tasks.sweep import request_collection
 from tasks.transitions import put_back, retry_or_fail, transition
 
 logger = logging.getLogger("tasks.reconcile")
-
-LOST_GRACE = timedelta(seconds=30)
 
 
 def stuck_after() -> timedelta:
@@ -102,7 +102,7 @@ def reconcile_server(server_id: int, *, older_than=None) -> dict[str, int]:
             Q(started_at__lte=older_than)
             | Q(started_at__isnull=True, dispatched_at__lte=older_than)
         )
-    rows = list(tasks.values("pk", "prompt_id", "status", "dispatched_at", "sending_until"))
+    rows = list(tasks.values("pk", "prompt_id", "status", "sending_until"))
     if not rows:
         return {}
     try:
@@ -169,9 +169,6 @@ def _settle(
         if row["sending_until"] > now:
             return "in flight"  # its dispatcher lives and is still sending it
         return _never_sent(server, task_id, guard)
-    young = now - LOST_GRACE
-    if row["status"] == Status.DISPATCHED and row["dispatched_at"] and row["dispatched_at"] > young:
-        return "in flight"
     retry_or_fail(
         task_id,
         Status.active(),

@@ -219,7 +219,7 @@ async def test_live_previews_are_kept_and_pushed_while_running_then_dropped(sim,
         if isinstance(event, PreviewImage):
             seen.append(await sync_to_async(previews.latest)(task.pk))
 
-    monkeypatch.setattr(execution.publish, "apublish_preview", record)
+    monkeypatch.setattr(execution.task_updates, "apublish_preview", record)
     await run_task(sim, task, TaskEventHandler(), look)
 
     assert seen

@@ -122,7 +122,7 @@ async def test_a_burst_of_progress_events_sends_one_update_now_and_one_trailing(
     async def record_publish(view):
         sent.append((view["value"], view["max"], view["status"]))
 
-    monkeypatch.setattr(execution.publish, "apublish_progress", record_publish)
+    monkeypatch.setattr(execution.task_updates, "apublish_progress", record_publish)
     real_save = execution._save_progress
     monkeypatch.setattr(
         execution, "_save_progress", lambda *a, **kw: (written.append(kw), real_save(*a, **kw))

@@ -77,13 +77,15 @@ def test_a_lost_prompt_whose_cancel_was_requested_ends_canceled(sim_thread):
     assert Task.objects.get(pk=task.pk).status == Status.CANCELED
 
 
-def test_a_prompt_just_sent_is_not_judged_lost(sim_thread):
+def test_a_prompt_the_server_accepted_moments_ago_and_forgot_is_lost_at_once(sim_thread):
+    # Its lease is cleared: the server accepted it, then lost it (it restarted).
+    # Waiting would only leave it stuck until the next stuck-task sweep, minutes away.
     (sim,) = sim_thread.start(1)
     server = register(sim)
     task = on_server(server)
-    Task.objects.filter(pk=task.pk).update(dispatched_at=timezone.now())
-    assert reconcile.reconcile_server(server.pk) == {"in flight": 1}
-    assert Task.objects.get(pk=task.pk).status == Status.DISPATCHED
+    Task.objects.filter(pk=task.pk).update(dispatched_at=timezone.now(), sending_until=None)
+    assert reconcile.reconcile_server(server.pk) == {"lost": 1}
+    assert Task.objects.get(pk=task.pk).status == Status.PENDING
 
 
 def test_a_prompt_that_succeeded_unseen_is_handed_to_output_collection(sim_thread, enqueued):
