@@ -1,8 +1,7 @@
-"""Who may see and change what: the lookups every page and API endpoint goes through.
+"""Looking up tasks, batches and outputs for a user, and the queue they may control.
 
 An object of a team the user is not in is a 404, exactly like one that does not
-exist (no existence leak); a visible object the user's role may not change is a
-PermissionDenied (403).
+exist (no existence leak); what the role may do is `teams.access.require`.
 """
 
 from __future__ import annotations

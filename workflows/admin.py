@@ -1,4 +1,4 @@
-"""Admin of workflows and templates (imported by tasks/admin.py)."""
+"""Admin of workflows and templates: versions read-only, parameters inline."""
 
 from __future__ import annotations
 

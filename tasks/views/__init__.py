@@ -1,1 +1,1 @@
-"""Views of the tasks app, one module per area (workflows and templates, tasks, gallery)."""
+"""Views of the tasks app, one module per area (submitting, tasks, gallery, queue controls)."""

@@ -1,4 +1,4 @@
-"""What the workflow and template pages share: graph tables, capable servers, submitting."""
+"""What the workflow and template pages share: graph tables and the servers that can run it."""
 
 from __future__ import annotations
 

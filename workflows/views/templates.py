@@ -1,4 +1,5 @@
-"""Template pages (S3): list, create/edit/delete with a parameter formset, the submit form."""
+"""Template pages (S3): list, create/edit/delete with a parameter formset (a template's
+own page is its submit form, tasks/views/submit.py)."""
 
 from __future__ import annotations
 

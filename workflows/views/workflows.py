@@ -1,4 +1,5 @@
-"""Workflow pages (S2): list and search, detail, create/edit/delete, validate, run."""
+"""Workflow pages (S2): list and search, detail, create/edit/delete, validate (running
+one is tasks/views/submit.py)."""
 
 from __future__ import annotations
 
