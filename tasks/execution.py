@@ -24,20 +24,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from servers.comfyui import (
-    Event,
-    Executed,
-    Executing,
-    ExecutionCached,
-    ExecutionError,
-    ExecutionInterrupted,
-    ExecutionStart,
-    ExecutionSuccess,
-    PreviewImage,
-    Progress,
-    ProgressState,
-    Reconnected,
-)
+from servers.comfyui import events
 from servers.monitor.work import WorkHooks
 from tasks import enqueue, previews, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
@@ -52,7 +39,13 @@ RECONCILE_JOB = RECONCILE_SERVER
 # saved a moment after the server started sending (and most of them are not ours).
 UNKNOWN_TTL = 5.0
 ACTIVE = [Status.DISPATCHED, Status.RUNNING]
-PROGRESS_EVENTS = (ExecutionCached, Executing, Progress, ProgressState, Executed)
+PROGRESS_EVENTS = (
+    events.ExecutionCached,
+    events.Executing,
+    events.Progress,
+    events.ProgressState,
+    events.Executed,
+)
 # Dispatch is woken this long after a retry's backoff ends, so that it finds it over.
 RETRY_WAKE_MARGIN = 0.05
 
@@ -92,7 +85,7 @@ class TaskEventHandler(WorkHooks):
         self._backoffs_seen: datetime | None = None
         self._retry_wake: tuple[datetime, asyncio.TimerHandle] | None = None
 
-    async def handle(self, server_id: int, event: Event) -> None:
+    async def handle(self, server_id: int, event: events.Event) -> None:
         try:
             await self._handle(server_id, event)
         except Exception:
@@ -150,8 +143,8 @@ class TaskEventHandler(WorkHooks):
 
     # -- dispatching on the event type ------------------------------------------------
 
-    async def _handle(self, server_id: int, event: Event) -> None:
-        if isinstance(event, Reconnected):
+    async def _handle(self, server_id: int, event: events.Event) -> None:
+        if isinstance(event, events.Reconnected):
             # Events may have been missed during the gap: let /queue and /history decide.
             await database_sync_to_async(enqueue.enqueue)(RECONCILE_JOB, server_id)
             return
@@ -160,23 +153,23 @@ class TaskEventHandler(WorkHooks):
         tracked = await self._find(server_id, event.prompt_id, always=_is_milestone(event))
         if tracked is None:
             return
-        if isinstance(event, ExecutionStart):
+        if isinstance(event, events.ExecutionStart):
             await self._start(tracked)
-        elif isinstance(event, ExecutionError):
+        elif isinstance(event, events.ExecutionError):
             await self._failed(tracked, event)
-        elif isinstance(event, ExecutionInterrupted):
+        elif isinstance(event, events.ExecutionInterrupted):
             await self._interrupted(tracked, event)
-        elif isinstance(event, ExecutionSuccess):
+        elif isinstance(event, events.ExecutionSuccess):
             tracked.progress.succeeded = True
             await self._progress_changed(tracked)
-        elif isinstance(event, Executing) and event.finished:
+        elif isinstance(event, events.Executing) and event.finished:
             await self._prompt_end(tracked)
-        elif isinstance(event, PreviewImage):
+        elif isinstance(event, events.PreviewImage):
             await self._preview(tracked, event)
         elif isinstance(event, PROGRESS_EVENTS):
             if tracked.status == Status.DISPATCHED:
                 await self._start(tracked)  # execution_start was missed
-            if isinstance(event, Executed):
+            if isinstance(event, events.Executed):
                 names = [ref.filename for ref in event.files]
                 tracked.progress.record_outputs(event.node, names)
                 changed = bool(names)
@@ -223,7 +216,7 @@ class TaskEventHandler(WorkHooks):
             tracked.started_at = now
         tracked.status = Status.RUNNING
 
-    async def _failed(self, tracked: Tracked, event: ExecutionError) -> None:
+    async def _failed(self, tracked: Tracked, event: events.ExecutionError) -> None:
         node_type = event.node_type or tracked.progress.node_type
         message = event.exception_message.strip()
         await self._finish(
@@ -242,7 +235,7 @@ class TaskEventHandler(WorkHooks):
             error_node=(event.node_id or "")[:64],
         )
 
-    async def _interrupted(self, tracked: Tracked, event: ExecutionInterrupted) -> None:
+    async def _interrupted(self, tracked: Tracked, event: events.ExecutionInterrupted) -> None:
         requested = await database_sync_to_async(_cancel_requested)(tracked.task_id)
         message = (
             "Interrupted on request"
@@ -296,7 +289,7 @@ class TaskEventHandler(WorkHooks):
         await self._offer(self._browser, ("browser", tracked.task_id), self._send_progress, tracked)
         await self._offer(self._database, ("db", tracked.task_id), self._write_progress, tracked)
 
-    async def _preview(self, tracked: Tracked, event: PreviewImage) -> None:
+    async def _preview(self, tracked: Tracked, event: events.PreviewImage) -> None:
         stored = await sync_to_async(previews.store)(tracked.task_id, event.mime_type, event.image)
         if stored is not None:
             await self._offer(
@@ -385,9 +378,11 @@ def _bound(send: Callable[[Tracked], Awaitable[None]], tracked: Tracked):
     return call
 
 
-def _is_milestone(event: Event) -> bool:
+def _is_milestone(event: events.Event) -> bool:
     """Events worth a database look-up even for a prompt just found unknown."""
-    return isinstance(event, ExecutionStart | ExecutionSuccess | ExecutionError)
+    return isinstance(
+        event, events.ExecutionStart | events.ExecutionSuccess | events.ExecutionError
+    )
 
 
 # -- database and jobs (sync; called through database_sync_to_async) ---------------------

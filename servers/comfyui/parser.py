@@ -12,42 +12,22 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import events
 from .errors import EventParseError
-from .events import (
-    PREVIEW_IMAGE,
-    PREVIEW_IMAGE_WITH_METADATA,
-    PROGRESS_TEXT,
-    Event,
-    Executed,
-    Executing,
-    ExecutionCached,
-    ExecutionError,
-    ExecutionInterrupted,
-    ExecutionStart,
-    ExecutionSuccess,
-    FeatureFlags,
-    NodeProgress,
-    PreviewImage,
-    Progress,
-    ProgressState,
-    ProgressText,
-    Status,
-    UnknownEvent,
-)
 
 # Image format codes of binary frame 1 (ComfyUI's BinaryEventTypes / preview formats).
 _IMAGE_FORMATS = {1: "image/jpeg", 2: "image/png"}
 _U32 = struct.Struct(">I")
 
 
-def parse_frame(frame: str | bytes) -> Event:
+def parse_frame(frame: str | bytes) -> events.Event:
     """One WebSocket frame as websockets delivers it: str for text, bytes for binary."""
     if isinstance(frame, str):
         return parse_text(frame)
     return parse_binary(frame)
 
 
-def parse_text(text: str) -> Event:
+def parse_text(text: str) -> events.Event:
     try:
         # RecursionError: deeply nested arrays are valid JSON that json cannot load.
         message = json.loads(text)
@@ -56,7 +36,7 @@ def parse_text(text: str) -> Event:
     return parse_message(message)
 
 
-def parse_message(message: object) -> Event:
+def parse_message(message: object) -> events.Event:
     """A decoded `{"type": ..., "data": ...}` message."""
     try:
         return _parse_message(message)
@@ -66,7 +46,7 @@ def parse_message(message: object) -> Event:
         raise EventParseError(f"malformed message: {type(exc).__name__}: {exc}") from exc
 
 
-def parse_binary(frame: bytes) -> Event:
+def parse_binary(frame: bytes) -> events.Event:
     if not isinstance(frame, bytes | bytearray | memoryview):
         raise EventParseError(f"binary frame is {type(frame).__name__}, not bytes")
     try:
@@ -80,7 +60,7 @@ def parse_binary(frame: bytes) -> Event:
 # -- text -------------------------------------------------------------------------
 
 
-def _parse_message(message: object) -> Event:
+def _parse_message(message: object) -> events.Event:
     if not isinstance(message, Mapping):
         raise EventParseError("message is not a JSON object")
     kind = message.get("type")
@@ -91,7 +71,7 @@ def _parse_message(message: object) -> Event:
     if builder is None:
         # Kept whole; its prompt_id (if it has a usable one) still routes it.
         prompt_id = data.get("prompt_id") if isinstance(data, Mapping) else None
-        return UnknownEvent(
+        return events.UnknownEvent(
             type=kind, data=data, prompt_id=prompt_id if isinstance(prompt_id, str) else None
         )
     if not isinstance(data, Mapping):
@@ -155,13 +135,13 @@ def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _status(data: Mapping[str, Any]) -> Status:
+def _status(data: Mapping[str, Any]) -> events.Status:
     status = _mapping(data, "status")
     exec_info = _mapping(status, "exec_info")
     remaining = _opt_int(exec_info, "queue_remaining")
     if remaining is None:
         raise _fail("status.exec_info.queue_remaining", "an integer")
-    return Status(queue_remaining=remaining, sid=_opt_str(data, "sid"))
+    return events.Status(queue_remaining=remaining, sid=_opt_str(data, "sid"))
 
 
 def _execution_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,26 +158,26 @@ def _halted_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _execution_start(data: Mapping[str, Any]) -> ExecutionStart:
-    return ExecutionStart(**_execution_fields(data))
+def _execution_start(data: Mapping[str, Any]) -> events.ExecutionStart:
+    return events.ExecutionStart(**_execution_fields(data))
 
 
-def _execution_cached(data: Mapping[str, Any]) -> ExecutionCached:
-    return ExecutionCached(**_execution_fields(data), nodes=_str_tuple(data, "nodes"))
+def _execution_cached(data: Mapping[str, Any]) -> events.ExecutionCached:
+    return events.ExecutionCached(**_execution_fields(data), nodes=_str_tuple(data, "nodes"))
 
 
-def _executing(data: Mapping[str, Any]) -> Executing:
+def _executing(data: Mapping[str, Any]) -> events.Executing:
     if "node" not in data:
         raise _fail("node", "present")
-    return Executing(
+    return events.Executing(
         prompt_id=_opt_str(data, "prompt_id"),
         node=_opt_str(data, "node"),
         display_node=_opt_str(data, "display_node"),
     )
 
 
-def _progress(data: Mapping[str, Any]) -> Progress:
-    return Progress(
+def _progress(data: Mapping[str, Any]) -> events.Progress:
+    return events.Progress(
         prompt_id=_opt_str(data, "prompt_id"),
         node=_opt_str(data, "node"),
         value=_number(data, "value"),
@@ -205,10 +185,10 @@ def _progress(data: Mapping[str, Any]) -> Progress:
     )
 
 
-def _node_progress(node_id: str, raw: object) -> NodeProgress:
+def _node_progress(node_id: str, raw: object) -> events.NodeProgress:
     if not isinstance(raw, Mapping):
         raise _fail(f"nodes.{node_id}", "an object")
-    return NodeProgress(
+    return events.NodeProgress(
         node_id=_opt_str(raw, "node_id") or node_id,
         state=_str(raw, "state"),
         value=_number(raw, "value"),
@@ -219,16 +199,16 @@ def _node_progress(node_id: str, raw: object) -> NodeProgress:
     )
 
 
-def _progress_state(data: Mapping[str, Any]) -> ProgressState:
+def _progress_state(data: Mapping[str, Any]) -> events.ProgressState:
     nodes = _mapping(data, "nodes")
-    return ProgressState(
+    return events.ProgressState(
         prompt_id=_str(data, "prompt_id"),
         nodes={str(k): _node_progress(str(k), v) for k, v in nodes.items()},
     )
 
 
-def _executed(data: Mapping[str, Any]) -> Executed:
-    return Executed(
+def _executed(data: Mapping[str, Any]) -> events.Executed:
+    return events.Executed(
         prompt_id=_opt_str(data, "prompt_id"),
         node=_str(data, "node"),
         display_node=_opt_str(data, "display_node"),
@@ -236,12 +216,12 @@ def _executed(data: Mapping[str, Any]) -> Executed:
     )
 
 
-def _execution_success(data: Mapping[str, Any]) -> ExecutionSuccess:
-    return ExecutionSuccess(**_execution_fields(data))
+def _execution_success(data: Mapping[str, Any]) -> events.ExecutionSuccess:
+    return events.ExecutionSuccess(**_execution_fields(data))
 
 
-def _execution_error(data: Mapping[str, Any]) -> ExecutionError:
-    return ExecutionError(
+def _execution_error(data: Mapping[str, Any]) -> events.ExecutionError:
+    return events.ExecutionError(
         **_halted_fields(data),
         exception_message=_opt_str(data, "exception_message") or "",
         exception_type=_opt_str(data, "exception_type") or "",
@@ -251,15 +231,15 @@ def _execution_error(data: Mapping[str, Any]) -> ExecutionError:
     )
 
 
-def _execution_interrupted(data: Mapping[str, Any]) -> ExecutionInterrupted:
-    return ExecutionInterrupted(**_halted_fields(data))
+def _execution_interrupted(data: Mapping[str, Any]) -> events.ExecutionInterrupted:
+    return events.ExecutionInterrupted(**_halted_fields(data))
 
 
-def _feature_flags(data: Mapping[str, Any]) -> FeatureFlags:
-    return FeatureFlags(flags=dict(data))
+def _feature_flags(data: Mapping[str, Any]) -> events.FeatureFlags:
+    return events.FeatureFlags(flags=dict(data))
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Event]] = {
+_BUILDERS: dict[str, Callable[[Mapping[str, Any]], events.Event]] = {
     "status": _status,
     "execution_start": _execution_start,
     "execution_cached": _execution_cached,
@@ -285,24 +265,24 @@ def _u32(frame: bytes, offset: int, what: str) -> int:
     return _U32.unpack_from(frame, offset)[0]
 
 
-def _parse_binary(frame: bytes) -> Event:
+def _parse_binary(frame: bytes) -> events.Event:
     event_type = _u32(frame, 0, "its event type")
-    if event_type == PREVIEW_IMAGE:
+    if event_type == events.PREVIEW_IMAGE:
         code = _u32(frame, 4, "the image format")
         # An unknown format code still carries an image; keep the bytes.
         mime = _IMAGE_FORMATS.get(code, "application/octet-stream")
-        return PreviewImage(frame_type=event_type, mime_type=mime, image=frame[8:])
-    if event_type == PROGRESS_TEXT:
+        return events.PreviewImage(frame_type=event_type, mime_type=mime, image=frame[8:])
+    if event_type == events.PROGRESS_TEXT:
         length = _u32(frame, 4, "the node id length")
         if len(frame) < 8 + length:
             raise EventParseError("text frame shorter than its node id")
-        return ProgressText(
+        return events.ProgressText(
             node_id=_utf8(frame[8 : 8 + length], "node id"),
             text=_utf8(frame[8 + length :], "text"),
         )
-    if event_type == PREVIEW_IMAGE_WITH_METADATA:
+    if event_type == events.PREVIEW_IMAGE_WITH_METADATA:
         return _preview_with_metadata(frame)
-    return UnknownEvent(type=f"binary:{event_type}", data=frame[4:])
+    return events.UnknownEvent(type=f"binary:{event_type}", data=frame[4:])
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -312,7 +292,7 @@ def _utf8(raw: bytes, what: str) -> str:
         raise EventParseError(f"{what} is not UTF-8") from None
 
 
-def _preview_with_metadata(frame: bytes) -> PreviewImage:
+def _preview_with_metadata(frame: bytes) -> events.PreviewImage:
     length = _u32(frame, 4, "the metadata length")
     if len(frame) < 8 + length:
         raise EventParseError("preview frame shorter than its metadata")
@@ -325,8 +305,8 @@ def _preview_with_metadata(frame: bytes) -> PreviewImage:
     mime = _opt_str(metadata, "image_type")
     if mime is None:
         raise _fail("image_type", "a string")
-    return PreviewImage(
-        frame_type=PREVIEW_IMAGE_WITH_METADATA,
+    return events.PreviewImage(
+        frame_type=events.PREVIEW_IMAGE_WITH_METADATA,
         mime_type=mime,
         image=frame[8 + length :],
         prompt_id=_opt_str(metadata, "prompt_id"),
