@@ -38,6 +38,17 @@ class WorkflowAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "current_version", "version_count", "updated_at"]
     list_filter = ["team"]
     search_fields = ["name", "description", "current_version__node_classes"]
+    # Listed to keep the change form's order: the model has TeamNamedModel's fields first.
+    fields = [
+        "team",
+        "name",
+        "description",
+        "tags",
+        "current_version",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = ["current_version", "created_by", "created_at", "updated_at"]
     inlines = [WorkflowVersionInline]
 
@@ -107,6 +118,15 @@ class TemplateAdmin(admin.ModelAdmin):
     list_filter = ["team"]
     search_fields = ["name", "description", "workflow_version__workflow__name"]
     raw_id_fields = ["workflow_version"]
+    fields = [  # in the change form's order, as on WorkflowAdmin
+        "team",
+        "workflow_version",
+        "name",
+        "description",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = ["created_by", "created_at", "updated_at"]
     inlines = [TemplateParameterInline]
 

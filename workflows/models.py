@@ -15,14 +15,16 @@ from servers.requirements import requirements_from_graph
 from teams.models import Team, TeamScopedQuerySet
 
 
-class Workflow(models.Model):
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="workflows")
+class TeamNamedModel(models.Model):
+    """What a workflow and a template share: a name unique within its team, who made it, when.
+
+    Each model declares its own `team`, whose related name (`team.workflows`,
+    `team.templates`) the migrations record as written. `%(class)s` gives each its
+    own constraint name (`unique_workflow_name_per_team`).
+    """
+
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    current_version = models.ForeignKey(
-        "WorkflowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -32,14 +34,25 @@ class Workflow(models.Model):
     objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
-        db_table = "tasks_workflow"  # created by the tasks app, whose table names it keeps
+        abstract = True
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["team", "name"], name="unique_workflow_name_per_team")
+            models.UniqueConstraint(fields=["team", "name"], name="unique_%(class)s_name_per_team")
         ]
 
     def __str__(self) -> str:
         return self.name
+
+
+class Workflow(TeamNamedModel):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="workflows")
+    tags = models.JSONField(default=list, blank=True)
+    current_version = models.ForeignKey(
+        "WorkflowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta(TeamNamedModel.Meta):
+        db_table = "tasks_workflow"  # created by the tasks app, whose table names it keeps
 
 
 class WorkflowVersion(models.Model):
@@ -89,30 +102,14 @@ class ParameterType(models.TextChoices):
     IMAGE = "image", "Image upload"
 
 
-class Template(models.Model):
+class Template(TeamNamedModel):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="templates")
     workflow_version = models.ForeignKey(
         WorkflowVersion, on_delete=models.PROTECT, related_name="templates"
     )
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    objects = TeamScopedQuerySet.as_manager()
-
-    class Meta:
+    class Meta(TeamNamedModel.Meta):
         db_table = "tasks_template"  # created by the tasks app, whose table names it keeps
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["team", "name"], name="unique_template_name_per_team")
-        ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class TemplateParameter(models.Model):
