@@ -7,6 +7,9 @@ input, so a version is numbered, made current and protected the same way.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
+from functools import reduce
 from typing import Any
 
 from django.db import transaction
@@ -83,11 +86,16 @@ def delete_workflow(workflow: Workflow) -> None:
 
 def search(workflows: QuerySet[Workflow], query: str) -> QuerySet[Workflow]:
     """Every word must match the name, description, tags or a node type."""
+    return match_every_word(
+        workflows, query, ["name", "description", "tags", "current_version__node_classes"]
+    )
+
+
+def match_every_word(rows: QuerySet, query: str, fields: Sequence[str]) -> QuerySet:
+    """The rows in which each word of `query` is part of one of `fields` (any case).
+
+    How the workflow and template lists search (templating.search is the other).
+    """
     for word in query.split():
-        workflows = workflows.filter(
-            Q(name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(tags__icontains=word)
-            | Q(current_version__node_classes__icontains=word)
-        )
-    return workflows
+        rows = rows.filter(reduce(operator.or_, (Q(**{f"{f}__icontains": word}) for f in fields)))
+    return rows

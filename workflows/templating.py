@@ -31,11 +31,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from servers.models import ServerState
 from servers.requirements import MODEL_INPUTS, SEED_INPUTS, SEED_MAX, model_index
 from workflows.models import ParameterType, Template, TemplateParameter, WorkflowVersion
+from workflows.store import match_every_word
 from workflows.validation import input_specs
 
 # Fresh seeds stay below 2**32: every seed input of core ComfyUI accepts that.
@@ -72,13 +73,9 @@ class ValueList:
 
 def search(templates: QuerySet[Template], query: str) -> QuerySet[Template]:
     """Every word must match the name, description or the workflow's name."""
-    for word in query.split():
-        templates = templates.filter(
-            Q(name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(workflow_version__workflow__name__icontains=word)
-        )
-    return templates
+    return match_every_word(
+        templates, query, ["name", "description", "workflow_version__workflow__name"]
+    )
 
 
 def parameters_of(template: Template) -> list[TemplateParameter]:
