@@ -32,8 +32,6 @@ router = Router(tags=["workflows"])
 
 # Form field -> API field.
 RENAMED = {"graph_text": "graph", "graph_file": "graph", "check_server": "check_server"}
-# Form fields that creating and updating both save.
-SAVED = ("name", "description", "tags", "graph", "note")
 
 
 class ModelFile(Schema):
@@ -139,7 +137,7 @@ def _details(form: WorkflowForm) -> dict[str, Any]:
     """What `workflows.store` saves from the form, or the API's 400 if it is not valid."""
     if not form.is_valid():
         raise _rejected(form)
-    return {name: form.cleaned_data[name] for name in SAVED}
+    return form.saved_fields()
 
 
 @router.get("/workflows", response={200: list[WorkflowOut], **ERRORS}, summary="List or search")

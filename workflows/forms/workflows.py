@@ -22,6 +22,7 @@ from workflows.validation import (
 )
 
 MAX_GRAPH_BYTES = 5 * 1024 * 1024
+SAVED_FIELDS = ("name", "description", "tags", "graph", "note")
 
 
 def submit_teams(user) -> list[Team]:
@@ -141,6 +142,11 @@ class WorkflowForm(GraphInputMixin):
 
     def clean_tags(self) -> list[str]:
         return parse_tags(self.cleaned_data.get("tags", ""))
+
+    def saved_fields(self) -> dict[str, Any]:
+        """Of a valid form, what `store.create_workflow` and `store.update_workflow`
+        both take (creating adds the team)."""
+        return {name: self.cleaned_data[name] for name in SAVED_FIELDS}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -83,15 +83,8 @@ def workflow_create(request: HttpRequest) -> HttpResponse:
             "You are not a member (or admin) of any team that can add workflows."
         )
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         workflow = store.create_workflow(
-            team=data["team"],
-            name=data["name"],
-            description=data["description"],
-            tags=data["tags"],
-            graph=data["graph"],
-            user=request.user,
-            note=data["note"],
+            team=form.cleaned_data["team"], user=request.user, **form.saved_fields()
         )
         messages.success(request, f"Workflow “{workflow.name}” saved as version 1.")
         warn_unrunnable(request, workflow.current_version)
@@ -107,16 +100,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
         request.POST or None, request.FILES or None, user=request.user, workflow=workflow
     )
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        version = store.update_workflow(
-            workflow,
-            name=data["name"],
-            description=data["description"],
-            tags=data["tags"],
-            graph=data["graph"],
-            user=request.user,
-            note=data["note"],
-        )
+        version = store.update_workflow(workflow, user=request.user, **form.saved_fields())
         if version is not None:
             messages.success(request, f"Saved as version {version.number}.")
             warn_unrunnable(request, version)
