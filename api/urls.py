@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
+from api import views
 from api.api import api
 
 
@@ -19,4 +20,9 @@ def _own_login(patterns: list[URLPattern | URLResolver]) -> list[URLPattern | UR
 
 # Not `app_name`: Django's include() would read it as this module's namespace.
 _patterns, _app, _namespace = api.urls
-urlpatterns = [path("api/v1/", (_own_login(_patterns), _app, _namespace))]
+urlpatterns = [
+    path("api/v1/", (_own_login(_patterns), _app, _namespace)),
+    # The account page's token views: pages, behind the login like every page.
+    path("account/tokens/", views.token_create, name="account_token_create"),
+    path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="account_token_revoke"),
+]

@@ -7,7 +7,6 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from api import views_tokens
 from comfyweb import views
 
 admin.site.site_header = "ComfyWeb administration"
@@ -19,12 +18,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
-    path("account/tokens/", views_tokens.token_create, name="account_token_create"),
-    path(
-        "account/tokens/<int:pk>/revoke/",
-        views_tokens.token_revoke,
-        name="account_token_revoke",
-    ),
     path(
         "account/password/",
         auth_views.PasswordChangeView.as_view(success_url="/account/"),
