@@ -39,6 +39,7 @@ from tasks import waiting as waits
 from tasks.models import Status, Task
 from tasks.progress import Numbers, TaskProgress, graph_size, node_class, node_title
 from teams.models import Team
+from workflows.validation import node_order
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def task_data(view: ProgressView) -> TaskData:
 def nodes_table(task: Task) -> list[dict]:
     """The graph's nodes with the current and the failing one marked."""
     rows = []
-    for node_id, node in sorted(task.graph.items(), key=lambda item: _node_order(item[0])):
+    for node_id, node in sorted(task.graph.items(), key=lambda item: node_order(item[0])):
         if not isinstance(node, dict):
             continue
         state = ""
@@ -314,10 +315,6 @@ def nodes_table(task: Task) -> list[dict]:
             }
         )
     return rows
-
-
-def _node_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
 def task_context(task: Task) -> dict:

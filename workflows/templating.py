@@ -37,7 +37,7 @@ from servers.models import ServerState
 from servers.requirements import MODEL_INPUTS, SEED_INPUTS, SEED_MAX, model_index
 from workflows.models import ParameterType, Template, TemplateParameter, WorkflowVersion
 from workflows.store import match_every_word
-from workflows.validation import input_specs
+from workflows.validation import input_specs, node_order
 
 # Fresh seeds stay below 2**32: every seed input of core ComfyUI accepts that.
 SEED_LIMIT = 2**32
@@ -479,11 +479,6 @@ def suggest_parameters(
                 suggestion.label = "Prompt" if prompts == 1 else "Negative prompt"
             found.append(suggestion)
     return _unique_names(found)
-
-
-def node_order(node_id: str) -> tuple[int, str]:
-    """Numeric node ids in numeric order, then the others."""
-    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
 def _suggest(node_id, class_type, name, value, spec, opts, models) -> Suggestion | None:

@@ -348,10 +348,6 @@ def _output_nodes(
     return found
 
 
-def output_node_ids(graph: Mapping[str, Any], catalogue=None) -> list[str]:
-    return _output_nodes(graph, catalogue)
-
-
 @dataclass(frozen=True)
 class ServerAnswer:
     """What a server with a given catalogue would answer to POST /prompt of a graph.
@@ -380,14 +376,14 @@ def server_answer(
     ]
     if report.errors or fatal:
         return ServerAnswer(False, report.messages + fatal, [], report)
-    outputs = output_node_ids(graph, catalogue)
+    outputs = _output_nodes(graph, catalogue)
     failing: dict[str, list[str]] = {}
     for output in outputs:
         broken = upstream(graph, output) & report.node_errors.keys()
         if broken:
-            failing[output] = sorted(broken, key=_node_sort_key)
+            failing[output] = sorted(broken, key=node_order)
     if len(failing) == len(outputs):
-        culprits = sorted({n for nodes in failing.values() for n in nodes}, key=_node_sort_key)
+        culprits = sorted({n for nodes in failing.values() for n in nodes}, key=node_order)
         reasons = [f"Node {n}: {e['message']}" for n in culprits for e in report.node_errors[n]]
         return ServerAnswer(False, reasons, [], report)
     skipped = [
@@ -397,7 +393,10 @@ def server_answer(
     return ServerAnswer(True, [], skipped, report)
 
 
-def _node_sort_key(node_id: str) -> tuple[int, str]:
+def node_order(node_id: str) -> tuple[int, str]:
+    """How every page and message lists a graph's nodes: numeric ids in numeric order,
+    then the others."""
+    node_id = str(node_id)
     return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 

@@ -9,10 +9,8 @@ from django import forms
 from django.forms.models import BaseInlineFormSet, inlineformset_factory
 
 from workflows.models import ParameterType, Template, TemplateParameter
-from workflows.templating import (
-    clean_value,
-    node_order,
-)
+from workflows.templating import clean_value
+from workflows.validation import node_order
 
 
 class TemplateForm(forms.ModelForm):

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from workflows import runnable
 from workflows.models import WorkflowVersion
 from workflows.runnable import ServerVerdict
+from workflows.validation import node_order
 
 
 @dataclass
@@ -34,7 +35,7 @@ class NodeRow:
 def graph_rows(graph: Mapping[str, Any]) -> list[NodeRow]:
     """The graph as table rows in node-id order; links become '← node 3 output 0'."""
     rows = []
-    for node_id, node in sorted(graph.items(), key=lambda kv: _order(kv[0])):
+    for node_id, node in sorted(graph.items(), key=lambda kv: node_order(kv[0])):
         node = node if isinstance(node, Mapping) else {}
         title = (
             (node.get("_meta") or {}).get("title", "")
@@ -50,10 +51,6 @@ def graph_rows(graph: Mapping[str, Any]) -> list[NodeRow]:
                 row.inputs.append(InputRow(name, text))
         rows.append(row)
     return rows
-
-
-def _order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
 
 
 def capable_servers(version: WorkflowVersion) -> list[ServerVerdict]:
