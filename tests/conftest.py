@@ -1,4 +1,6 @@
-"""Shared test set-up: a real Redis, a real `serve`, a real browser.
+"""Shared test set-up: a real Redis, a real `serve`, a real browser, and the
+fixtures tests of several apps use (a team and its member, simulators on a
+thread, jobs run inline). Builders are plain functions in tests/factories.py.
 
 With REDIS_URL set (CI, `.ci/run`) the tests use that Redis. Without it they
 start the embedded redis-server on a socket under COMFYWEB_DATA_DIR, exactly as
@@ -8,14 +10,21 @@ start the embedded redis-server on a socket under COMFYWEB_DATA_DIR, exactly as
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django_q.conf import Conf
 
 from comfyweb import embedded_redis
+from tasks import dispatch, enqueue, sweep
+from teams.models import Role, Team
 from tests import browser
+from tests.factories import make_team, make_user
 from tests.serve_process import free_port, launch
-from tests.simulator_thread import SimulatorThread
+from tests.simulator_thread import SimThread, SimulatorThread
 
 
 def pytest_configure(config) -> None:
@@ -71,3 +80,61 @@ def simulator_thread(tmp_path):
     sim.start()
     yield sim
     sim.close()
+
+
+@pytest.fixture
+def team() -> Team:
+    return make_team("Studio")
+
+
+@pytest.fixture
+def member(team):
+    """ada, a member of `team`."""
+    return make_user("ada", team=team, role=Role.MEMBER)
+
+
+@pytest.fixture
+def member_client(client, member):
+    """The test client (the `client` fixture itself), signed in as `member`."""
+    client.force_login(member)
+    return client
+
+
+@pytest.fixture
+def media(settings, tmp_path) -> Path:
+    """Stored files (outputs, uploads) go to a media root of the test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def sync_jobs(monkeypatch, media) -> None:
+    """Jobs run inline (django-q2's sync mode, as in production but in-process)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[tuple]:
+    """Jobs queued with django-q's async_task, recorded instead of sent."""
+    jobs: list[tuple] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: jobs.append(args))
+    return jobs
+
+
+@pytest.fixture
+def own_dispatch_keys(monkeypatch) -> None:
+    """Own keys for the dispatch lock, wake-up and hand-off sweep: other test runs share Redis."""
+    token = uuid.uuid4().hex
+    monkeypatch.setattr(dispatch, "LOCK_KEY", f"test:{token}:dispatch-claim")
+    monkeypatch.setattr(enqueue, "WAKE_KEY", f"test:{token}:dispatch-wake")
+    monkeypatch.setattr(sweep, "KEY_PREFIX", f"test:{token}:sweep")
+
+
+@pytest.fixture
+def sim_thread(tmp_path) -> Iterator[SimThread]:
+    """Simulated ComfyUI servers on a loop thread: `sim_thread.start(2)`."""
+    sims = SimThread(tmp_path)
+    try:
+        yield sims
+    finally:
+        sims.stop()

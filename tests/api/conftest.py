@@ -1,41 +1,16 @@
-"""Fixtures for the API tests: a team with one user per role, a stranger, staff,
-and `call()` which sends JSON with a user's API token."""
+"""The API tests' world: a team with one user per role, a stranger, staff and
+nobody, each a `Caller` that sends JSON with the user's API token."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.test import Client
 
-from api.tokens import issue_token
 from teams.models import Role
+from tests.api.callers import Caller, caller_for
 from tests.factories import make_team, make_user
-
-
-@dataclass
-class Caller:
-    """Sends API requests as one user (None: no credentials at all)."""
-
-    client: Client
-    token: str | None
-
-    def __call__(self, method: str, path: str, body: Any = None, **query: Any):
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
-        url = path if path.startswith("/") else f"/api/v1/{path}"
-        if method.upper() == "GET":
-            return self.client.get(url, query, **headers)
-        data = "" if body is None else json.dumps(body)
-        return getattr(self.client, method.lower())(
-            url, data=data, content_type="application/json", **headers
-        )
-
-
-def caller_for(user) -> Caller:
-    token = issue_token(user, "tests")[1] if user is not None else None
-    return Caller(Client(), token)
 
 
 @dataclass
@@ -72,11 +47,3 @@ def world(db) -> World:
         anonymous=caller_for(None),
         users=users,
     )
-
-
-def error_of(response) -> dict[str, Any]:
-    """The error object of an error response (and proof that it has the shape)."""
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert {"type", "message", "details"} <= set(body["error"]), body
-    return body["error"]

@@ -8,7 +8,7 @@ from django.test import Client
 from api.api import api
 from api.models import ApiToken
 from api.tokens import issue_token, revoke
-from tests.api.conftest import Caller, error_of
+from tests.api.callers import Caller, error_of
 from tests.factories import make_user
 
 SAMPLE = {

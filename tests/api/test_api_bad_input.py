@@ -12,9 +12,8 @@ import json
 import pytest
 
 from tasks.models import Task
-from tests.api.conftest import error_of
-from tests.tasks.queue_factories import trivial_graph
-from tests.tasks.workflow_factories import make_template, make_workflow
+from tests.api.callers import error_of
+from tests.factories import make_template, make_workflow, trivial_graph
 from workflows.models import ParameterType, Workflow
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tasks.queue_factories import trivial_graph
-from tests.tasks.workflow_factories import empty_save_template
+from tests.factories import empty_save_template, trivial_graph
 
 pytestmark = pytest.mark.django_db
 

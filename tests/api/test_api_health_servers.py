@@ -9,9 +9,9 @@ from comfyweb import health
 from servers.models import FailureRecord, Server, ServerState
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tasks.models import Status
-from tests.api.conftest import error_of
+from tests.api.callers import error_of
+from tests.factories import CLOSED_PORT_URL, make_server, make_task
 from tests.simulator_thread import LoopThread
-from tests.tasks.queue_factories import make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -31,14 +31,6 @@ SERVER_FIELDS = {
     "last_failure",
 }
 NON_STAFF = ["admin", "member", "viewer", "stranger"]
-# Nothing listens on the discard port of the loopback interface.
-CLOSED_PORT_URL = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The world's five users get hashed passwords: a cheap hasher keeps setup quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -52,10 +44,6 @@ def simulated_url(tmp_path):
     finally:
         loop.run(sim.stop())
         loop.close()
-
-
-def make_server(name: str = "gpu-1", url: str = "http://127.0.0.1:8188", **fields) -> Server:
-    return Server.objects.create(name=name, base_url=url, **fields)
 
 
 def fields_named(response) -> set[str]:
@@ -111,7 +99,7 @@ def test_everyone_signed_in_lists_the_servers(world, role):
 
 
 def test_a_server_shows_its_state_and_last_failure(world):
-    server = make_server(max_inflight=3, weight=2.5)
+    server = make_server("gpu-1", base_url="http://127.0.0.1:8188", max_inflight=3, weight=2.5)
     now = timezone.now()
     ServerState.objects.filter(server=server).update(
         health="healthy", inflight=1, queue_running=1, queue_pending=4, last_checked_at=now
@@ -133,7 +121,8 @@ def test_a_server_shows_its_state_and_last_failure(world):
 
 
 def test_a_server_never_checked_is_unknown_without_failure(world):
-    body = world.viewer("GET", f"servers/{make_server().pk}").json()
+    server = make_server("gpu-1")
+    body = world.viewer("GET", f"servers/{server.pk}").json()
     assert body["status"] == "unknown"
     assert body["last_checked_at"] is None
     assert body["last_failure"] is None
@@ -157,7 +146,7 @@ def test_an_unknown_server_is_a_404(world):
     ],
 )
 def test_the_fleet_needs_credentials(world, method, path):
-    server = make_server()
+    server = make_server("gpu-1")
     response = world.anonymous(method, path.format(id=server.pk), {"name": "x"})
     assert response.status_code == 401
     assert Server.objects.filter(pk=server.pk, name="gpu-1").exists()
@@ -248,7 +237,7 @@ def test_a_body_that_is_not_json_is_a_400(world):
 
 
 def test_staff_change_a_server_and_keep_what_they_leave_out(world):
-    server = make_server(priority=3, weight=1.5, max_inflight=4)
+    server = make_server("gpu-1", priority=3, weight=1.5, max_inflight=4)
     response = world.staff("PATCH", f"servers/{server.pk}", {"enabled": False, "priority": 9})
     assert response.status_code == 200
     body = response.json()
@@ -263,7 +252,7 @@ def test_staff_change_a_server_and_keep_what_they_leave_out(world):
 
 
 def test_changing_the_url_is_checked(world):
-    server = make_server()
+    server = make_server("gpu-1", base_url="http://127.0.0.1:8188")
     response = world.staff("PATCH", f"servers/{server.pk}", {"url": "not a url", "weight": -1})
     assert response.status_code == 400
     assert fields_named(response) == {"url", "weight"}
@@ -272,7 +261,7 @@ def test_changing_the_url_is_checked(world):
 
 
 def test_a_patch_with_a_wrong_type_is_a_400(world):
-    server = make_server()
+    server = make_server("gpu-1")
     response = world.staff("PATCH", f"servers/{server.pk}", {"max_inflight": "many"})
     assert response.status_code == 400
     assert fields_named(response) == {"max_inflight"}
@@ -280,7 +269,7 @@ def test_a_patch_with_a_wrong_type_is_a_400(world):
 
 @pytest.mark.parametrize("role", NON_STAFF)
 def test_only_staff_change_servers(world, role):
-    server = make_server()
+    server = make_server("gpu-1")
     response = getattr(world, role)("PATCH", f"servers/{server.pk}", {"enabled": False})
     assert response.status_code == 403
     server.refresh_from_db()
@@ -295,7 +284,7 @@ def test_changing_an_unknown_server_is_a_404(world, method):
 
 
 def test_staff_remove_an_idle_server(world):
-    server = make_server()
+    server = make_server("gpu-1")
     response = world.staff("DELETE", f"servers/{server.pk}")
     assert response.status_code == 204
     assert not Server.objects.filter(pk=server.pk).exists()
@@ -303,13 +292,13 @@ def test_staff_remove_an_idle_server(world):
 
 @pytest.mark.parametrize("role", NON_STAFF)
 def test_only_staff_remove_servers(world, role):
-    server = make_server()
+    server = make_server("gpu-1")
     assert getattr(world, role)("DELETE", f"servers/{server.pk}").status_code == 403
     assert Server.objects.filter(pk=server.pk).exists()
 
 
 def test_a_server_with_tasks_in_flight_is_not_removed(world):
-    server = make_server()
+    server = make_server("gpu-1")
     make_task(world.team, status=Status.RUNNING, server=server)
     make_task(world.team, status=Status.COMPLETED, server=server)
     response = world.staff("DELETE", f"servers/{server.pk}")
@@ -324,7 +313,7 @@ def test_a_server_with_tasks_in_flight_is_not_removed(world):
 
 
 def test_staff_test_a_live_server(world, simulated_url):
-    server = make_server(url=simulated_url)
+    server = make_server("gpu-1", base_url=simulated_url)
     response = world.staff("POST", f"servers/{server.pk}/test")
     assert response.status_code == 200
     body = response.json()
@@ -335,7 +324,7 @@ def test_staff_test_a_live_server(world, simulated_url):
 
 
 def test_testing_an_unreachable_server_reports_the_error(world):
-    server = make_server(url=CLOSED_PORT_URL)
+    server = make_server("gpu-1", base_url=CLOSED_PORT_URL)
     response = world.staff("POST", f"servers/{server.pk}/test")
     assert response.status_code == 200
     body = response.json()
@@ -346,7 +335,7 @@ def test_testing_an_unreachable_server_reports_the_error(world):
 
 @pytest.mark.parametrize("role", NON_STAFF)
 def test_only_staff_test_servers(world, role):
-    server = make_server(url=CLOSED_PORT_URL)
+    server = make_server("gpu-1", base_url=CLOSED_PORT_URL)
     response = getattr(world, role)("POST", f"servers/{server.pk}/test")
     assert response.status_code == 403
     assert error_of(response)["type"] == "permission_denied"

@@ -16,8 +16,8 @@ from api.api import api
 from api.idempotency import HEADER, REUSED, forget_expired
 from api.models import IdempotentRequest
 from tasks.models import Batch, Task
-from tests.api.conftest import Caller, error_of
-from tests.tasks.queue_factories import trivial_graph
+from tests.api.callers import Caller, error_of
+from tests.factories import trivial_graph
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db

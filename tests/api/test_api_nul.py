@@ -10,9 +10,8 @@ import pytest
 
 from comfyweb.nul import find_nul
 from tasks.models import Task
-from tests.api.conftest import error_of
-from tests.factories import make_user
-from tests.tasks.queue_factories import trivial_graph
+from tests.api.callers import error_of
+from tests.factories import make_user, trivial_graph
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db

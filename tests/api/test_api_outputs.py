@@ -9,24 +9,12 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from tasks.models import Output, Status
-from tests.api.conftest import error_of
-from tests.tasks.queue_factories import make_task
+from tests.api.callers import error_of
+from tests.factories import make_task
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 MISSING = 999_999
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The `world` users' passwords hash in microseconds, not a second each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 def image(fmt: str) -> bytes:

@@ -7,18 +7,12 @@ import pytest
 
 from tasks import queue
 from tasks.models import Priority, QueuePause, Status, Task
-from tests.api.conftest import error_of
-from tests.tasks.queue_factories import make_task
+from tests.api.callers import error_of
+from tests.factories import make_task
 
 pytestmark = pytest.mark.django_db
 
 ACTIONS = ["pause", "resume", "clear"]
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The world's five users get hashed passwords: a cheap hasher keeps setup quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.models import Task
+from tests.factories import trivial_graph
 from tests.private_redis import redis_down
-from tests.tasks.queue_factories import trivial_graph
 
 # Real commits: on-commit hooks run inside the request, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)

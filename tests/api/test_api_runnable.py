@@ -13,21 +13,11 @@ from django.utils import timezone
 from servers.models import ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task
-from tests.api.conftest import error_of
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    make_task,
-    own_dispatch_keys_fixture,
-    register_known,
-    sim_thread_fixture,
-)
-from tests.tasks.workflow_factories import make_workflow, shared_workflow
+from tests.api.callers import error_of
+from tests.factories import make_task, make_workflow, shared_workflow
+from tests.simulator_thread import register_known
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def unknown_node() -> dict[str, Any]:

@@ -27,8 +27,7 @@ from api.api import api
 from api.tokens import issue_token
 from servers.probe import ProbeResult
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.workflow_factories import make_template, make_workflow
+from tests.factories import make_team, make_template, make_user, make_workflow
 from workflows.validation import CatalogueUnavailable
 
 # Not the event stream: it is async and lasts as long as its task (no WSGI handler

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 from django.test import Client
-from django_q.conf import Conf
+from django.utils import timezone
 
 from api.tokens import issue_token
 from comfyweb.asgi import application
@@ -21,25 +21,12 @@ from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
 from tasks.transitions import transition
 from teams.models import Membership
-from tests.factories import make_team, make_user
+from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
+from tests.monitoring import FrozenClock, sample_up_to, simulator
 from tests.private_redis import redis_down
-from tests.tasks.task_factories import (
-    FrozenClock,
-    make_server,
-    make_task,
-    sample_up_to,
-    simulator,
-    workflow,
-)
 from tests.tasks.test_execution import run_task, slow_graph
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def sync_jobs(monkeypatch, settings, tmp_path):
-    monkeypatch.setattr(Conf, "SYNC", True)
-    settings.MEDIA_ROOT = tmp_path / "media"
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_jobs")]
 
 
 def member_with_token(team=None):
@@ -69,7 +56,9 @@ async def socket_on_task(user, task_id: int) -> WebsocketCommunicator:
 async def test_the_api_answers_the_progress_the_socket_just_pushed_not_the_throttled_row():
     def build():
         user, token = member_with_token()
-        task = make_task(user.memberships.get().team, server=make_server(), graph=slow_graph())
+        task = make_task(
+            user.memberships.get().team, dispatched_to=make_server(), graph=slow_graph()
+        )
         return user, token, task
 
     user, token, task = await sync_to_async(build)()
@@ -175,7 +164,9 @@ async def test_a_token_holder_follows_a_run_to_its_end_without_polling(tmp_path:
         def build():
             user, token = member_with_token()
             team = user.memberships.get().team
-            task = make_task(team, server=make_server(sim.base_url), graph=slow_graph(steps=6))
+            task = make_task(
+                team, dispatched_to=make_server(base_url=sim.base_url), graph=slow_graph(steps=6)
+            )
             return token, Task.objects.select_related("server").get(pk=task.pk)
 
         token, task = await sync_to_async(build)()
@@ -213,7 +204,12 @@ async def test_a_token_holder_follows_a_run_to_its_end_without_polling(tmp_path:
 async def test_with_redis_down_the_stream_follows_the_task_from_the_database():
     def build():
         user, token = member_with_token()
-        task = make_task(user.memberships.get().team, server=make_server(), status=Status.RUNNING)
+        task = make_task(
+            user.memberships.get().team,
+            dispatched_to=make_server(),
+            status=Status.RUNNING,
+            graph=shared_workflow("empty_save"),
+        )
         return token, task
 
     token, task = await sync_to_async(build)()
@@ -235,7 +231,11 @@ async def test_with_redis_down_the_stream_follows_the_task_from_the_database():
 async def test_following_a_finished_task_sends_its_state_and_ends():
     def build():
         user, token = member_with_token()
-        task = make_task(user.memberships.get().team, status=Status.COMPLETED)
+        task = make_task(
+            user.memberships.get().team,
+            status=Status.COMPLETED,
+            graph=shared_workflow("empty_save"),
+        )
         return token, task
 
     token, task = await sync_to_async(build)()
@@ -252,7 +252,12 @@ async def test_following_needs_credentials_and_is_a_404_for_another_teams_task()
     def build():
         owner, token = member_with_token()
         _, stranger_token = member_with_token()
-        task = make_task(owner.memberships.get().team, graph=workflow("empty_save"))
+        task = make_task(
+            owner.memberships.get().team,
+            graph=shared_workflow("empty_save"),
+            status=Status.DISPATCHED,
+            dispatched_at=timezone.now(),
+        )
         return token, stranger_token, task
 
     token, stranger_token, task = await sync_to_async(build)()
@@ -277,7 +282,11 @@ async def test_a_member_who_loses_access_hears_nothing_more(loses_access):
     def build():
         user, token = member_with_token()
         team = user.memberships.get().team
-        return user, token, make_task(team, server=make_server(), graph=workflow("slow_progress"))
+        return (
+            user,
+            token,
+            make_task(team, dispatched_to=make_server(), graph=shared_workflow("slow_progress")),
+        )
 
     user, token, task = await sync_to_async(build)()
     stream = EventStream(f"/api/v1/tasks/{task.pk}/events", token)

@@ -11,15 +11,17 @@ from django.utils import timezone
 from servers.models import Server
 from tasks.models import Batch, Output, Priority, Status, Task
 from teams.models import Membership, Role
-from tests.api.conftest import caller_for, error_of
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import make_task, trivial_graph
-from tests.tasks.workflow_factories import (
+from tests.api.callers import caller_for, error_of
+from tests.factories import (
     add_version,
     empty_save_template,
+    make_task,
+    make_team,
     make_template,
+    make_user,
     make_workflow,
     shared_workflow,
+    trivial_graph,
 )
 from workflows.models import ParameterType
 
@@ -55,12 +57,6 @@ TASK_KEYS = {
     "finished_at",
     "batch",
 }
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The `world` users' passwords hash in microseconds, not a second each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import error_of
-from tests.tasks.workflow_factories import (
+from tests.api.callers import error_of
+from tests.factories import (
     add_version,
     empty_save_template,
     make_template,
@@ -21,12 +21,6 @@ WIDTH = {"name": "width", "node": "1", "input": "width", "type": "int", "min": 1
 COLOR = {"name": "color", "node": "1", "input": "color", "type": "choice", "default": 0,
          "choices": [0, 255, 65280]}  # fmt: skip
 PREFIX = {"name": "prefix", "node": "2", "input": "filename_prefix", "type": "text"}
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The world's five users get hashed passwords: a cheap hasher keeps setup quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def create(caller, workflow, name="Sizes", parameters=None, **fields):

@@ -7,11 +7,9 @@ import pytest
 
 from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
-from tests.api.conftest import error_of
-from tests.factories import make_user
+from tests.api.callers import error_of
+from tests.factories import make_task, make_template, make_user, make_workflow, shared_workflow
 from tests.simulator_thread import LoopThread
-from tests.tasks.queue_factories import make_task
-from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
@@ -24,12 +22,6 @@ UI_EXPORT = {
     "version": 0.4,
 }
 CLOSED_PORT_URL = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The world's five users get hashed passwords: a cheap hasher keeps setup quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -141,7 +133,7 @@ def test_a_member_uploads_a_workflow(world):
 
 
 def test_an_uploaded_workflow_lists_the_models_it_loads(world):
-    from tests.tasks.queue_factories import CHECKPOINT, trivial_graph
+    from tests.factories import CHECKPOINT, trivial_graph
 
     body = upload(world.admin, graph=trivial_graph()).json()
     assert {"folder": "checkpoints", "name": CHECKPOINT} in body["models"]
@@ -174,7 +166,7 @@ def test_someone_in_several_teams_must_name_one(world):
 
 
 def test_a_user_in_no_team_cannot_upload(world):
-    from tests.api.conftest import caller_for
+    from tests.api.callers import caller_for
 
     response = upload(caller_for(make_user("loner")))
     assert response.status_code == 403
@@ -453,7 +445,7 @@ def test_validating_against_an_unreachable_server_says_so(world):
 
 def test_an_older_version_can_be_validated(world):
     workflow = make_workflow(world.team, graph=shared_workflow("invalid_no_outputs"))
-    from tests.tasks.workflow_factories import add_version
+    from tests.factories import add_version
 
     add_version(workflow, shared_workflow("empty_save"))
     path = f"workflows/{workflow.pk}/validate"

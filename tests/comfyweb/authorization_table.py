@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.models import Priority
-from tests.tasks.workflow_factories import shared_workflow
+from tests.factories import shared_workflow
 from workflows.forms.templates import ParameterFormSet
 
 MARKER = "Qzv7marker"  # in the name of every named object of team A

@@ -44,7 +44,7 @@ from servers.models import FleetSettings, ServerKind
 from tasks import previews
 from tasks.models import Batch, Output, Status
 from teams.models import Role
-from tests.api.conftest import Caller
+from tests.api.callers import Caller
 from tests.comfyweb.authorization_table import (
     MARKER,
     OPERATIONS,
@@ -57,9 +57,15 @@ from tests.comfyweb.authorization_table import (
     admin_expect,
 )
 from tests.comfyweb.test_login_required import all_routes
-from tests.factories import make_team, make_user
-from tests.tasks.task_factories import make_server, make_task
-from tests.tasks.workflow_factories import empty_save_template, make_workflow
+from tests.factories import (
+    empty_save_template,
+    make_server,
+    make_task,
+    make_team,
+    make_user,
+    make_workflow,
+    shared_workflow,
+)
 from workflows.models import Workflow
 
 # The world is the module's (below); each test's own transaction is rolled back over it.
@@ -201,12 +207,36 @@ def build_world() -> World:
     batch = Batch.objects.create(team=team, description=f"Batch {MARKER}")
     work = {"workflow_version": version, "template": template, "params": {"width": 512}}
     tasks = {
-        "pending": make_task(team, status=Status.PENDING, batch=batch, **work),
-        "completed": make_task(team, status=Status.COMPLETED, batch=batch, **work),
-        "failed": make_task(team, status=Status.FAILED, error_message="boom", **work),
-        "canceled": make_task(team, status=Status.CANCELED, **work),
-        "dispatched": make_task(team, server=server, status=Status.DISPATCHED, **work),
-        "running": make_task(team, server=server, status=Status.RUNNING, **work),
+        "pending": make_task(
+            team, status=Status.PENDING, batch=batch, **work, graph=shared_workflow("empty_save")
+        ),
+        "completed": make_task(
+            team, status=Status.COMPLETED, batch=batch, **work, graph=shared_workflow("empty_save")
+        ),
+        "failed": make_task(
+            team,
+            status=Status.FAILED,
+            error_message="boom",
+            **work,
+            graph=shared_workflow("empty_save"),
+        ),
+        "canceled": make_task(
+            team, status=Status.CANCELED, **work, graph=shared_workflow("empty_save")
+        ),
+        "dispatched": make_task(
+            team,
+            dispatched_to=server,
+            status=Status.DISPATCHED,
+            **work,
+            graph=shared_workflow("empty_save"),
+        ),
+        "running": make_task(
+            team,
+            dispatched_to=server,
+            status=Status.RUNNING,
+            **work,
+            graph=shared_workflow("empty_save"),
+        ),
     }
     output = Output(
         task=tasks["completed"], team=team, content_type="image/png", original_name=f"{MARKER}.png"

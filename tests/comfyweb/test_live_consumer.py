@@ -3,12 +3,13 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from comfyweb import health_panel, live
 from comfyweb.asgi import application
 from comfyweb.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
-from tests.factories import make_user
-from tests.tasks.task_factories import make_task
+from tasks.models import Status
+from tests.factories import make_task, make_user, shared_workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
@@ -87,7 +88,16 @@ async def test_deactivated_user_stops_receiving_events():
 async def test_staff_taken_away_stops_the_events_of_other_teams():
     """Staff follow every team's tasks; once no longer staff, an open socket stops too
     (the socket's user was read at connect: the flag is read again per event)."""
-    staff, task = await database_sync_to_async(lambda: (make_user(staff=True), make_task()))()
+    staff, task = await database_sync_to_async(
+        lambda: (
+            make_user(staff=True),
+            make_task(
+                graph=shared_workflow("empty_save"),
+                status=Status.DISPATCHED,
+                dispatched_at=timezone.now(),
+            ),
+        )
+    )()
     communicator = await _connect_as(staff)
     await communicator.send_json_to({"action": "subscribe", "topic": "task", "key": str(task.pk)})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"

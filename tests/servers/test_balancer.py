@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +18,8 @@ from servers.requirements import (
     workflow_key_of,
 )
 from servers.simulator.catalogue import class_names
-from tests.servers.fleet_factories import NOW, WORKFLOWS, needs, snap
+from tests.factories import shared_workflow, shared_workflow_names
+from tests.servers.balancer_inputs import NOW, needs, snap
 
 POLICY = Policy(
     auto_switch=True, affinity_window=timedelta(seconds=30), load_cache_age=timedelta(seconds=15)
@@ -536,20 +536,16 @@ def test_waits_only_when_no_candidate_exists_and_says_why(servers, requirements,
 # --- Requirements from a graph ---------------------------------------------------------
 
 
-def _workflow(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.json"))
+WORKFLOW_NAMES = shared_workflow_names()
 
 
 def test_the_shared_workflows_are_there():
-    assert len(WORKFLOW_FILES) >= 10
+    assert len(WORKFLOW_NAMES) >= 10
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
-def test_a_shared_workflow_needs_exactly_its_node_classes(path):
-    graph = _workflow(path)
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_a_shared_workflow_needs_exactly_its_node_classes(name):
+    graph = shared_workflow(name)
     requirements = requirements_from_graph(graph)
     assert requirements.node_classes == {node["class_type"] for node in graph.values()}
     # They build images from scratch or from an uploaded input: no model files.
@@ -558,11 +554,11 @@ def test_a_shared_workflow_needs_exactly_its_node_classes(path):
     int(requirements.workflow_key, 16)
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
-def test_the_simulator_can_run_every_shared_workflow_with_known_nodes(path):
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_the_simulator_can_run_every_shared_workflow_with_known_nodes(name):
     simulator = snap(1, node_classes=frozenset(class_names()))
-    decision = choose([simulator], requirements_from_graph(_workflow(path)), POLICY, NOW)
-    if path.stem == "invalid_unknown_class":
+    decision = choose([simulator], requirements_from_graph(shared_workflow(name)), POLICY, NOW)
+    if name == "invalid_unknown_class":
         assert decision.reason == "no server has the node NoSuchNode"
     else:
         assert decision.server_id == 1
@@ -621,7 +617,7 @@ def test_windows_sub_folder_names_match_either_slash():
 
 
 def test_a_seed_sweep_keeps_one_workflow_key():
-    graph = _workflow(WORKFLOWS / "slow_progress.json")
+    graph = shared_workflow("slow_progress")
     sweep = json.loads(json.dumps(graph))
     sweep["2"]["inputs"]["nonce"] = 41
     sweep["2"]["_meta"] = {"title": "renamed in the UI"}
@@ -632,7 +628,7 @@ def test_a_seed_sweep_keeps_one_workflow_key():
 
 
 def test_workflow_key_ignores_key_order_and_can_be_given():
-    graph = _workflow(WORKFLOWS / "empty_save.json")
+    graph = shared_workflow("empty_save")
     reordered = dict(reversed(list(graph.items())))
     assert workflow_key_of(reordered) == workflow_key_of(graph)
     given_key = requirements_from_graph(graph, workflow_key="template-7", tags=["a100"])

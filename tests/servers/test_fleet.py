@@ -14,7 +14,8 @@ from django.utils import timezone
 from servers import balancer, fleet
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
 from servers.requirements import workflow_key_of
-from tests.servers.fleet_factories import CATALOGUE, WORKFLOWS, healthy_state, make_server
+from tests.factories import make_server, shared_workflow
+from tests.servers.balancer_inputs import CATALOGUE, healthy_state
 
 pytestmark = pytest.mark.django_db
 
@@ -178,7 +179,7 @@ def test_a_dispatched_workflow_stays_on_its_server_for_the_next_run():
     now = timezone.now()
     first = make_server("gpu-1", priority=1, state=healthy_state(now))
     second = make_server("gpu-2", priority=2, state=healthy_state(now))
-    graph = json.loads((WORKFLOWS / "slow_progress.json").read_text(encoding="utf-8"))
+    graph = shared_workflow("slow_progress")
     make_capable = {"node_classes": sorted(CATALOGUE | {"EmptyImage", "SlowProgress"})}
     ServerState.objects.update(**make_capable)
     assert fleet.pick_server(graph).server_id == first.pk  # priority decides the first run

@@ -7,23 +7,19 @@ from django.test import Client
 
 from comfyweb.consumers import LiveConsumer
 from servers import status_panel
-from servers.models import FailureKind, FailureRecord, Health, Server, ServerState
-from tests.factories import make_user
+from servers.models import FailureKind, FailureRecord, Health, ServerState
+from tests.factories import make_server, make_user
 
 
-def make_server(name: str = "gpu-1", health: str = Health.HEALTHY, **fields) -> Server:
-    fields.setdefault("base_url", "http://127.0.0.1:9")
-    server = Server.objects.create(name=name, **fields)
-    ServerState.objects.filter(server=server).update(
-        health=health, queue_running=1, queue_pending=3, inflight=1
-    )
-    return server
+def busy(health: str = Health.HEALTHY) -> dict:
+    """The state of a server running one prompt with three waiting, one slot ours."""
+    return {"health": health, "queue_running": 1, "queue_pending": 3, "inflight": 1}
 
 
 @pytest.mark.django_db
 def test_servers_page_shows_each_server_with_health_and_load(client):
-    make_server("gpu-1")
-    make_server("gpu-2", health=Health.UNHEALTHY, kind="simulated")
+    make_server("gpu-1", state=busy())
+    make_server("gpu-2", kind="simulated", state=busy(Health.UNHEALTHY))
     client.force_login(make_user())
     html = client.get("/servers/").content.decode()
     assert 'class="health-healthy"' in html
@@ -35,7 +31,7 @@ def test_servers_page_shows_each_server_with_health_and_load(client):
 
 @pytest.mark.django_db
 def test_server_detail_lists_failures_and_capabilities(client):
-    server = make_server()
+    server = make_server("gpu-1", state=busy())
     FailureRecord.objects.create(server=server, kind=FailureKind.HEALTH, reason="refused")
     ServerState.objects.filter(server=server).update(
         node_classes=["KSampler", "SaveImage"],
@@ -54,8 +50,8 @@ def test_server_detail_lists_failures_and_capabilities(client):
 
 @pytest.mark.django_db
 def test_dashboard_has_the_compact_fleet_panel(client):
-    make_server("gpu-1")
-    make_server("gpu-2", health=Health.UNHEALTHY)
+    make_server("gpu-1", state=busy())
+    make_server("gpu-2", state=busy(Health.UNHEALTHY))
     client.force_login(make_user())
     html = client.get("/").content.decode()
     assert 'id="fleet-panel"' in html
@@ -64,7 +60,7 @@ def test_dashboard_has_the_compact_fleet_panel(client):
 
 @pytest.mark.django_db
 def test_non_staff_cannot_run_the_test_action(client):
-    server = make_server()
+    server = make_server("gpu-1", state=busy())
     client.force_login(make_user())
     response = client.post(f"/servers/{server.pk}/test")
     assert response.status_code == 302
@@ -73,7 +69,7 @@ def test_non_staff_cannot_run_the_test_action(client):
 
 @pytest.mark.django_db(transaction=True)
 async def test_test_action_reports_latency_and_queue_of_a_live_server(client, comfyui_sim):
-    server = await sync_to_async(make_server)(base_url=comfyui_sim.base_url)
+    server = await sync_to_async(make_server)("gpu-1", base_url=comfyui_sim.base_url, state=busy())
     await sync_to_async(client.force_login)(await sync_to_async(make_user)(staff=True))
     response = await sync_to_async(client.post)(f"/servers/{server.pk}/test", follow=True)
     text = [str(m) for m in response.context["messages"]]
@@ -84,7 +80,9 @@ async def test_test_action_reports_latency_and_queue_of_a_live_server(client, co
 
 @pytest.mark.django_db
 def test_test_action_reports_an_unreachable_server(client):
-    server = make_server(base_url="http://127.0.0.1:9")  # discard port: nothing listens
+    server = make_server(
+        "gpu-1", base_url="http://127.0.0.1:9", state=busy()
+    )  # discard port: nothing listens
     client.force_login(make_user(staff=True))
     response = client.post(f"/servers/{server.pk}/test", follow=True)
     [message] = [str(m) for m in response.context["messages"]]
@@ -93,7 +91,7 @@ def test_test_action_reports_an_unreachable_server(client):
 
 @pytest.mark.django_db(transaction=True)
 async def test_publish_server_pushes_rows_and_has_dashboards_refetch_the_compact_panel():
-    server = await sync_to_async(make_server)()
+    server = await sync_to_async(make_server)("gpu-1", state=busy())
     user = await sync_to_async(make_user)()
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
     communicator.scope["user"] = user
@@ -121,7 +119,7 @@ async def test_publish_server_pushes_rows_and_has_dashboards_refetch_the_compact
 
 @pytest.mark.django_db
 def test_admin_bulk_test_and_fleet_settings_singleton(client):
-    server = make_server(base_url="http://127.0.0.1:9")
+    server = make_server("gpu-1", base_url="http://127.0.0.1:9", state=busy())
     client.force_login(make_user(superuser=True))
     response = client.post(
         "/admin/servers/server/",
@@ -136,7 +134,9 @@ def test_admin_bulk_test_and_fleet_settings_singleton(client):
 
 @pytest.mark.django_db(transaction=True)
 async def test_staff_can_take_a_simulated_server_down_for_the_demo(client, comfyui_sim):
-    server = await sync_to_async(make_server)(base_url=comfyui_sim.base_url, kind="simulated")
+    server = await sync_to_async(make_server)(
+        "gpu-1", base_url=comfyui_sim.base_url, kind="simulated", state=busy()
+    )
     await sync_to_async(client.force_login)(await sync_to_async(make_user)(staff=True))
     response = await sync_to_async(client.post)(f"/servers/{server.pk}/outage", follow=True)
     [message] = [str(m) for m in response.context["messages"]]
@@ -145,7 +145,7 @@ async def test_staff_can_take_a_simulated_server_down_for_the_demo(client, comfy
 
 @pytest.mark.django_db
 def test_only_simulated_servers_offer_an_outage(client):
-    server = make_server(kind="static")
+    server = make_server("gpu-1", kind="static", state=busy())
     client.force_login(make_user(staff=True))
     assert client.post(f"/servers/{server.pk}/outage").status_code == 404
     assert "Simulate outage" not in client.get(f"/servers/{server.pk}/").content.decode()

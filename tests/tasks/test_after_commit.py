@@ -15,11 +15,9 @@ from tasks import enqueue
 from tasks.models import Status, Task
 from tasks.transitions import task_transitioned, transition
 from teams.models import Role
-from tests.factories import make_team, make_user
+from tests.factories import make_task, make_team, make_user, make_workflow, shared_workflow
 from tests.private_redis import redis_down
 from tests.serve_process import free_port
-from tests.tasks.task_factories import make_task
-from tests.tasks.workflow_factories import make_workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +45,7 @@ def test_a_state_change_stands_when_a_listener_raises_and_the_others_still_hear_
     task_transitioned.connect(broken)
     task_transitioned.connect(listener)
     try:
-        task = make_task(status=Status.PENDING)
+        task = make_task(status=Status.PENDING, graph=shared_workflow("empty_save"))
         assert transition(task.pk, Status.PENDING, Status.CANCELED, message="x")
     finally:
         task_transitioned.disconnect(broken)

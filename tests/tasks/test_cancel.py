@@ -16,13 +16,8 @@ from tasks.dispatch_send import send_all
 from tasks.models import Batch, Status, Task, TaskEvent
 from tasks.transitions import transition
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    make_task,
-    own_dispatch_keys_fixture,
-    register,
-    sim_thread_fixture,
-)
+from tests.factories import make_task, make_team, make_user
+from tests.simulator_thread import register
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 

@@ -13,8 +13,7 @@ import pytest
 from servers.models import ServerState
 from tasks.models import Status
 from tasks.transitions import transition
-from tests.factories import make_team, make_user
-from tests.tasks.task_factories import make_server, make_task
+from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -49,9 +48,15 @@ def test_fleet_in_flight_is_the_tasks_the_queue_panel_counts(client):
     assert fleet_inflight(html, "gpu-1") == (0, 2)
     assert on_server(html) == 0
 
-    make_task(team, server=server, status=Status.DISPATCHED)
-    make_task(team, server=server, status=Status.RUNNING)
-    make_task(team, server=server, status=Status.COMPLETED)
+    make_task(
+        team, dispatched_to=server, status=Status.DISPATCHED, graph=shared_workflow("empty_save")
+    )
+    make_task(
+        team, dispatched_to=server, status=Status.RUNNING, graph=shared_workflow("empty_save")
+    )
+    make_task(
+        team, dispatched_to=server, status=Status.COMPLETED, graph=shared_workflow("empty_save")
+    )
     html = client.get("/").content.decode()
     assert fleet_inflight(html, "gpu-1") == (2, 2)
     assert (queue_count(html, "Dispatched"), queue_count(html, "Running")) == (1, 1)
@@ -61,7 +66,9 @@ def test_a_refresh_brings_both_panels_from_one_read(client):
     team = make_team()
     server = make_server(name="gpu-1", max_inflight=2)
     client.force_login(make_user(team=team, staff=True))
-    task = make_task(team, server=server, status=Status.RUNNING)
+    task = make_task(
+        team, dispatched_to=server, status=Status.RUNNING, graph=shared_workflow("empty_save")
+    )
 
     panels = client.get("/queue/panel").content.decode()
     assert 'id="queue-panel"' in panels
@@ -79,7 +86,9 @@ def test_a_member_is_told_the_queue_counts_their_teams_and_the_fleet_everyones(c
     ours, theirs = make_team("Ours"), make_team("Theirs")
     server = make_server(name="gpu-1", max_inflight=2)
     client.force_login(make_user(team=ours))
-    make_task(theirs, server=server, status=Status.RUNNING)
+    make_task(
+        theirs, dispatched_to=server, status=Status.RUNNING, graph=shared_workflow("empty_save")
+    )
     html = client.get("/").content.decode()
     assert fleet_inflight(html, "gpu-1") == (1, 2)
     assert on_server(html) == 0

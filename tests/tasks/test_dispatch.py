@@ -15,15 +15,8 @@ from servers.models import BalancerDecision, Server, ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import attempt_history
-from tests.factories import make_team
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    make_task,
-    own_dispatch_keys_fixture,
-    register,
-    register_known,
-    sim_thread_fixture,
-    trivial_graph,
-)
+from tests.factories import make_task, make_team, trivial_graph
+from tests.simulator_thread import register, register_known
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 

@@ -63,7 +63,7 @@ from django.contrib.auth import get_user_model
 from teams.models import Membership, Role, Team
 from tasks.submission import submit_runs
 from workflows.templating import Run
-from tests.tasks.queue_factories import trivial_graph
+from tests.factories import trivial_graph
 
 team = Team.objects.create(name="Failover")
 user = get_user_model().objects.create_user("failover")

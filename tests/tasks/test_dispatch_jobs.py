@@ -12,16 +12,8 @@ from tasks import enqueue, jobs
 from tasks.execution import TaskEventHandler
 from tasks.models import Status
 from tasks.submission import submit_runs
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    enqueued_fixture,
-    make_task,
-    own_dispatch_keys_fixture,
-    register,
-    sim_thread_fixture,
-    sync_jobs,
-    trivial_graph,
-)
+from tests.factories import make_task, make_team, make_user, trivial_graph
+from tests.simulator_thread import register
 from workflows.templating import Run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
@@ -53,10 +45,10 @@ def test_a_wake_up_while_the_job_runs_queues_another_pass(enqueued):
     assert len(enqueued) == 2
 
 
+@pytest.mark.usefixtures("sync_jobs")
 def test_a_submission_is_dispatched_by_the_job_after_commit(
-    sim_thread, monkeypatch, django_capture_on_commit_callbacks
+    sim_thread, django_capture_on_commit_callbacks
 ):
-    sync_jobs(monkeypatch)
     (sim,) = sim_thread.start(1)
     server = register(sim)
     team = make_team()
@@ -71,8 +63,9 @@ def test_a_submission_is_dispatched_by_the_job_after_commit(
     assert task.prompt_id in sim_thread.prompts_seen(sim)
 
 
+@pytest.mark.usefixtures("sync_jobs")
 def test_the_jobs_run_by_dotted_path_and_a_missed_success_ends_completed(
-    sim_thread, monkeypatch, settings, tmp_path
+    sim_thread, settings, tmp_path
 ):
     from django_q.tasks import async_task, result
 
@@ -83,7 +76,6 @@ def test_the_jobs_run_by_dotted_path_and_a_missed_success_ends_completed(
             "OPTIONS": {"location": str(tmp_path / "media")},
         },
     }
-    sync_jobs(monkeypatch)
     (sim,) = sim_thread.start(1)
     server = register(sim)
     task = make_task()

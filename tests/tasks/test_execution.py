@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from asgiref.sync import sync_to_async
-from django_q.conf import Conf
 from PIL import Image
 
 from servers.comfyui import (
@@ -24,19 +23,13 @@ from servers.models import ServerState
 from tasks import enqueue, execution, previews
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
+from tests.factories import make_server, make_task, shared_workflow
+from tests.monitoring import simulator
 from tests.servers.comfyui.fakes import PromptEvents
-from tests.tasks.task_factories import make_server, make_task, simulator, workflow
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_jobs")]
 
 type OnEvent = Callable[[Event, ComfyUIClient], Awaitable[None]]
-
-
-@pytest.fixture(autouse=True)
-def sync_jobs(monkeypatch, settings, tmp_path):
-    """Jobs run inline (django-q sync mode); stored files go to a temp media root."""
-    monkeypatch.setattr(Conf, "SYNC", True)
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture
@@ -72,9 +65,9 @@ async def run_task(
 
 async def dispatched_task(sim, graph: dict, **fields) -> Task:
     def build() -> Task:
-        server = make_server(sim.base_url)
+        server = make_server(base_url=sim.base_url)
         return Task.objects.select_related("server").get(
-            pk=make_task(server=server, graph=graph, **fields).pk
+            pk=make_task(dispatched_to=server, graph=graph, **fields).pk
         )
 
     return await sync_to_async(build)()
@@ -85,7 +78,7 @@ async def reload(task: Task) -> Task:
 
 
 async def test_a_successful_run_goes_running_then_completed_with_its_png_stored(sim):
-    task = await dispatched_task(sim, workflow("slow_progress"))
+    task = await dispatched_task(sim, shared_workflow("slow_progress"))
     await run_task(sim, task, TaskEventHandler())
 
     task = await reload(task)
@@ -117,7 +110,7 @@ async def test_a_successful_run_goes_running_then_completed_with_its_png_stored(
 
 
 async def test_every_output_of_a_batch_is_stored_under_its_own_generated_name(sim):
-    task = await dispatched_task(sim, workflow("batch2_two_outputs"))
+    task = await dispatched_task(sim, shared_workflow("batch2_two_outputs"))
     await run_task(sim, task, TaskEventHandler())
 
     task = await reload(task)
@@ -128,7 +121,7 @@ async def test_every_output_of_a_batch_is_stored_under_its_own_generated_name(si
 
 
 async def test_a_node_that_raises_fails_the_task_with_node_type_and_message(sim):
-    task = await dispatched_task(sim, workflow("fail"))
+    task = await dispatched_task(sim, shared_workflow("fail"))
     await run_task(sim, task, TaskEventHandler())
 
     task = await reload(task)
@@ -144,7 +137,7 @@ async def test_a_node_that_raises_fails_the_task_with_node_type_and_message(sim)
 
 
 def slow_graph(steps: int = 40) -> dict:
-    graph = workflow("slow_progress")
+    graph = shared_workflow("slow_progress")
     graph["2"]["inputs"].update(steps=steps, seconds_per_step=0.5)
     return graph
 
@@ -193,7 +186,7 @@ async def test_progress_is_in_the_database_while_the_task_runs(sim):
 
 
 async def test_events_of_prompts_that_are_not_ours_are_ignored(sim):
-    task = await dispatched_task(sim, workflow("empty_save"))
+    task = await dispatched_task(sim, shared_workflow("empty_save"))
     handler = TaskEventHandler()
     await handler.handle(task.server_id, ExecutionStart(prompt_id="someone-elses"))
     await handler.handle(task.server_id + 1000, ExecutionStart(prompt_id=task.prompt_id))
@@ -209,7 +202,7 @@ async def test_a_reconnect_asks_for_the_server_to_be_reconciled(monkeypatch):
 
 
 async def test_live_previews_are_kept_and_pushed_while_running_then_dropped(sim, monkeypatch):
-    task = await dispatched_task(sim, workflow("slow_progress_preview_text"))
+    task = await dispatched_task(sim, shared_workflow("slow_progress_preview_text"))
     pushed, seen = [], []
 
     async def record(task_id: int) -> None:

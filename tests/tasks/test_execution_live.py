@@ -7,22 +7,15 @@ import pathlib
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django_q.conf import Conf
 
 from comfyweb.consumers import LiveConsumer
 from tasks.execution import TaskEventHandler
 from tasks.models import Task
-from tests.factories import make_team, make_user
-from tests.tasks.task_factories import make_server, make_task, simulator
+from tests.factories import make_server, make_task, make_team, make_user
+from tests.monitoring import simulator
 from tests.tasks.test_execution import run_task, slow_graph
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def sync_jobs(monkeypatch, settings, tmp_path):
-    monkeypatch.setattr(Conf, "SYNC", True)
-    settings.MEDIA_ROOT = tmp_path / "media"
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_jobs")]
 
 
 async def socket_for(user) -> WebsocketCommunicator:
@@ -55,7 +48,9 @@ async def test_a_run_is_pushed_to_the_task_page_and_the_team_list_only(tmp_path:
     async with simulator(tmp_path / "comfyui") as sim:
 
         def dispatched() -> Task:
-            task = make_task(team, server=make_server(sim.base_url), graph=slow_graph(steps=6))
+            task = make_task(
+                team, dispatched_to=make_server(base_url=sim.base_url), graph=slow_graph(steps=6)
+            )
             return Task.objects.select_related("server").get(pk=task.pk)
 
         task = await sync_to_async(dispatched)()

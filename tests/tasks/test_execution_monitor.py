@@ -8,23 +8,16 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django_q.conf import Conf
 
 from tasks.dispatch import dispatch_pending
 from tasks.models import Output, Status, Task
-from tests.factories import make_team
-from tests.tasks.queue_factories import make_live_server
-from tests.tasks.task_factories import make_task, simulator, watching, workflow
+from tests.factories import make_task, make_team, shared_workflow
+from tests.monitoring import simulator, watching
+from tests.simulator_thread import register
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_jobs")]
 
 NODES = ["EmptyImage", "SlowProgress", "SaveImage", "FailNode", "PreviewImage"]
-
-
-@pytest.fixture(autouse=True)
-def sync_jobs(monkeypatch, settings, tmp_path):
-    monkeypatch.setattr(Conf, "SYNC", True)
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 async def wait_for(condition, what: str, within: float = 20.0):
@@ -42,13 +35,13 @@ async def test_dispatched_tasks_complete_and_fail_through_the_running_monitor(
     tmp_path: pathlib.Path,
 ):
     async with simulator(tmp_path / "comfyui") as sim:
-        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        server = await sync_to_async(register)(sim, node_classes=NODES)
         async with watching(server):
 
             def submit() -> list[Task]:
                 team = make_team()
                 return [
-                    make_task(team, status=Status.PENDING, graph=workflow(name))
+                    make_task(team, status=Status.PENDING, graph=shared_workflow(name))
                     for name in ("slow_progress", "fail")
                 ]
 

@@ -19,7 +19,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
-from django_q.conf import Conf
 
 from servers.comfyui import ComfyUIClient
 from servers.models import Server, ServerState
@@ -27,40 +26,26 @@ from tasks import dispatch, sweep
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
 from tests.django_process import DjangoProcess, shared_database
-from tests.factories import make_team
+from tests.factories import make_task as make_pending
+from tests.factories import make_team, shared_workflow
+from tests.monitoring import simulator, wait_until, watching
 from tests.private_redis import private_redis, redis_down
-from tests.servers.monitor.conftest import wait_until
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    enqueued_fixture,
-    make_live_server,
-    own_dispatch_keys_fixture,
-    register,
-    sim_thread_fixture,
-)
-from tests.tasks.queue_factories import make_task as make_pending
-from tests.tasks.task_factories import simulator, watching, workflow
+from tests.simulator_thread import register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NODES = ["EmptyImage", "SlowProgress", "SaveImage"]
 
 
-@pytest.fixture
-def sync_jobs(monkeypatch, settings, tmp_path):
-    """Jobs run inline (django-q sync mode); stored files go to a temp media root."""
-    monkeypatch.setattr(Conf, "SYNC", True)
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def slow_graph(seconds: float) -> dict:
     """A graph that runs about `seconds` on the simulators here (time scale 0.1)."""
-    graph = workflow("slow_progress")
+    graph = shared_workflow("slow_progress")
     graph["2"]["inputs"]["seconds_per_step"] = seconds * 10 / graph["2"]["inputs"]["steps"]
     return graph
 
 
 def new_pending(graph: dict | None = None) -> Task:
-    return make_pending(make_team(), graph=graph or workflow("empty_save"))
+    return make_pending(make_team(), graph=graph or shared_workflow("empty_save"))
 
 
 async def capabilities_read(server: Server, since) -> None:
@@ -97,7 +82,7 @@ async def test_outputs_are_collected_when_the_broker_was_down_as_the_prompt_succ
         try:
             worker.wait_for_line("running")  # "Q Cluster <name> running."
             async with simulator(tmp_path / "comfyui") as sim:
-                server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+                server = await sync_to_async(register)(sim, node_classes=NODES)
                 async with watching(server):
                     task = await sync_to_async(new_pending)(slow_graph(2.0))
                     # Sent by this pass or by the worker's own: a cluster that starts
@@ -180,7 +165,7 @@ def test_a_claim_is_leased_until_the_server_accepts_its_prompt(sim_thread):
 @pytest.mark.usefixtures("own_dispatch_keys", "sync_jobs")
 async def test_a_retry_is_dispatched_when_its_backoff_ends(tmp_path: pathlib.Path):
     async with simulator(tmp_path / "comfyui") as sim:
-        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        server = await sync_to_async(register)(sim, node_classes=NODES)
         registered = timezone.now()
         async with watching(server):
             # The monitor wakes dispatch once it has read the server's nodes: let
@@ -231,7 +216,7 @@ async def test_a_task_whose_dispatcher_died_before_sending_it_runs_again_within_
     tmp_path: pathlib.Path,
 ):
     async with simulator(tmp_path / "comfyui") as sim:
-        server = await sync_to_async(make_live_server)(sim.base_url, node_classes=NODES)
+        server = await sync_to_async(register)(sim, node_classes=NODES)
         registered = timezone.now()
         async with watching(server):
             await capabilities_read(server, registered)  # no wake-up from it later

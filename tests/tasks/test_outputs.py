@@ -10,14 +10,9 @@ from PIL import Image
 
 from servers.comfyui import FileRef
 from tasks.outputs import Downloaded, display_name, seeds_in, store_output
-from tests.tasks.task_factories import make_server, make_task, workflow
+from tests.factories import make_server, make_task, shared_workflow
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 def downloaded(tmp_path: pathlib.Path, data: bytes, ref: FileRef, node_id: str = "9") -> Downloaded:
@@ -42,7 +37,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("ref", HOSTILE)
 def test_hostile_server_file_names_never_reach_the_storage_path(tmp_path, ref):
-    task = make_task(server=make_server())
+    task = make_task(dispatched_to=make_server(), graph=shared_workflow("empty_save"))
     output = store_output(task, downloaded(tmp_path, image_bytes("PNG"), ref))
     name = output.file.name
     assert name.startswith(f"outputs/team-{task.team_id}/")
@@ -57,7 +52,7 @@ def test_hostile_server_file_names_never_reach_the_storage_path(tmp_path, ref):
 
 
 def test_the_type_comes_from_the_bytes_not_the_name(tmp_path):
-    task = make_task(server=make_server())
+    task = make_task(dispatched_to=make_server(), graph=shared_workflow("empty_save"))
     jpeg = store_output(task, downloaded(tmp_path, image_bytes("JPEG"), FileRef("a.png")))
     assert jpeg.content_type == "image/jpeg"
     assert jpeg.file.name.endswith(".jpg")
@@ -69,7 +64,7 @@ def test_the_type_comes_from_the_bytes_not_the_name(tmp_path):
 
 
 def test_images_get_a_small_webp_thumbnail_and_their_size(tmp_path):
-    task = make_task(server=make_server())
+    task = make_task(dispatched_to=make_server(), graph=shared_workflow("empty_save"))
     output = store_output(task, downloaded(tmp_path, image_bytes("PNG"), FileRef("c.png")))
     assert (output.width, output.height) == (640, 320)
     assert output.size > 0
@@ -85,7 +80,7 @@ def test_metadata_keeps_what_it_takes_to_run_it_again(tmp_path):
         "5": {"class_type": "KSampler", "inputs": {"seed": ["7", 0]}},
         "9": {"class_type": "SaveImage", "inputs": {}},
     }
-    task = make_task(server=make_server(name="gpu-9"), graph=graph, params={"seed": 1234})
+    task = make_task(dispatched_to=make_server(name="gpu-9"), graph=graph, params={"seed": 1234})
     output = store_output(task, downloaded(tmp_path, image_bytes("PNG"), FileRef("d.png")))
     meta = output.metadata
     assert meta["seeds"] == {"3": 1234, "4": 99}
@@ -98,14 +93,14 @@ def test_metadata_keeps_what_it_takes_to_run_it_again(tmp_path):
 def test_display_names_keep_only_the_last_segment():
     assert display_name(FileRef("../../etc/passwd", "..")) == "passwd"
     assert display_name(FileRef("..", "")) == "output"
-    assert seeds_in(workflow("empty_save")) == {}
+    assert seeds_in(shared_workflow("empty_save")) == {}
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "L", "I;16"])
 def test_any_png_mode_is_kept_as_an_image(tmp_path, mode):
     buffer = io.BytesIO()
     Image.new(mode, (40, 30)).save(buffer, format="PNG")
-    task = make_task(server=make_server())
+    task = make_task(dispatched_to=make_server(), graph=shared_workflow("empty_save"))
     output = store_output(task, downloaded(tmp_path, buffer.getvalue(), FileRef("m.png")))
     assert output.content_type == "image/png"
     assert (output.width, output.height) == (40, 30)

@@ -18,7 +18,7 @@ from tasks import execution
 from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
 from tasks.progress import Coalescer, Numbers, TaskProgress, node_title
-from tests.tasks.task_factories import make_server, make_task, workflow
+from tests.factories import make_server, make_task, shared_workflow
 
 
 class FakeClock:
@@ -61,7 +61,7 @@ def test_coalescer_over_a_simulated_second_sends_at_most_ten():
 
 
 def test_fraction_counts_done_nodes_and_the_current_nodes_steps():
-    graph = workflow("slow_progress")  # 3 nodes
+    graph = shared_workflow("slow_progress")  # 3 nodes
     progress = TaskProgress(task_id=1, team_id=1, graph=graph)
     progress.apply(ExecutionCached(prompt_id="p", nodes=("1",)))
     assert progress.fraction == pytest.approx(1 / 3)
@@ -93,7 +93,7 @@ def test_numbers_say_which_node_which_step_and_how_far_overall():
 
 
 def test_a_finished_nodes_steps_are_not_counted_twice():
-    progress = TaskProgress(task_id=1, team_id=1, graph=workflow("slow_progress"))
+    progress = TaskProgress(task_id=1, team_id=1, graph=shared_workflow("slow_progress"))
     progress.apply(Executing(prompt_id="p", node="2"))
     progress.apply(Progress(prompt_id="p", node="2", value=4, max=4))
     finished = {"2": NodeProgress(node_id="2", state="finished", value=4, max=4)}
@@ -114,7 +114,7 @@ def test_node_title_prefers_the_editors_title_over_the_class():
 @pytest.mark.django_db(transaction=True)
 async def test_a_burst_of_progress_events_sends_one_update_now_and_one_trailing(monkeypatch):
     def build() -> Task:
-        return make_task(server=make_server(), graph=workflow("slow_progress"))
+        return make_task(dispatched_to=make_server(), graph=shared_workflow("slow_progress"))
 
     task = await sync_to_async(build)()
     sent, written = [], []
@@ -147,7 +147,9 @@ async def test_a_burst_of_progress_events_sends_one_update_now_and_one_trailing(
 
 @pytest.mark.django_db(transaction=True)
 async def test_outputs_reported_by_executed_are_recorded_in_progress():
-    task = await sync_to_async(lambda: make_task(server=make_server()))()
+    task = await sync_to_async(
+        lambda: make_task(dispatched_to=make_server(), graph=shared_workflow("empty_save"))
+    )()
     handler = TaskEventHandler()
     output = {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"}]}
     await handler.handle(

@@ -18,14 +18,8 @@ from api.tokens import issue_token
 from comfyweb.consumers import LiveConsumer
 from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
-from tests.factories import make_team, make_user
-from tests.tasks.task_factories import (
-    FrozenClock,
-    make_server,
-    make_task,
-    sample_up_to,
-    workflow,
-)
+from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
+from tests.monitoring import FrozenClock, sample_up_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +27,7 @@ SAID = "node 2 of 3 · step 38/150 · 41 % overall"
 
 
 def sampler_graph() -> dict:
-    graph = workflow("slow_progress")  # EmptyImage → SlowProgress → SaveImage
+    graph = shared_workflow("slow_progress")  # EmptyImage → SlowProgress → SaveImage
     graph["2"]["inputs"]["steps"] = 150
     return graph
 
@@ -73,7 +67,9 @@ async def last_fragment(socket: WebsocketCommunicator, target: str) -> str:
 async def test_page_list_api_and_socket_say_the_same_node_step_and_percent_mid_run():
     def build():
         team = make_team()
-        return make_user(team=team), make_task(team, server=make_server(), graph=sampler_graph())
+        return make_user(team=team), make_task(
+            team, dispatched_to=make_server(), graph=sampler_graph()
+        )
 
     user, task = await sync_to_async(build)()
     page_socket = await subscribed(user, "task", task.pk)
@@ -101,7 +97,7 @@ def test_a_page_load_from_the_stored_row_says_what_the_socket_said(client):
     user = make_user(team=team)
     task = make_task(
         team,
-        server=make_server(),
+        dispatched_to=make_server(),
         status=Status.RUNNING,
         graph=sampler_graph(),
         progress_node="2",
@@ -121,7 +117,9 @@ def test_a_page_load_from_the_stored_row_says_what_the_socket_said(client):
 def test_a_completed_task_is_100_percent_everywhere():
     team = make_team()
     user = make_user(team=team)
-    task = make_task(team, server=make_server(), status=Status.COMPLETED, graph=sampler_graph())
+    task = make_task(
+        team, dispatched_to=make_server(), status=Status.COMPLETED, graph=sampler_graph()
+    )
     Task.objects.filter(pk=task.pk).update(progress_fraction=1.0, progress_nodes_done=3)
     shown = displays(user, task.pk)
     assert shown["api"] == "100 % overall"

@@ -11,8 +11,7 @@ from django.utils import timezone
 from tasks import queue
 from tasks.models import Priority, QueuePause, Status, Task
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import aged, make_task
+from tests.factories import aged, make_task, make_team, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,7 @@ import pytest
 from servers.models import ServerState
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import claim_slot, task_transitioned, transition
-from tests.servers.fleet_factories import make_server
-from tests.tasks.queue_factories import make_task
+from tests.factories import make_server, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -12,13 +12,8 @@ from servers.simulator import SimulatorConfig
 from tasks import dispatch, reconcile
 from tasks.models import Status, Task
 from tasks.transitions import failed_servers
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    enqueued_fixture,
-    make_task,
-    own_dispatch_keys_fixture,
-    register,
-    sim_thread_fixture,
-)
+from tests.factories import make_task
+from tests.simulator_thread import register
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
 
@@ -162,7 +157,7 @@ def test_tasks_of_a_deleted_server_are_retried(sim_thread):
 
 
 def test_a_drifted_slot_count_is_corrected_to_the_servers_active_tasks():
-    from tests.servers.fleet_factories import make_server
+    from tests.factories import make_server
 
     busy, leaked = make_server(), make_server()
     make_task(status=Status.RUNNING, server=busy)

@@ -15,13 +15,7 @@ from tasks import dispatch
 from tasks.models import Status, Task
 from tasks.submission import submit_runs
 from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    TIME_SCALE,
-    own_dispatch_keys_fixture,
-    register,
-    register_known,
-    sim_thread_fixture,
-)
+from tests.simulator_thread import TIME_SCALE, register, register_known
 from workflows.runnable import Unrunnable, judge
 from workflows.templating import Run
 

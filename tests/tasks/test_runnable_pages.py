@@ -11,25 +11,16 @@ import pytest
 from django.contrib.messages import get_messages
 
 from tasks.models import Task
-from teams.models import Role, Team
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
-    own_dispatch_keys_fixture,
-    register_known,
-    sim_thread_fixture,
+from tests.factories import (
+    empty_save_template,
+    make_workflow,
+    shared_workflow,
 )
-from tests.tasks.workflow_factories import empty_save_template, make_workflow, shared_workflow
+from tests.simulator_thread import register_known
 from workflows.models import Workflow
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
-
-
-@pytest.fixture
-def team(client) -> Team:
-    """A team whose member is logged in."""
-    team = make_team("Studio")
-    client.force_login(make_user("ada", team=team, role=Role.MEMBER))
-    return team
+# `client` is signed in as `member`, of `team`.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys", "member_client")]
 
 
 def missing_input() -> dict[str, Any]:

@@ -7,8 +7,7 @@ from servers.requirements import workflow_key_of
 from tasks.models import Priority, Status, TaskEvent
 from tasks.submission import submit_runs
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import trivial_graph
+from tests.factories import make_team, make_user, trivial_graph
 from workflows.templating import Run
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +68,7 @@ def test_dispatch_is_enqueued_only_after_commit(django_capture_on_commit_callbac
 
 
 def test_another_teams_workflow_or_template_is_refused():
-    from tests.tasks.workflow_factories import make_template, make_workflow
+    from tests.factories import make_template, make_workflow
 
     ours, theirs = make_team("Ours"), make_team("Theirs")
     user = make_user(team=ours)

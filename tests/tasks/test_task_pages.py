@@ -7,6 +7,7 @@ import io
 import pytest
 from django.core.cache import cache
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image
 
 from comfyweb import live
@@ -14,15 +15,9 @@ from tasks import cancel, previews
 from tasks.models import Batch, Output, Priority, Status, Task, TaskEvent
 from tasks.views import tasks as views
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.task_factories import make_server, make_task
+from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 @pytest.fixture
@@ -63,9 +58,14 @@ def make_output(task) -> Output:
 
 def test_task_list_shows_only_the_users_teams_tasks_newest_first(client):
     team, other = make_team(), make_team()
-    older = make_task(team, status=Status.PENDING)
-    newer = make_task(team, server=make_server(), status=Status.RUNNING)
-    hidden = make_task(other, status=Status.PENDING)
+    older = make_task(team, status=Status.PENDING, graph=shared_workflow("empty_save"))
+    newer = make_task(
+        team,
+        dispatched_to=make_server(),
+        status=Status.RUNNING,
+        graph=shared_workflow("empty_save"),
+    )
+    hidden = make_task(other, status=Status.PENDING, graph=shared_workflow("empty_save"))
     client.force_login(make_user(team=team))
     html = client.get("/tasks/").content.decode()
     assert f'id="task-row-{newer.pk}"' in html
@@ -82,9 +82,13 @@ def test_task_list_filters_by_status_priority_team_and_batch(client):
     user = make_user(team=team)
     second.memberships.create(user=user, role=Role.VIEWER)
     batch = Batch.objects.create(team=team, description="sweep")
-    failed = make_task(team, status=Status.FAILED, priority=Priority.URGENT)
-    pending = make_task(team, status=Status.PENDING, batch=batch)
-    elsewhere = make_task(second, status=Status.PENDING)
+    failed = make_task(
+        team, status=Status.FAILED, priority=Priority.URGENT, graph=shared_workflow("empty_save")
+    )
+    pending = make_task(
+        team, status=Status.PENDING, batch=batch, graph=shared_workflow("empty_save")
+    )
+    elsewhere = make_task(second, status=Status.PENDING, graph=shared_workflow("empty_save"))
     client.force_login(user)
 
     def rows(query: str) -> set[int]:
@@ -100,7 +104,10 @@ def test_task_list_filters_by_status_priority_team_and_batch(client):
 
 def test_task_list_pages_fifty_at_a_time(client):
     team = make_team()
-    tasks = [make_task(team, status=Status.PENDING) for _ in range(53)]
+    tasks = [
+        make_task(team, status=Status.PENDING, graph=shared_workflow("empty_save"))
+        for _ in range(53)
+    ]
     client.force_login(make_user(team=team))
     first = client.get("/tasks/").content.decode()
     second = client.get("/tasks/?page=2").content.decode()
@@ -114,12 +121,13 @@ def test_task_detail_shows_progress_timeline_nodes_and_the_failing_node(client):
     team = make_team()
     task = make_task(
         team,
-        server=make_server(name="gpu-a"),
+        dispatched_to=make_server(name="gpu-a"),
         status=Status.FAILED,
         error_node="2",
         error_type="RuntimeError",
         error_message="boom went node 2",
         params={"seed": 42},
+        graph=shared_workflow("empty_save"),
     )
     TaskEvent.objects.create(task=task, to_status=Status.FAILED, message="SaveImage raised")
     client.force_login(make_user(team=team))
@@ -135,15 +143,25 @@ def test_task_detail_shows_progress_timeline_nodes_and_the_failing_node(client):
 
 def test_task_detail_counts_a_running_first_run_as_attempt_one(client):
     team = make_team()
-    running = make_task(team, server=make_server(), status=Status.RUNNING)
-    waiting = make_task(team)
+    running = make_task(
+        team,
+        dispatched_to=make_server(),
+        status=Status.RUNNING,
+        graph=shared_workflow("empty_save"),
+    )
+    waiting = make_task(
+        team,
+        graph=shared_workflow("empty_save"),
+        status=Status.DISPATCHED,
+        dispatched_at=timezone.now(),
+    )
     client.force_login(make_user(team=team))
     assert "<dd>1 of 3</dd>" in client.get(f"/tasks/{running.pk}/").content.decode()
     assert "<dd>none yet (up to 3)</dd>" in client.get(f"/tasks/{waiting.pk}/").content.decode()
 
 
 def test_another_teams_task_is_a_404_everywhere(client, cancels):
-    task = make_task(make_team(), server=make_server())
+    task = make_task(make_team(), dispatched_to=make_server(), graph=shared_workflow("empty_save"))
     output = make_output(task)
     client.force_login(make_user(team=make_team()))
     assert client.get(f"/tasks/{task.pk}/").status_code == 404
@@ -156,7 +174,14 @@ def test_another_teams_task_is_a_404_everywhere(client, cancels):
 
 def test_output_file_is_served_with_its_content_type_to_the_team(client):
     team = make_team()
-    output = make_output(make_task(team, server=make_server(), status=Status.COMPLETED))
+    output = make_output(
+        make_task(
+            team,
+            dispatched_to=make_server(),
+            status=Status.COMPLETED,
+            graph=shared_workflow("empty_save"),
+        )
+    )
     client.force_login(make_user(team=team, role=Role.VIEWER))
     response = client.get(f"/outputs/{output.pk}/file/")
     assert response.status_code == 200
@@ -169,7 +194,9 @@ def test_output_file_is_served_with_its_content_type_to_the_team(client):
 
 
 def test_output_files_are_not_public_media(client):
-    output = make_output(make_task(make_team(), server=make_server()))
+    output = make_output(
+        make_task(make_team(), dispatched_to=make_server(), graph=shared_workflow("empty_save"))
+    )
     assert client.get(f"/outputs/{output.pk}/file/").status_code == 302  # to the login
     assert client.get(f"/media/{output.file.name}").status_code == 404
 
@@ -177,9 +204,17 @@ def test_output_files_are_not_public_media(client):
 def test_members_cancel_tasks_and_batches_viewers_cannot(client, cancels):
     team = make_team()
     batch = Batch.objects.create(team=team)
-    running = make_task(team, server=make_server(), status=Status.RUNNING, batch=batch)
-    pending = make_task(team, status=Status.PENDING, batch=batch)
-    make_task(team, status=Status.COMPLETED, batch=batch)
+    running = make_task(
+        team,
+        dispatched_to=make_server(),
+        status=Status.RUNNING,
+        batch=batch,
+        graph=shared_workflow("empty_save"),
+    )
+    pending = make_task(
+        team, status=Status.PENDING, batch=batch, graph=shared_workflow("empty_save")
+    )
+    make_task(team, status=Status.COMPLETED, batch=batch, graph=shared_workflow("empty_save"))
 
     client.force_login(make_user(team=team, role=Role.VIEWER))
     assert client.post(f"/tasks/{running.pk}/cancel/").status_code == 403
@@ -199,7 +234,12 @@ def test_members_cancel_tasks_and_batches_viewers_cannot(client, cancels):
 
 def test_live_preview_is_served_to_the_team_only_while_there_is_one(client):
     team = make_team()
-    task = make_task(team, server=make_server(), status=Status.RUNNING)
+    task = make_task(
+        team,
+        dispatched_to=make_server(),
+        status=Status.RUNNING,
+        graph=shared_workflow("empty_save"),
+    )
     client.force_login(make_user(team=team))
     previews.discard(task.pk)
     assert client.get(f"/tasks/{task.pk}/preview/").status_code == 404
@@ -224,5 +264,5 @@ def test_new_tasks_are_announced_once_to_their_teams_lists(
     cache.delete(f"tasks:new-announced:{team.pk}")
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(5):
-            make_task(team, status=Status.PENDING)
+            make_task(team, status=Status.PENDING, graph=shared_workflow("empty_save"))
     assert published == [("team-tasks", f"tasks-new-{team.pk}", str(team.pk))]

@@ -11,28 +11,19 @@ from PIL import Image
 
 from tasks.models import Batch, Output, Priority, Task
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.test_templates import TXT2IMG
-from tests.tasks.workflow_factories import (
+from tests.factories import (
     add_version,
     empty_save_template,
+    make_team,
     make_template,
+    make_user,
     make_workflow,
     shared_workflow,
 )
+from tests.tasks.test_templates import TXT2IMG
 from workflows.models import ParameterType, Template
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team():
-    return make_team("Studio")
-
-
-@pytest.fixture
-def member(team):
-    return make_user("ada", team=team, role=Role.MEMBER)
 
 
 def _management(prefix: str, total: int, initial: int = 0) -> dict:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_team
-from tests.tasks.workflow_factories import (
+from tests.factories import (
     empty_save_template,
+    make_team,
     make_template,
     make_workflow,
     shared_workflow,

@@ -19,16 +19,17 @@ from PIL import Image
 from tasks import dispatch
 from tasks.models import Status, Task, TaskEvent
 from teams.models import Role
-from tests.api.conftest import caller_for, error_of
-from tests.factories import make_team, make_user
-from tests.tasks.queue_factories import (  # noqa: F401 - the *_fixture names are fixtures
+from tests.api.callers import caller_for, error_of
+from tests.factories import (
     make_task,
-    own_dispatch_keys_fixture,
-    register,
-    sim_thread_fixture,
+    make_team,
+    make_template,
+    make_user,
+    make_workflow,
+    shared_workflow,
     trivial_graph,
 )
-from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
+from tests.simulator_thread import register
 from workflows.models import ParameterType
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,8 @@ import pytest
 from servers.models import Server
 from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from teams.models import Role
-from tests.factories import make_team, make_user
+from tests.factories import make_team, make_template, make_user, make_workflow, shared_workflow
 from tests.simulator_thread import LoopThread
-from tests.tasks.workflow_factories import make_template, make_workflow, shared_workflow
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db

@@ -9,26 +9,17 @@ from django.utils import timezone
 
 from tasks.models import Task
 from teams.models import Role
-from tests.factories import make_team, make_user
-from tests.tasks.workflow_factories import (
+from tests.factories import (
     add_version,
+    make_team,
     make_template,
+    make_user,
     make_workflow,
     shared_workflow,
 )
 from workflows.models import Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team():
-    return make_team("Studio")
-
-
-@pytest.fixture
-def member(team):
-    return make_user("ada", team=team, role=Role.MEMBER)
 
 
 def _post_workflow(client, **data):

@@ -2,11 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tasks.workflow_factories import (
-    shared_workflow,
-    shared_workflow_names,
-    simulator_catalogue,
-)
+from tests.factories import shared_workflow, shared_workflow_names, simulator_catalogue
 from workflows.validation import parse_graph_text, validate_graph
 
 VALID = [n for n in shared_workflow_names() if not n.startswith("invalid_")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,8 @@ from servers.monitor.monitor import Monitor
 from servers.monitor.watcher import ServerWatcher
 from servers.monitor.work import WorkHooks
 from servers.simulator import SimulatedComfyUI
+from tests.factories import make_server as saved_server
+from tests.monitoring import wait_until
 
 # Fast enough that a whole failover story takes a few seconds.
 FAST = {
@@ -31,25 +32,6 @@ FAST = {
     "capabilities_ttl": 600,
 }
 TICK = 0.3
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[Any]] | Callable[[], Any],
-    *,
-    within: float = 20.0,
-    what: str = "condition",
-) -> Any:
-    """Poll `condition` (sync ORM functions run in a thread) until it is truthy."""
-    sync = not asyncio.iscoroutinefunction(condition)
-    check = database_sync_to_async(condition) if sync else condition
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class RecordingHandler(WorkHooks):
@@ -70,14 +52,13 @@ def fast_settings(db) -> FleetSettings:
 
 
 @pytest.fixture
-def make_server(fast_settings) -> Callable[..., Awaitable[Server]]:
-    async def make(sim, name: str | None = None, **fields: Any) -> Server:
-        def create() -> Server:
-            return Server.objects.create(
-                name=name or f"sim-{sim.port}", base_url=sim.base_url, **fields
-            )
+def sim_server(fast_settings) -> Callable[..., Awaitable[Server]]:
+    """`await sim_server(sim)`: a Server row for a running simulator, with fast fleet settings."""
 
-        return await database_sync_to_async(create)()
+    async def make(sim, name: str | None = None, **fields: Any) -> Server:
+        return await database_sync_to_async(saved_server)(
+            name or f"sim-{sim.port}", base_url=sim.base_url, **fields
+        )
 
     return make
 
@@ -136,10 +117,10 @@ class Watched:
 
 
 @pytest.fixture
-async def watched(start_comfyui_sims, make_server, start_monitor) -> Watched:
+async def watched(start_comfyui_sims, sim_server, start_monitor) -> Watched:
     """One simulated server, watched by a running monitor: healthy, stream open."""
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     running = await start_monitor()
     await wait_until(
         lambda: ServerState.objects.filter(server=server, health=Health.HEALTHY).exists(),

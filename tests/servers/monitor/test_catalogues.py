@@ -7,15 +7,14 @@ import pytest
 from servers import catalogues
 from servers.models import NodeCatalogue, ServerState
 from servers.simulator import SimulatorConfig
-from tests.servers.fleet_factories import make_server as saved_server
-
-from .conftest import wait_until
+from tests.factories import make_server
+from tests.monitoring import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_the_monitor_keeps_each_servers_catalogue_once_per_distinct_content(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     configs = [
         SimulatorConfig(time_scale=0.1),
@@ -23,7 +22,7 @@ async def test_the_monitor_keeps_each_servers_catalogue_once_per_distinct_conten
         SimulatorConfig(time_scale=0.1, models={"checkpoints": ["other.safetensors"]}),
     ]
     sims = await start_comfyui_sims(3, configs=configs)
-    servers = [await make_server(sim) for sim in sims]
+    servers = [await sim_server(sim) for sim in sims]
     await start_monitor()
 
     def all_read() -> dict[int, dict]:
@@ -49,7 +48,7 @@ async def test_the_monitor_keeps_each_servers_catalogue_once_per_distinct_conten
 
 
 def test_a_catalogue_no_server_uses_any_more_is_dropped(db):
-    server = saved_server()
+    server = make_server()
     catalogues.store(server.pk, {"A": {"input": {}, "output": [], "output_node": True}})
     catalogues.store(server.pk, {"B": {"input": {}, "output": [], "output_node": True}})
     assert list(NodeCatalogue.objects.values_list("object_info", flat=True)) == [

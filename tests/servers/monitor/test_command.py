@@ -12,18 +12,17 @@ from comfyweb.backoff import Backoff
 from servers.management.commands.monitor import run_until_signalled
 from servers.monitor import heartbeat
 from servers.monitor.monitor import Monitor
+from tests.monitoring import wait_until
 
-from .conftest import TICK, RecordingHandler, wait_until
+from .conftest import TICK, RecordingHandler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_stops_the_monitor_with_streams_closed(
-    signum, start_comfyui_sims, make_server
-):
+async def test_signal_stops_the_monitor_with_streams_closed(signum, start_comfyui_sims, sim_server):
     (sim,) = await start_comfyui_sims(1)
-    await make_server(sim)
+    await sim_server(sim)
     monitor = Monitor(
         tick=TICK,
         handler=RecordingHandler(),

@@ -11,9 +11,8 @@ from channels.db import database_sync_to_async
 from servers.comfyui import ComfyUIClient, Disconnected, ExecutionSuccess, Reconnected
 from servers.models import FailureKind, FailureRecord, Health, ServerState
 from servers.monitor import heartbeat
+from tests.monitoring import wait_until
 from tests.servers.simulator.helpers import empty_save, slow_prompt
-
-from .conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,10 +53,10 @@ async def test_event_statistics_are_written_per_server(watched):
 
 
 async def test_dropped_stream_is_recorded_and_reconnect_refreshes_capabilities(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     running = await start_monitor()
     cache = running.monitor.shared.capabilities
     await wait_until(lambda: cache.counts(server.pk)["hits"] >= 2, what="cache hits")
@@ -88,12 +87,12 @@ async def test_dropped_stream_is_recorded_and_reconnect_refreshes_capabilities(
 
 
 async def test_heartbeat_is_in_redis_while_running_and_gone_after_shutdown(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     await database_sync_to_async(heartbeat.cache.delete)(heartbeat.KEY)
     assert not (await database_sync_to_async(heartbeat.check_monitor)()).ok
     (sim,) = await start_comfyui_sims(1)
-    await make_server(sim)
+    await sim_server(sim)
     running = await start_monitor()
 
     def beat():
@@ -112,11 +111,11 @@ async def test_heartbeat_is_in_redis_while_running_and_gone_after_shutdown(
 
 
 async def test_shutdown_closes_every_stream_and_leaves_no_tasks(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     sims = await start_comfyui_sims(2)
     for sim in sims:
-        await make_server(sim)
+        await sim_server(sim)
     before = asyncio.all_tasks()
     running = await start_monitor()
     await wait_until(lambda: len(running.monitor.watchers) == 2)

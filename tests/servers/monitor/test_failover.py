@@ -9,8 +9,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from servers.models import FailureKind, FailureRecord, Health, ServerState
+from tests.monitoring import wait_until
 
-from .conftest import FAST, wait_until
+from .conftest import FAST
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,10 +21,10 @@ def _states(*servers) -> dict[int, ServerState]:
 
 
 async def test_every_server_becomes_healthy_with_capabilities_and_system_stats(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     sims = await start_comfyui_sims(3)
-    servers = [await make_server(sim) for sim in sims]
+    servers = [await sim_server(sim) for sim in sims]
     await start_monitor()
 
     def all_known():
@@ -47,11 +48,11 @@ async def test_every_server_becomes_healthy_with_capabilities_and_system_stats(
 
 
 async def test_stopped_server_is_marked_unhealthy_loses_its_affinity_and_is_readmitted_on_restart(
-    start_comfyui_sims, make_server, start_monitor, caplog
+    start_comfyui_sims, sim_server, start_monitor, caplog
 ):
     caplog.set_level(logging.INFO, logger="servers.monitor")
     sims = await start_comfyui_sims(3)
-    servers = [await make_server(sim) for sim in sims]
+    servers = [await sim_server(sim) for sim in sims]
     running = await start_monitor()
     victim, sim = servers[1], sims[1]
     state_of = ServerState.objects.filter(server=victim)
@@ -155,7 +156,7 @@ async def test_queue_failure_falls_back_to_system_stats_and_stays_healthy(watche
 
 
 async def test_event_stream_changes_trigger_a_check_without_waiting_for_the_schedule(
-    start_comfyui_sims, make_server, start_monitor, fast_settings
+    start_comfyui_sims, sim_server, start_monitor, fast_settings
 ):
     # Intervals far longer than the test may take: only the stream can explain a quick check.
     fast_settings.health_interval = 120
@@ -163,7 +164,7 @@ async def test_event_stream_changes_trigger_a_check_without_waiting_for_the_sche
     fast_settings.failures_before_unhealthy = 1
     await database_sync_to_async(fast_settings.save)()
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     running = await start_monitor()
     state_of = ServerState.objects.filter(server=server)
     await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists())

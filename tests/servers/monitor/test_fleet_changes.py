@@ -6,21 +6,20 @@ import pytest
 from channels.db import database_sync_to_async
 
 from servers.models import Health, Server, ServerState
-
-from .conftest import wait_until
+from tests.monitoring import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_server_added_in_the_database_is_watched_within_seconds(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     first, second = await start_comfyui_sims(2)
-    await make_server(first)
+    await sim_server(first)
     running = await start_monitor()
     await wait_until(lambda: len(running.monitor.watchers) == 1, what="first watched")
 
-    added = await make_server(second)
+    added = await sim_server(second)
     await wait_until(lambda: added.pk in running.monitor.watchers, what="new server watched")
     await wait_until(
         lambda: ServerState.objects.filter(server=added, health=Health.HEALTHY).exists(),
@@ -32,10 +31,10 @@ async def test_server_added_in_the_database_is_watched_within_seconds(
 
 
 async def test_disabled_and_removed_servers_stop_being_watched(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     sims = await start_comfyui_sims(2)
-    disabled, removed = [await make_server(sim) for sim in sims]
+    disabled, removed = [await sim_server(sim) for sim in sims]
     running = await start_monitor()
     await wait_until(lambda: len(running.monitor.watchers) == 2, what="both watched")
     watcher = running.monitor.watchers[disabled.pk]
@@ -51,10 +50,10 @@ async def test_disabled_and_removed_servers_stop_being_watched(
 
 
 async def test_changed_url_restarts_the_watcher_on_the_new_address(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     old, new = await start_comfyui_sims(2)
-    server = await make_server(old, name="moving")
+    server = await sim_server(old, name="moving")
     running = await start_monitor()
     await wait_until(lambda: server.pk in running.monitor.watchers)
     first = running.monitor.watchers[server.pk]
@@ -71,9 +70,9 @@ async def test_changed_url_restarts_the_watcher_on_the_new_address(
     await wait_until(lambda: running.monitor.watchers[server.pk].stream_stats.connected)
 
 
-async def test_renamed_server_keeps_its_watcher(start_comfyui_sims, make_server, start_monitor):
+async def test_renamed_server_keeps_its_watcher(start_comfyui_sims, sim_server, start_monitor):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim, name="before")
+    server = await sim_server(sim, name="before")
     running = await start_monitor()
     await wait_until(lambda: server.pk in running.monitor.watchers)
     watcher = running.monitor.watchers[server.pk]

@@ -14,8 +14,7 @@ from comfyweb.consumers import LiveConsumer
 from servers.models import FailureRecord, Health, ServerState
 from servers.monitor.visible_changes import ChangePublisher, visible_fingerprint
 from tests.factories import make_user
-
-from .conftest import wait_until
+from tests.monitoring import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,10 +22,10 @@ HAS_STATUS_PANEL = importlib.util.find_spec("servers.status_panel") is not None
 
 
 async def test_publisher_calls_the_hook_only_when_the_visible_state_changes(
-    start_comfyui_sims, make_server
+    start_comfyui_sims, sim_server
 ):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     calls: list[int] = []
     publisher = ChangePublisher(calls.append)
     state = ServerState.objects.filter(server=server)
@@ -50,16 +49,16 @@ async def test_publisher_calls_the_hook_only_when_the_visible_state_changes(
     assert calls == [server.pk] * 5
 
 
-async def test_fingerprint_of_a_deleted_server_is_none(start_comfyui_sims, make_server):
+async def test_fingerprint_of_a_deleted_server_is_none(start_comfyui_sims, sim_server):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     await database_sync_to_async(server.delete)()
     assert await database_sync_to_async(visible_fingerprint)(server.pk) is None
 
 
-async def test_a_failing_hook_does_not_stop_the_publisher(start_comfyui_sims, make_server):
+async def test_a_failing_hook_does_not_stop_the_publisher(start_comfyui_sims, sim_server):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
 
     def broken(server_id: int) -> None:
         raise RuntimeError("template error")
@@ -69,12 +68,12 @@ async def test_a_failing_hook_does_not_stop_the_publisher(start_comfyui_sims, ma
 
 @pytest.mark.skipif(not HAS_STATUS_PANEL, reason="servers.status_panel not there yet")
 async def test_browser_subscribed_to_servers_sees_a_server_go_down(
-    start_comfyui_sims, make_server, start_monitor
+    start_comfyui_sims, sim_server, start_monitor
 ):
     from servers import status_panel
 
     sims = await start_comfyui_sims(3)
-    servers = [await make_server(sim) for sim in sims]
+    servers = [await sim_server(sim) for sim in sims]
     await start_monitor(on_visible_change=None)  # the real publisher
     await wait_until(
         lambda: ServerState.objects.filter(server__in=servers, health=Health.HEALTHY).count() == 3,
@@ -100,9 +99,9 @@ async def test_browser_subscribed_to_servers_sees_a_server_go_down(
     await communicator.disconnect()
 
 
-async def test_an_expired_affinity_is_a_visible_change(start_comfyui_sims, make_server):
+async def test_an_expired_affinity_is_a_visible_change(start_comfyui_sims, sim_server):
     (sim,) = await start_comfyui_sims(1)
-    server = await make_server(sim)
+    server = await sim_server(sim)
     calls: list[int] = []
     publisher = ChangePublisher(calls.append)
     state = ServerState.objects.filter(server=server)

@@ -12,6 +12,7 @@ from servers.models import FailureKind, FailureRecord, Health, Server, ServerSta
 from servers.monitor import state
 from servers.monitor.checks import CheckOutcome
 from servers.monitor.tunables import Tunables
+from tests.factories import make_server
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,7 @@ def ok(queue: QueueState | None = None) -> CheckOutcome:
 
 @pytest.fixture
 def server() -> Server:
-    return Server.objects.create(name="gpu-1", base_url="http://127.0.0.1:1")
+    return make_server("gpu-1", base_url="http://127.0.0.1:1")
 
 
 def _state(server: Server) -> ServerState:

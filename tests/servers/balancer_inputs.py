@@ -1,19 +1,17 @@
-"""Builders for balancer and fleet tests: snapshots, requirements, servers in the DB."""
+"""The balancer's inputs: server snapshots, a graph's requirements, and the stored
+state of a capable server that `fleet.snapshot()` reads into a snapshot."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from servers.balancer import ServerSnapshot
-from servers.models import Server, ServerState
 from servers.requirements import Requirements
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
-WORKFLOWS = Path(__file__).resolve().parents[2] / ".." / "shared" / "comfyui" / "workflows"
 # What a plain SD 1.5 server offers; a builder's default server can run anything `needs()` asks.
 CATALOGUE = frozenset(
     {"CheckpointLoaderSimple", "CLIPTextEncode", "KSampler", "VAEDecode", "SaveImage", "FooNode"}
@@ -50,18 +48,6 @@ def needs(
         model_files=frozenset(models),
         tags=frozenset(tags),
     )
-
-
-def make_server(
-    name: str | None = None, *, state: dict[str, Any] | None = None, **fields
-) -> Server:
-    """A saved Server (its ServerState comes with it), the state updated with `state`."""
-    number = next(_ids)
-    fields.setdefault("base_url", f"http://gpu-{number}.internal:8188")
-    server = Server.objects.create(name=name or f"gpu-{number}", **fields)
-    if state:
-        ServerState.objects.filter(server=server).update(**state)
-    return server
 
 
 def healthy_state(now: datetime, **overrides: Any) -> dict[str, Any]:
