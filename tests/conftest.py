@@ -19,10 +19,12 @@ from django.conf import settings
 from django_q.conf import Conf
 
 from comfyweb import embedded_redis
+from servers.models import Server
+from servers.simulator import SimulatorConfig
 from tasks import dispatch, enqueue, sweep
 from teams.models import Role, Team
 from tests import browser
-from tests.factories import make_team, make_user
+from tests.factories import make_server, make_team, make_user
 from tests.serve_process import free_port, launch
 from tests.simulator_thread import SimThread, SimulatorThread
 
@@ -138,3 +140,10 @@ def sim_thread(tmp_path) -> Iterator[SimThread]:
         yield sims
     finally:
         sims.stop()
+
+
+@pytest.fixture
+def simulated_server(sim_thread) -> Server:
+    """A Server row for a simulated ComfyUI (on a loop thread: views are sync)."""
+    (sim,) = sim_thread.start(1, config=SimulatorConfig())
+    return make_server("sim-1", base_url=sim.base_url)

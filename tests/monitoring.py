@@ -72,13 +72,6 @@ async def watching(server: Server) -> AsyncIterator[Monitor]:
         await asyncio.wait_for(running, 30)
 
 
-class FrozenClock:
-    """Time that stands still, for the handler's coalescers."""
-
-    def __call__(self) -> float:
-        return 1000.0
-
-
 async def sample_up_to(handler, task: Task, step: int, steps: int) -> None:
     """Feed `handler` the events of `task` (a 3-node graph such as slow_progress) up to
     `step` of `steps` in node 2, node 1 done: what the monitor hears mid-run."""

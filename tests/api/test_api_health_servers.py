@@ -7,11 +7,10 @@ from django.utils import timezone
 
 from comfyweb import health
 from servers.models import FailureRecord, Server, ServerState
-from servers.simulator import SimulatedComfyUI, SimulatorConfig
+from servers.simulator import SimulatorConfig
 from tasks.models import Status
 from tests.api.callers import error_of
 from tests.factories import CLOSED_PORT_URL, make_server, make_task
-from tests.simulator_thread import LoopThread
 
 pytestmark = pytest.mark.django_db
 
@@ -31,19 +30,6 @@ SERVER_FIELDS = {
     "last_failure",
 }
 NON_STAFF = ["admin", "member", "viewer", "stranger"]
-
-
-@pytest.fixture
-def simulated_url(tmp_path):
-    """The base URL of a simulated ComfyUI on 127.0.0.1 (its own loop thread: views are sync)."""
-    loop = LoopThread()
-    sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=tmp_path / "comfyui", config=SimulatorConfig())
-    loop.run(sim.start())
-    try:
-        yield sim.base_url
-    finally:
-        loop.run(sim.stop())
-        loop.close()
 
 
 def fields_named(response) -> set[str]:
@@ -312,8 +298,9 @@ def test_a_server_with_tasks_in_flight_is_not_removed(world):
 # -- testing a server now --------------------------------------------------------------
 
 
-def test_staff_test_a_live_server(world, simulated_url):
-    server = make_server("gpu-1", base_url=simulated_url)
+def test_staff_test_a_live_server(world, sim_thread):
+    (sim,) = sim_thread.start(1, config=SimulatorConfig())
+    server = make_server("gpu-1", base_url=sim.base_url)
     response = world.staff("POST", f"servers/{server.pk}/test")
     assert response.status_code == 200
     body = response.json()

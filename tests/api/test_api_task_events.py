@@ -21,8 +21,9 @@ from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
 from tasks.transitions import transition
 from teams.models import Membership
+from tests.clocks import FakeClock
 from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
-from tests.monitoring import FrozenClock, sample_up_to, simulator
+from tests.monitoring import sample_up_to, simulator
 from tests.private_redis import redis_down
 from tests.tasks.test_execution import run_task, slow_graph
 
@@ -65,7 +66,7 @@ async def test_the_api_answers_the_progress_the_socket_just_pushed_not_the_throt
     socket = await socket_on_task(user, task.pk)
     # Every change goes to browsers at once; the database is written once, then not
     # again for an hour (the test ends long before).
-    handler = TaskEventHandler(clock=FrozenClock(), browser_interval=0, database_interval=3600)
+    handler = TaskEventHandler(clock=FakeClock(), browser_interval=0, database_interval=3600)
     await sample_up_to(handler, task, 38, 150)
 
     pushed = []

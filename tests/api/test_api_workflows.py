@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 
 from servers.models import Server
-from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from tests.api.callers import error_of
 from tests.factories import make_task, make_template, make_user, make_workflow, shared_workflow
-from tests.simulator_thread import LoopThread
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
@@ -22,19 +20,6 @@ UI_EXPORT = {
     "version": 0.4,
 }
 CLOSED_PORT_URL = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-def simulated_server(tmp_path) -> Server:
-    """A registered simulated ComfyUI on 127.0.0.1 (its own loop thread: views are sync)."""
-    loop = LoopThread()
-    sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=tmp_path / "comfyui", config=SimulatorConfig())
-    loop.run(sim.start())
-    try:
-        yield Server.objects.create(name="sim-1", base_url=sim.base_url)
-    finally:
-        loop.run(sim.stop())
-        loop.close()
 
 
 def dangling_link_graph():

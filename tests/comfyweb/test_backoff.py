@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from comfyweb.backoff import Backoff, backoff_delay
+from tests.clocks import FakeClock
 
 
 @given(
@@ -29,16 +30,8 @@ def test_negative_attempt_is_rejected():
         backoff_delay(-1)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_backoff_grows_while_failures_follow_short_successes():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     backoff = Backoff(base=1, cap=100, jitter=0, stable_after=30, clock=clock)
     delays = []
     for _ in range(4):
@@ -49,7 +42,7 @@ def test_backoff_grows_while_failures_follow_short_successes():
 
 
 def test_backoff_resets_after_a_stable_period():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     backoff = Backoff(base=1, cap=100, jitter=0, stable_after=30, clock=clock)
     backoff.failed()
     backoff.failed()

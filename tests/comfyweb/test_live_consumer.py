@@ -7,20 +7,13 @@ from django.utils import timezone
 
 from comfyweb import health_panel, live
 from comfyweb.asgi import application
-from comfyweb.consumers import CLOSE_UNAUTHENTICATED, LiveConsumer
+from comfyweb.consumers import CLOSE_UNAUTHENTICATED
 from tasks.models import Status
 from tests.factories import make_task, make_user, shared_workflow
+from tests.live_socket import connected_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
-
-
-async def _connect_as(user) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
 
 
 async def test_anonymous_socket_is_refused():
@@ -39,7 +32,7 @@ async def test_socket_from_a_foreign_origin_is_refused():
 
 async def test_subscriber_gets_a_snapshot_then_published_fragments():
     user = await database_sync_to_async(make_user)()
-    communicator = await _connect_as(user)
+    communicator = await connected_as(user)
     await communicator.send_json_to({"action": "subscribe", "topic": "health"})
     assert await communicator.receive_json_from(timeout=5) == {
         "type": "subscribed",
@@ -61,7 +54,7 @@ async def test_subscriber_gets_a_snapshot_then_published_fragments():
 
 async def test_unknown_topic_and_bad_messages_get_an_error_not_a_crash():
     user = await database_sync_to_async(make_user)()
-    communicator = await _connect_as(user)
+    communicator = await connected_as(user)
     await communicator.send_json_to({"action": "subscribe", "topic": "no-such-topic"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
     await communicator.send_json_to(["not", "an", "object"])
@@ -73,7 +66,7 @@ async def test_unknown_topic_and_bad_messages_get_an_error_not_a_crash():
 
 async def test_deactivated_user_stops_receiving_events():
     user = await database_sync_to_async(make_user)()
-    communicator = await _connect_as(user)
+    communicator = await connected_as(user)
     await communicator.send_json_to({"action": "subscribe", "topic": "health"})
     await communicator.receive_json_from(timeout=5)  # subscribed
     await communicator.receive_json_from(timeout=5)  # snapshot
@@ -98,7 +91,7 @@ async def test_staff_taken_away_stops_the_events_of_other_teams():
             ),
         )
     )()
-    communicator = await _connect_as(staff)
+    communicator = await connected_as(staff)
     await communicator.send_json_to({"action": "subscribe", "topic": "task", "key": str(task.pk)})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
     while not await communicator.receive_nothing(timeout=0.2):  # the snapshot

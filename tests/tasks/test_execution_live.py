@@ -6,24 +6,15 @@ import pathlib
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
-from comfyweb.consumers import LiveConsumer
 from tasks.execution import TaskEventHandler
 from tasks.models import Task
 from tests.factories import make_server, make_task, make_team, make_user
+from tests.live_socket import connected_as
 from tests.monitoring import simulator
 from tests.tasks.test_execution import run_task, slow_graph
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_jobs")]
-
-
-async def socket_for(user) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
 
 
 async def subscribe(communicator, topic: str, key) -> dict:
@@ -54,13 +45,13 @@ async def test_a_run_is_pushed_to_the_task_page_and_the_team_list_only(tmp_path:
             return Task.objects.select_related("server").get(pk=task.pk)
 
         task = await sync_to_async(dispatched)()
-        watcher = await socket_for(member)
+        watcher = await connected_as(member)
         assert (await subscribe(watcher, "task", task.pk))["type"] == "subscribed"
         snapshot = await drain(watcher)
         assert {m["target"] for m in snapshot} >= {f"task-{task.pk}-status"}
         assert (await subscribe(watcher, "team-tasks", team.pk))["type"] == "subscribed"
 
-        stranger = await socket_for(outsider)
+        stranger = await connected_as(outsider)
         assert (await subscribe(stranger, "task", task.pk))["type"] == "error"
         assert (await subscribe(stranger, "team-tasks", team.pk))["type"] == "error"
         assert (await subscribe(stranger, "team-tasks", other_team.pk))["type"] == "subscribed"

@@ -18,15 +18,8 @@ from tasks import execution
 from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
 from tasks.progress import Coalescer, Numbers, TaskProgress, node_title
+from tests.clocks import FakeClock
 from tests.factories import make_server, make_task, shared_workflow
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_coalescer_lets_one_update_a_window_through_and_owes_one_trailing():

@@ -18,8 +18,9 @@ from api.tokens import issue_token
 from comfyweb.consumers import LiveConsumer
 from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
+from tests.clocks import FakeClock
 from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
-from tests.monitoring import FrozenClock, sample_up_to
+from tests.monitoring import sample_up_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,7 +75,7 @@ async def test_page_list_api_and_socket_say_the_same_node_step_and_percent_mid_r
     user, task = await sync_to_async(build)()
     page_socket = await subscribed(user, "task", task.pk)
     list_socket = await subscribed(user, "team-tasks", task.team_id)
-    handler = TaskEventHandler(clock=FrozenClock(), browser_interval=0, database_interval=3600)
+    handler = TaskEventHandler(clock=FakeClock(), browser_interval=0, database_interval=3600)
     await sample_up_to(handler, task, 38, 150)
 
     pushed_bar = await last_fragment(page_socket, f"task-{task.pk}-progress")

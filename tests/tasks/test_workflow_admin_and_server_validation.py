@@ -5,26 +5,11 @@ import json
 import pytest
 
 from servers.models import Server
-from servers.simulator import SimulatedComfyUI, SimulatorConfig
 from teams.models import Role
 from tests.factories import make_team, make_template, make_user, make_workflow, shared_workflow
-from tests.simulator_thread import LoopThread
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def simulated_server(tmp_path):
-    """A simulated ComfyUI on its own event loop thread (the views here are sync)."""
-    loop = LoopThread()
-    sim = SimulatedComfyUI("127.0.0.1", 0, data_dir=tmp_path / "comfyui", config=SimulatorConfig())
-    loop.run(sim.start())
-    try:
-        yield Server.objects.create(name="sim-1", base_url=sim.base_url)
-    finally:
-        loop.run(sim.stop())
-        loop.close()
 
 
 def _validate(client, workflow, server) -> str:

@@ -36,9 +36,10 @@ from servers.comfyui import (
     Subscription,
     Timeouts,
 )
+from tests.clocks import FakeClock
 
 from .capture import workflow
-from .fakes import GUARD, FakeClock, PromptEvents, next_of, quick_backoff
+from .fakes import GUARD, PromptEvents, next_of, quick_backoff
 
 PNG_MAGIC = bytes.fromhex("89504e470d0a1a0a")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from servers.comfyui.stats import RateMeter, StatsRecorder
-
-from .fakes import FakeClock
+from tests.clocks import FakeClock
 
 
 def test_rate_counts_events_in_the_sliding_window():

@@ -25,8 +25,9 @@ from servers.comfyui import (
     UnknownEvent,
     websocket_url,
 )
+from tests.clocks import FakeClock
 
-from .fakes import GUARD, FakeClock, PromptEvents, closed_port, next_of, quick_backoff
+from .fakes import GUARD, PromptEvents, closed_port, next_of, quick_backoff
 from .wsserver import ScriptedServer, message
 
 

@@ -10,6 +10,7 @@ from servers.monitor import work
 from servers.monitor.capabilities import CapabilityCache, restart_signature
 from servers.monitor.registry import ServerSpec, plan
 from servers.monitor.work import WorkHooks, is_execution_event
+from tests.clocks import FakeClock
 
 
 def spec(sid: int, url: str = "http://a:1", name: str = "s", **headers: str) -> ServerSpec:
@@ -48,16 +49,8 @@ def _stats(version: str = "0.3.64", vram: int = 8) -> SystemStats:
     return SystemStats.from_json(raw)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_capability_cache_counts_hits_until_the_ttl_runs_out():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     cache = CapabilityCache(clock)
     assert not cache.lookup(1, ttl=10)
     cache.stored(1)
@@ -70,7 +63,7 @@ def test_capability_cache_counts_hits_until_the_ttl_runs_out():
 
 
 def test_capability_cache_is_invalidated_by_a_restart_or_a_new_signature():
-    cache = CapabilityCache(FakeClock())
+    cache = CapabilityCache(FakeClock(0.0))
     assert not cache.lookup(1, ttl=60, stats=_stats())
     cache.stored(1)
     assert cache.lookup(1, ttl=60, stats=_stats(vram=8))
