@@ -26,7 +26,7 @@ from workflows.models import ParameterType, Template, TemplateParameter, Workflo
 PASSWORD = "correct horse battery staple"
 SHARED_WORKFLOWS = pathlib.Path("/work/shared/comfyui/workflows")
 # Copies of the shared workflows, for machines without /work/shared.
-WORKFLOW_COPIES = pathlib.Path(__file__).with_name("tasks") / "data"
+WORKFLOW_COPIES = pathlib.Path(__file__).with_name("data")
 # What a simulated ComfyUI offers: the nodes and the checkpoint `trivial_graph` needs.
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 CATALOGUE = [
@@ -113,7 +113,7 @@ def capable_state(now: datetime | None = None, **overrides: Any) -> dict[str, An
 
 
 def shared_workflow(name: str) -> dict[str, Any]:
-    """A workflow from the shared folder, or its copy under tests/tasks/data if absent."""
+    """A workflow from the shared folder, or its copy under tests/data if absent."""
     path = SHARED_WORKFLOWS / f"{name}.json"
     if not path.exists():
         path = WORKFLOW_COPIES / f"{name}.json"

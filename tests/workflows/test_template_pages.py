@@ -20,7 +20,7 @@ from tests.factories import (
     make_workflow,
     shared_workflow,
 )
-from tests.tasks.test_templates import TXT2IMG
+from tests.workflows.test_templates import TXT2IMG
 from workflows.models import ParameterType, Template
 
 pytestmark = pytest.mark.django_db
