@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.shortcuts import redirect
 
+from servers.containers import admin as containers_admin  # noqa: F401 (registers them)
 from servers.models import BalancerDecision, FailureRecord, FleetSettings, Server, ServerState
 from servers.probe import probe_many
 

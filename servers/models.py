@@ -18,6 +18,15 @@ from django.utils import timezone
 
 from servers.balancer import affinity_workflow
 
+# The containers ComfyWeb makes (issue #13) have a package of their own; importing
+# their models here makes them models of this app.
+from servers.containers.models import (  # noqa: F401
+    Container,
+    ContainerPool,
+    DockerHost,
+    GpuReservation,
+)
+
 
 class ServerKind(models.TextChoices):
     STATIC = "static", "Fixed server"

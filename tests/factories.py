@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from servers.containers.models import ContainerPool, DockerHost, HostStatus
 from servers.models import Server, ServerState
 from servers.requirements import workflow_key_of
 from servers.simulator import catalogue as sim_catalogue
@@ -107,6 +108,30 @@ def capable_state(now: datetime | None = None, **overrides: Any) -> dict[str, An
         "node_classes": CATALOGUE,
         "model_files": {"checkpoints": [CHECKPOINT]},
     } | overrides
+
+
+def make_docker_host(name: str | None = None, **fields: Any) -> DockerHost:
+    """A saved, enabled DockerHost last seen OK, with ten ports (20000-20009) and no GPUs.
+
+    Its URL is a socket that does not exist: code that calls its engine fails fast.
+    """
+    defaults: dict[str, Any] = {
+        "docker_url": "unix:///nonexistent/docker.sock",
+        "port_min": 20000,
+        "port_max": 20009,
+        "status": HostStatus.OK,
+    }
+    return DockerHost.objects.create(name=name or f"docker-{next(_sequence)}", **defaults | fields)
+
+
+def make_pool(
+    name: str | None = None, *, hosts: list[DockerHost] | None = None, **fields: Any
+) -> ContainerPool:
+    """A saved, enabled ContainerPool of the simulator image, restricted to `hosts` if any."""
+    defaults: dict[str, Any] = {"image": "comfyweb-simulator:test", "max_size": 4}
+    pool = ContainerPool.objects.create(name=name or f"pool-{next(_sequence)}", **defaults | fields)
+    pool.hosts.set(hosts or [])
+    return pool
 
 
 # -- graphs, workflows, templates -----------------------------------------------------

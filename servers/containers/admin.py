@@ -1,0 +1,125 @@
+"""The admin for Docker hosts, container pools and containers (imported by servers/admin.py).
+
+Hosts and pools are configured here. A host's engine id, version, status and error
+are what the last check saw: read-only. Containers are the scheduler's record, so
+staff read them and never add or edit one by hand.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, Q
+
+from servers.containers.models import Container, ContainerPool, DockerHost
+
+HOLDING = Q(containers__stopped_at__isnull=True)
+
+
+@admin.register(DockerHost)
+class DockerHostAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "docker_url",
+        "publish_address",
+        "ports",
+        "gpu_list",
+        "enabled",
+        "status",
+        "engine_version",
+        "containers",
+        "checked_at",
+    ]
+    list_filter = ["enabled", "status"]
+    search_fields = ["name", "docker_url", "engine_id"]
+    readonly_fields = ["engine_id", "engine_version", "status", "error", "checked_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "docker_url", "publish_address", "enabled"]}),
+        ("What containers get", {"fields": ["port_min", "port_max", "gpus"]}),
+        ("Last check", {"fields": readonly_fields}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(held=Count("containers", filter=HOLDING))
+
+    @admin.display(description="Ports")
+    def ports(self, host: DockerHost) -> str:
+        return f"{host.port_min}-{host.port_max}"
+
+    @admin.display(description="GPUs")
+    def gpu_list(self, host: DockerHost) -> str:
+        return ", ".join(host.gpus) or "—"
+
+    @admin.display(description="Containers", ordering="held")
+    def containers(self, host: DockerHost) -> int:
+        return host.held
+
+
+@admin.register(ContainerPool)
+class ContainerPoolAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "image",
+        "enabled",
+        "sizes",
+        "jobs_per_container",
+        "gpus_per_container",
+        "idle_seconds",
+        "containers",
+    ]
+    list_filter = ["enabled", "hosts"]
+    search_fields = ["name", "image"]
+    filter_horizontal = ["hosts"]
+    fieldsets = [
+        (None, {"fields": ["name", "image", "enabled"]}),
+        ("Container", {"fields": ["command", "environment", "volumes", "container_port"]}),
+        (
+            "Size",
+            {"fields": ["min_size", "max_size", "jobs_per_container", "idle_seconds"]},
+        ),
+        ("Placement", {"fields": ["hosts", "gpus_per_container"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(held=Count("containers", filter=HOLDING))
+
+    @admin.display(description="Size (min-max)")
+    def sizes(self, pool: ContainerPool) -> str:
+        return f"{pool.min_size}-{pool.max_size}"
+
+    @admin.display(description="Containers", ordering="held")
+    def containers(self, pool: ContainerPool) -> int:
+        return pool.held
+
+
+@admin.register(Container)
+class ContainerAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "pool",
+        "host",
+        "port",
+        "gpu_list",
+        "state",
+        "server",
+        "short_id",
+        "created_at",
+        "stopped_at",
+    ]
+    list_filter = ["state", "pool", "host", ("stopped_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["pool", "host", "server"]
+    search_fields = ["docker_id", "pool__name", "host__name", "error"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="GPUs")
+    def gpu_list(self, container: Container) -> str:
+        return ", ".join(container.gpus) or "—"
+
+    @admin.display(description="Docker id", ordering="docker_id")
+    def short_id(self, container: Container) -> str:
+        return container.docker_id[:12] or "—"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
