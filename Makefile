@@ -12,7 +12,7 @@ DEMO ?= 3
 # Tests need a SECRET_KEY but no secret: DEBUG stays off as in production.
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DATA_DIR=$${COMFYWEB_DATA_DIR:-var/test}
 
-.PHONY: help run test lint format migrations-check pytest bench clean
+.PHONY: help run test lint format migrations-check pytest bench sim-image clean
 
 help:
 	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis, $(DEMO) simulated ComfyUI servers)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint    ruff check + ruff format --check + import-cycle check"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make sim-image  build the simulated ComfyUI image into both test Docker engines"
 
 $(PY):
 	@test -n "$(PYTHON)" || { bin/find-python; exit 1; }
@@ -56,6 +57,11 @@ test: lint migrations-check pytest
 
 bench: $(VENV)/.installed-dev
 	@for script in bench/bench_*.py; do echo "== $$script"; $(TEST_ENV) $(PY) $$script || exit 1; done
+
+# The simulated ComfyUI as a registry-free image in the two test Docker engines
+# (../shared/docker/docker-test-hosts-up.sh starts them); see bin/sim-image.
+sim-image: $(VENV)/.installed
+	PY=$(PY) bin/sim-image
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
