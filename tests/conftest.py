@@ -1,4 +1,5 @@
-"""Shared test set-up: a real Redis, a real `serve`, a real browser, and the
+"""Shared test set-up: a real Redis, a real `serve`, a real browser, the two
+real Docker engines (tests/docker_engines.py), and the
 fixtures tests of several apps use (a team and its member, simulators on a
 thread, jobs run inline). Builders are plain functions in tests/factories.py.
 
@@ -24,6 +25,7 @@ from servers.simulator import SimulatorConfig
 from tasks import dispatch, enqueue, sweep
 from teams.models import Role, Team
 from tests import browser
+from tests.docker_engines import DockerEngines, docker_engines_for_test
 from tests.factories import make_server, make_team, make_user
 from tests.serve_process import free_port, launch
 from tests.simulator_thread import SimThread, SimulatorThread
@@ -147,3 +149,12 @@ def simulated_server(sim_thread) -> Server:
     """A Server row for a simulated ComfyUI (on a loop thread: views are sync)."""
     (sim,) = sim_thread.start(1, config=SimulatorConfig())
     return make_server("sim-1", base_url=sim.base_url)
+
+
+@pytest.fixture
+def docker_engines() -> Iterator[DockerEngines]:
+    """The two real Docker engines (tests/docker_engines.py); the test's containers
+    (label comfyweb.deployment=docker_engines.deployment) are removed afterwards.
+    Missing engines or image: the test fails under CI and is skipped elsewhere."""
+    with docker_engines_for_test() as engines:
+        yield engines
