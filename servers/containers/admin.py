@@ -7,10 +7,12 @@ staff read them and never add or edit one by hand.
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.http import HttpRequest
 
-from servers.containers.models import Container, ContainerPool, DockerHost
+from servers.containers.engines import check_host
+from servers.containers.models import Container, ContainerPool, DockerHost, HostStatus
 
 HOLDING = Q(containers__stopped_at__isnull=True)
 
@@ -32,6 +34,7 @@ class DockerHostAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "status"]
     search_fields = ["name", "docker_url", "engine_id"]
     readonly_fields = ["engine_id", "engine_version", "status", "error", "checked_at"]
+    actions = ["check_hosts"]
     fieldsets = [
         (None, {"fields": ["name", "docker_url", "publish_address", "enabled"]}),
         ("What containers get", {"fields": ["port_min", "port_max", "gpus"]}),
@@ -40,6 +43,19 @@ class DockerHostAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(held=Count("containers", filter=HOLDING))
+
+    @admin.action(description="Check selected hosts now (docker info)")
+    def check_hosts(self, request: HttpRequest, queryset) -> None:
+        for host in queryset:
+            check_host(host)
+            if host.status == HostStatus.OK:
+                self.message_user(
+                    request,
+                    f"{host.name}: Docker {host.engine_version}, engine {host.engine_id}",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, f"{host.name}: {host.error}", messages.ERROR)
 
     @admin.display(description="Ports")
     def ports(self, host: DockerHost) -> str:
