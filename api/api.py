@@ -7,7 +7,17 @@ from ninja import NinjaAPI
 from api.auth import api_auth, docs_auth
 from api.errors import install_handlers
 from api.parser import JsonObjectParser
-from api.routers import events, health, outputs, queue, servers, tasks, templates, workflows
+from api.routers import (
+    docker_hosts,
+    events,
+    health,
+    outputs,
+    queue,
+    servers,
+    tasks,
+    templates,
+    workflows,
+)
 
 DESCRIPTION = """
 Drive ComfyWeb from scripts and pipelines.
@@ -35,5 +45,5 @@ api = NinjaAPI(
     parser=JsonObjectParser(),
 )
 install_handlers(api)
-for module in (health, servers, workflows, templates, tasks, events, outputs, queue):
+for module in (health, servers, docker_hosts, workflows, templates, tasks, events, outputs, queue):
     api.add_router("", module.router)

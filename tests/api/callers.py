@@ -40,3 +40,8 @@ def error_of(response) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     assert {"type", "message", "details"} <= set(body["error"]), body
     return body["error"]
+
+
+def fields_named(response) -> set[str]:
+    """The fields a 400's error names."""
+    return {problem["field"] for problem in error_of(response)["details"]["fields"]}

@@ -9,7 +9,7 @@ from comfyweb import health
 from servers.models import FailureRecord, Server, ServerState
 from servers.simulator import SimulatorConfig
 from tasks.models import Status
-from tests.api.callers import error_of
+from tests.api.callers import error_of, fields_named
 from tests.factories import CLOSED_PORT_URL, make_server, make_task
 
 pytestmark = pytest.mark.django_db
@@ -30,10 +30,6 @@ SERVER_FIELDS = {
     "last_failure",
 }
 NON_STAFF = ["admin", "member", "viewer", "stranger"]
-
-
-def fields_named(response) -> set[str]:
-    return {problem["field"] for problem in error_of(response)["details"]["fields"]}
 
 
 # -- health ----------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def token(db, monkeypatch):
     for module in ("api.routers.workflows", "workflows.forms.workflows"):
         monkeypatch.setattr(f"{module}.fetch_catalogue", _no_catalogue)
     monkeypatch.setattr("api.routers.servers.probe", _unreachable)
+    monkeypatch.setattr("api.routers.docker_hosts.check_host", lambda host: host)
     team = make_team("Schema")
     user = make_user("schema-staff", team=team, role=Role.ADMIN, staff=True)
     workflow = make_workflow(team, "schema workflow")

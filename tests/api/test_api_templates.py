@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.callers import error_of
+from tests.api.callers import error_of, fields_named
 from tests.factories import (
     add_version,
     empty_save_template,
@@ -26,10 +26,6 @@ PREFIX = {"name": "prefix", "node": "2", "input": "filename_prefix", "type": "te
 def create(caller, workflow, name="Sizes", parameters=None, **fields):
     body = {"workflow": workflow.pk, "name": name, "parameters": parameters or []} | fields
     return caller("POST", "templates", body)
-
-
-def fields_named(response) -> set[str]:
-    return {problem["field"] for problem in error_of(response)["details"]["fields"]}
 
 
 # -- listing -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from servers.models import Server
-from tests.api.callers import error_of
+from tests.api.callers import error_of, fields_named
 from tests.factories import make_task, make_template, make_user, make_workflow, shared_workflow
 from workflows.models import Workflow
 
@@ -31,10 +31,6 @@ def dangling_link_graph():
 def upload(caller, name="Portrait", graph=None, **fields):
     body = {"name": name, "graph": graph or shared_workflow("empty_save")} | fields
     return caller("POST", "workflows", body)
-
-
-def fields_named(response) -> set[str]:
-    return {problem["field"] for problem in error_of(response)["details"]["fields"]}
 
 
 # -- listing and searching -------------------------------------------------------------

@@ -410,6 +410,28 @@ OPERATIONS: dict[str, list[Case]] = {
         op(staff_only(DELETED), ids={"server_id": "spare_server"})  # one with no work on it
     ],
     "POST /api/v1/servers/{server_id}/test": [op(staff_only(OK_API), ids={"server_id": "server"})],
+    # Docker hosts (#13): as the fleet. Checking one writes what its engine said.
+    "GET /api/v1/docker-hosts": [op(signed_in(OK_API))],
+    "POST /api/v1/docker-hosts": [
+        op(
+            staff_only(CREATED),
+            body=lambda ids: {"name": "new-docker", "docker_url": "unix:///nonexistent.sock"},
+        )
+    ],
+    "GET /api/v1/docker-hosts/{host_id}": [op(signed_in(OK_API), ids={"host_id": "docker_host"})],
+    "PATCH /api/v1/docker-hosts/{host_id}": [
+        op(
+            staff_only(CHANGED),
+            ids={"host_id": "docker_host"},
+            body=lambda ids: {"port_max": 20050},
+        )
+    ],
+    "DELETE /api/v1/docker-hosts/{host_id}": [
+        op(staff_only(DELETED), ids={"host_id": "spare_docker_host"})  # no containers on it
+    ],
+    "POST /api/v1/docker-hosts/{host_id}/check": [
+        op(staff_only(CHANGED), ids={"host_id": "docker_host"})
+    ],
     # Workflows.
     "GET /api/v1/workflows": [
         op(signed_in(OK_LIST)),

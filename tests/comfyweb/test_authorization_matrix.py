@@ -40,6 +40,7 @@ from PIL import Image
 from api.api import api
 from api.models import ApiToken
 from api.tokens import issue_token
+from servers.containers.models import Container
 from servers.models import FleetSettings, ServerKind
 from tasks import previews
 from tasks.models import Batch, Output, Status
@@ -59,6 +60,8 @@ from tests.comfyweb.authorization_table import (
 from tests.comfyweb.test_login_required import all_routes
 from tests.factories import (
     empty_save_template,
+    make_docker_host,
+    make_pool,
     make_server,
     make_task,
     make_team,
@@ -197,6 +200,10 @@ def build_world() -> World:
     }
     server = make_server(name="gpu-shared", kind=ServerKind.SIMULATED)
     spare_server = make_server(name="gpu-spare")
+    # A Docker host with a container on it, and one with none (its engine is nowhere).
+    docker_host = make_docker_host("docker-shared")
+    Container.objects.create(pool=make_pool("pool-shared"), host=docker_host, port=20000)
+    spare_docker_host = make_docker_host("docker-spare")
     template = empty_save_template(team)  # its first parameter: width, an int
     version = template.workflow_version
     workflow = version.workflow
@@ -259,6 +266,8 @@ def build_world() -> World:
         "team": team.pk,
         "server": server.pk,
         "spare_server": spare_server.pk,
+        "docker_host": docker_host.pk,
+        "spare_docker_host": spare_docker_host.pk,
         "workflow": workflow.pk,
         "spare_workflow": spare.pk,
         "template": template.pk,
