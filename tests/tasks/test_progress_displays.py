@@ -56,13 +56,13 @@ async def subscribed(user, topic: str, key: int) -> WebsocketCommunicator:
     return socket
 
 
-async def last_fragment(socket: WebsocketCommunicator, target: str) -> str:
-    found = ""
-    while not await socket.receive_nothing(timeout=0.2):
-        message = await socket.receive_json_from(timeout=5)
-        if message.get("target") == target:
-            found = message["html"]
-    return found
+async def fragment_saying(socket: WebsocketCommunicator, target: str, text: str) -> str:
+    """The first push of `target` that says `text`: earlier pushes (lower steps) are
+    read past, however slowly they come; none saying it within the timeout fails."""
+    while True:
+        message = await socket.receive_json_from(timeout=10)
+        if message.get("target") == target and text in message["html"]:
+            return message["html"]
 
 
 async def test_page_list_api_and_socket_say_the_same_node_step_and_percent_mid_run():
@@ -78,8 +78,8 @@ async def test_page_list_api_and_socket_say_the_same_node_step_and_percent_mid_r
     handler = TaskEventHandler(clock=FakeClock(), browser_interval=0, database_interval=3600)
     await sample_up_to(handler, task, 38, 150)
 
-    pushed_bar = await last_fragment(page_socket, f"task-{task.pk}-progress")
-    pushed_row = await last_fragment(list_socket, f"task-row-{task.pk}-state")
+    pushed_bar = await fragment_saying(page_socket, f"task-{task.pk}-progress", SAID)
+    pushed_row = await fragment_saying(list_socket, f"task-row-{task.pk}-state", SAID)
     shown = await sync_to_async(displays)(user, task.pk)
     for html in (pushed_bar, pushed_row, shown["page"], shown["list"]):
         assert SAID in html
