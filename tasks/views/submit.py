@@ -19,11 +19,10 @@ from tasks.models import Priority, Task
 from tasks.submission import SubmitResult, submit_runs
 from teams.access import require
 from teams.models import Team
-from workflows import templating
 from workflows.access import template_for, workflow_for
 from workflows.models import ParameterType, Template, WorkflowVersion
 from workflows.runnable import Unrunnable
-from workflows.templating import Run, expand_runs, preview_batch
+from workflows.templating import Run, expand_runs, preview_batch, unbound_seeds
 from workflows.uploads import ForbiddenUpload
 from workflows.validation import validate_graph
 from workflows.views.workflows import detail_context, version_from_post
@@ -67,7 +66,7 @@ def _initial_values(request: HttpRequest, template: Template) -> dict:
         values = dict(task.params) if task is not None else {}
     values |= {p.name: request.GET[p.name] for p in params if p.name in request.GET}
     # Seeds no parameter sets are in a task's params as "<node>.<input>" (templating).
-    seeds = templating.unbound_seeds(template)
+    seeds = unbound_seeds(template)
     values |= {key: request.GET[key] for key in seeds if key in request.GET}
     initial = {field_name(p): values[p.name] for p in params if p.name in values}
     return initial | {seed_field_name(key): values[key] for key in seeds if key in values}
