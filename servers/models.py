@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from servers.balancer import affinity_workflow
@@ -25,6 +26,7 @@ from servers.containers.models import (  # noqa: F401
     ContainerPool,
     DockerHost,
     GpuReservation,
+    ScalingDecision,
 )
 
 
@@ -64,6 +66,14 @@ def validate_tags(value: object) -> None:
 class ServerQuerySet(models.QuerySet):
     def enabled(self) -> ServerQuerySet:
         return self.filter(enabled=True)
+
+    def in_fleet(self) -> ServerQuerySet:
+        """Every server but those of containers that are gone (their rows stay, for the
+        tasks that ran there): what the servers page and the API list."""
+        return self.exclude(
+            Q(kind=ServerKind.CONTAINER)
+            & (Q(container__isnull=True) | Q(container__stopped_at__isnull=False))
+        )
 
 
 class Server(models.Model):

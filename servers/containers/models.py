@@ -173,6 +173,26 @@ class ContainerPool(models.Model):
         help_text="The hosts it may use; none selected: every host.",
     )
     enabled = models.BooleanField(default=True)
+    pinned_size = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Scaled to this size by staff: kept (within the hosts' room) until unpinned; "
+        "empty: the queue decides.",
+    )
+    # Observation, written by the scheduler (servers.containers.tending), never by forms.
+    desired_size = models.PositiveSmallIntegerField(default=0)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision = models.TextField(blank=True)  # why desired_size is what it is
+    # Crash-loop backoff: containers that failed in a row, and no new one before this.
+    failures_in_row = models.PositiveIntegerField(default=0)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    # What its servers can run, remembered from the last one that reported it, so a
+    # pool scaled to zero still knows. None: never reported (assumed able to run anything).
+    node_classes = models.JSONField(null=True, blank=True, default=None)
+    model_files = models.JSONField(default=dict, blank=True)  # folder -> [file names]
+    catalogue_at = models.DateTimeField(null=True, blank=True)
+    # DELETE drains and removes its containers first; the row goes once they are gone.
+    delete_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -235,6 +255,11 @@ class Container(models.Model):
         null=True, blank=True, help_text="Removed from its engine: its port and GPUs are free."
     )
     error = models.TextField(blank=True)
+    # STOPPING: why (scaled down, replaced, drained by staff, pool deleted) and since when.
+    stop_reason = models.CharField(max_length=200, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # RUNNING with nothing in flight since then (the scheduler's look); None while busy.
+    idle_since = models.DateTimeField(null=True, blank=True)
 
     objects = ContainerQuerySet.as_manager()
 
@@ -264,6 +289,25 @@ class Container(models.Model):
             self.stopped_at = self.stopped_at or timezone.now()
             self.save(update_fields=["stopped_at"])
             self.gpu_reservations.all().delete()
+
+
+class ScalingDecision(models.Model):
+    """One change the autoscaler decided for a pool, and why (shown on the pool's page)."""
+
+    pool = models.ForeignKey(ContainerPool, on_delete=models.CASCADE, related_name="decisions")
+    at = models.DateTimeField(default=timezone.now)
+    desired = models.PositiveSmallIntegerField()
+    live = models.PositiveSmallIntegerField()  # starting + running, not stopping
+    work = models.PositiveIntegerField()  # pending work it can run + in flight on it
+    action = models.CharField(max_length=100)  # "start 3", "drain 1", "hold"
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["pool", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pool}: {self.action} ({self.reason})"
 
 
 class GpuReservation(models.Model):
