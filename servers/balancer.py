@@ -58,6 +58,7 @@ class ServerSnapshot:
     id: int
     name: str
     enabled: bool = True
+    draining: bool = False  # finishing its prompts before it goes: none new
     health: str = "unknown"
     unhealthy_since: datetime | None = None
     inflight: int = 0
@@ -283,6 +284,8 @@ def _why_not(
     """
     if not server.enabled:
         return "disabled"
+    if server.draining:
+        return "draining: takes no new prompts"
     if server.weight <= 0:
         return f"misconfigured: weight {server.weight:g} (must be above 0)"
     if server.health == UNHEALTHY:

@@ -49,6 +49,7 @@ def _snapshot_of(server: Server) -> ServerSnapshot:
         id=server.pk,
         name=server.name,
         enabled=server.enabled,
+        draining=server.draining,
         health=state.health,
         unhealthy_since=state.unhealthy_since,
         inflight=state.inflight,

@@ -102,6 +102,10 @@ class Server(models.Model):
         default=False,
         help_text="Used alone when health data is stale (the monitor is down).",
     )
+    draining = models.BooleanField(
+        default=False,
+        help_text="Takes no new prompts and finishes those it has (a container about to go).",
+    )
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     auth_headers = models.JSONField(
         default=dict,

@@ -62,6 +62,12 @@ def test_disabled_server_is_excluded():
     assert decision.excluded == {"gpu-1": "disabled"}
 
 
+def test_a_draining_server_takes_no_new_prompt_however_idle():
+    decision = pick([snap(1, draining=True), snap(2, queue_pending=5)])
+    assert decision.server_id == 2
+    assert decision.excluded == {"gpu-1": "draining: takes no new prompts"}
+
+
 def test_unhealthy_server_is_excluded_with_the_time_it_went_down():
     since = NOW - timedelta(minutes=3)
     decision = pick([snap(1, health=UNHEALTHY, unhealthy_since=since), snap(2, queue_pending=5)])
