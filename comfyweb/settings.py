@@ -97,6 +97,9 @@ Q_CLUSTER = {
 }
 # Prompts ComfyWeb keeps on the whole fleet at once (S7), whatever the servers' slots.
 COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=100_000)
+# The label that marks the Docker containers this deployment made; empty: an id kept in
+# the database (FleetSettings). Tests set their own; set it to keep it across a new database.
+COMFYWEB_DEPLOYMENT = env_str("COMFYWEB_DEPLOYMENT", "")
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [
