@@ -10,6 +10,8 @@ RECURRING = {
     # Safety nets: wake-ups on submit/slot freed/re-admission do the fast path.
     "tasks.dispatch": ("tasks.jobs.dispatch", 1),
     "tasks.reconcile": ("tasks.jobs.reconcile", 1),
+    # Container pools: adopt, watch, heal and size them (wake-ups do the fast path).
+    "servers.tend_pools": ("servers.jobs.tend_pools", 1),
     # Idempotency-Key answers are kept 24 hours (api/idempotency.py).
     "api.forget_idempotency_keys": ("api.jobs.forget_idempotency_keys", 60),
 }

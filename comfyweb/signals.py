@@ -8,3 +8,7 @@ from django.dispatch import Signal
 # app that must queue work at start (a killed cluster took its queued jobs with
 # it) listens.
 cluster_started = Signal()
+
+# Sent (no arguments) by the container scheduler (`servers.containers.tending`) when
+# a pool's containers or its decision changed: the pages that show them listen.
+containers_changed = Signal()

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from servers import balancer
 from servers.balancer import Decision, Policy, ServerSnapshot
+from servers.containers import autoscale
+from servers.containers.models import ContainerPool
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
 from servers.requirements import Requirements, model_index, requirements_from_graph
 
@@ -147,15 +149,18 @@ def _busy_elsewhere(decision: Decision) -> bool:
 
 
 def capacity_for(requirements: Requirements) -> list[str]:
-    """Capacity outside the current fleet that could still provide what a task needs.
+    """Container pools that could start a server able to run what a task needs.
 
-    The seam for container pools (issue #13): a pool that can start a server
-    with these node classes and model files names itself here, and work that no
-    current server can run is then accepted to wait for it instead of being
-    refused at submission (`workflows.runnable`). No such capacity exists yet.
+    Work that no current server can run is then accepted to wait for one of them
+    instead of being refused at submission (`workflows.runnable`). A pool judges by
+    what its servers last reported, or is assumed able if none ever did.
     """
-    del requirements
-    return []
+    pools = ContainerPool.objects.filter(enabled=True, delete_requested_at__isnull=True)
+    return [
+        pool.name
+        for pool in pools.exclude(max_size=0)
+        if autoscale.can_run(requirements, pool.node_classes, pool.model_files)
+    ]
 
 
 def _record(decision: Decision, workflow_key: str, now: datetime) -> None:

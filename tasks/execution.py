@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from servers.comfyui import events
 from servers.monitor.work import WorkHooks
-from tasks import enqueue, previews, sweep, task_updates
+from servers.requirements import Requirements
+from tasks import enqueue, previews, queue, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
@@ -110,6 +111,10 @@ class TaskEventHandler(WorkHooks):
     def server_needs_reconcile(self, server_id: int) -> None:
         """Sync: events of the server's prompts may be missed or lost: queue reconciliation."""
         enqueue.enqueue(RECONCILE_JOB, server_id)  # never raises; the minutely reconcile catches up
+
+    def pending_work(self) -> list[tuple[Requirements, int]]:
+        """Sync: what the pending tasks need, for sizing container pools."""
+        return queue.pending_work()
 
     async def _check_backoffs(self) -> None:
         now = timezone.now()

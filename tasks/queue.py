@@ -21,10 +21,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Case, Count, F, Q, When, Window
+from django.db.models import Case, Count, F, Min, Q, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from servers.requirements import Requirements, requirements_from_graph
 from tasks import enqueue
 from tasks.models import Priority, QueuePause, Status, Task
 from tasks.transitions import transition
@@ -104,6 +105,32 @@ def next_candidates(limit: int, *, now=None) -> list[Task]:
         )
     ).order_by("-priority", "turn", "created_at", "id")
     return list(ranked[:limit])
+
+
+def pending_work() -> list[tuple[Requirements, int]]:
+    """What the pending tasks need from a server, and how many need it (what container
+    pools are sized by). Grouped by workflow key, read off one graph of each group:
+    a key names the graph up to its seeds, so one graph tells what all of them need.
+    A paused queue's tasks are left out; tasks backing off a failed run count.
+    """
+    if is_paused(None):
+        return []
+    paused_teams = QueuePause.objects.filter(team__isnull=False).values("team_id")
+    pending = Task.objects.filter(status=Status.PENDING).exclude(team_id__in=paused_teams)
+    groups = list(
+        pending.exclude(workflow_key="")
+        .order_by()
+        .values("workflow_key")
+        .annotate(n=Count("pk"), sample=Min("pk"))
+    )
+    samples = [(group["sample"], group["n"]) for group in groups]
+    samples += [(pk, 1) for pk in pending.filter(workflow_key="").values_list("pk", flat=True)]
+    graphs = Task.objects.in_bulk([pk for pk, _ in samples])
+    return [
+        (requirements_from_graph(graphs[pk].graph, workflow_key=graphs[pk].workflow_key), n)
+        for pk, n in samples
+        if pk in graphs
+    ]
 
 
 @dataclass(frozen=True)

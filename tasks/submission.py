@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from servers.containers import tending
 from servers.requirements import workflow_key_of
 from tasks import enqueue
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
@@ -104,3 +105,4 @@ def submit_runs(
 
 def _wake() -> None:
     enqueue.wake_dispatch()
+    tending.wake()  # a container pool may have to grow for it

@@ -12,9 +12,11 @@ the hooks registered here (`TasksConfig.ready()` registers
   models are known now, so pending work may go there (wake dispatch);
 - `server_needs_reconcile(server_id)`: the monitor may have missed events of the
   server's prompts (first connection since it started) or they are lost unless it
-  comes back (marked unhealthy).
+  comes back (marked unhealthy, or its container is gone);
+- `pending_work()`: the work waiting for a server, as (requirements, how many):
+  the container scheduler (`servers.containers.tending`) sizes pools by it.
 
-The last two are sync (the monitor calls them through `database_sync_to_async`)
+The last three are sync (the monitor calls them through `database_sync_to_async`)
 and must not raise: a broker outage must not stop the monitor's loops.
 There is no default: the monitor runs only beside the tasks app.
 """
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from django.core.exceptions import ImproperlyConfigured
 
 from servers.comfyui import Disconnected, Event, Reconnected
+from servers.requirements import Requirements
 
 
 class WorkHooks:
@@ -42,6 +45,9 @@ class WorkHooks:
 
     def server_needs_reconcile(self, server_id: int) -> None:
         pass
+
+    def pending_work(self) -> list[tuple[Requirements, int]]:
+        return []
 
 
 _factory: Callable[[], WorkHooks] | None = None
