@@ -12,6 +12,7 @@ from api.routers import (
     events,
     health,
     outputs,
+    pools,
     queue,
     servers,
     tasks,
@@ -45,5 +46,17 @@ api = NinjaAPI(
     parser=JsonObjectParser(),
 )
 install_handlers(api)
-for module in (health, servers, docker_hosts, workflows, templates, tasks, events, outputs, queue):
+ROUTERS = (
+    health,
+    servers,
+    docker_hosts,
+    pools,
+    workflows,
+    templates,
+    tasks,
+    events,
+    outputs,
+    queue,
+)
+for module in ROUTERS:
     api.add_router("", module.router)

@@ -81,6 +81,18 @@ def form_problems(form, rename: Mapping[str, str] | None = None, prefix: str = "
             yield path, message
 
 
+def model_problems(exc: DjangoValidationError) -> list[tuple[str, str]]:
+    """(field, message) for every message of a model's ValidationError (full_clean)."""
+    by_field = (
+        exc.message_dict.items() if hasattr(exc, "error_dict") else [("request", exc.messages)]
+    )
+    return [
+        (field if field != "__all__" else "request", message)
+        for field, messages in by_field
+        for message in messages
+    ]
+
+
 def body(error_type: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"type": error_type, "message": message, "details": details}}
 
@@ -103,16 +115,7 @@ def install_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(DjangoValidationError)
     def model_invalid(request, exc: DjangoValidationError) -> HttpResponse:
-        problems = [
-            (field if field != "__all__" else "request", message)
-            for field, messages in (
-                exc.message_dict.items()
-                if hasattr(exc, "error_dict")
-                else [("request", exc.messages)]
-            )
-            for message in messages
-        ]
-        error = invalid(problems)
+        error = invalid(model_problems(exc))
         return respond(request, 400, error.type, error.message, error.details)
 
     @api.exception_handler(AuthenticationError)

@@ -120,9 +120,15 @@ def _save(data: dict[str, Any], instance: Server | None = None) -> Server:
     return form.save()
 
 
-@router.get("/servers", response={200: list[ServerOut], **ERRORS}, summary="List servers")
+@router.get(
+    "/servers",
+    response={200: list[ServerOut], **ERRORS},
+    summary="List servers",
+    description="The fleet: servers of removed containers are left out (GET /servers/{id} "
+    "still finds them, for the tasks that ran there).",
+)
 def list_servers(request) -> list[dict[str, Any]]:
-    return [server_json(server) for server in servers_with_state()]
+    return [server_json(server) for server in servers_with_state().in_fleet()]
 
 
 @router.post(

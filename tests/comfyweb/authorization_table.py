@@ -432,6 +432,22 @@ OPERATIONS: dict[str, list[Case]] = {
     "POST /api/v1/docker-hosts/{host_id}/check": [
         op(staff_only(CHANGED), ids={"host_id": "docker_host"})
     ],
+    # Container pools (#13): as the fleet. Deleting one with a container drains it (202).
+    "GET /api/v1/pools": [op(signed_in(OK_API))],
+    "POST /api/v1/pools": [
+        op(staff_only(CREATED), body=lambda ids: {"name": "new-pool", "image": "comfyui:test"})
+    ],
+    "GET /api/v1/pools/{pool_id}": [op(signed_in(OK_API), ids={"pool_id": "pool"})],
+    "PATCH /api/v1/pools/{pool_id}": [
+        op(staff_only(CHANGED), ids={"pool_id": "pool"}, body=lambda ids: {"max_size": 3})
+    ],
+    "POST /api/v1/pools/{pool_id}/scale": [
+        op(staff_only(CHANGED), ids={"pool_id": "pool"}, body=lambda ids: {"size": 1})
+    ],
+    "DELETE /api/v1/pools/{pool_id}": [
+        op(staff_only(DELETED), ids={"pool_id": "spare_pool"}),  # no containers: at once
+        op(staff_only(ok(202, writes=True)), ids={"pool_id": "pool"}, label="draining"),
+    ],
     # Workflows.
     "GET /api/v1/workflows": [
         op(signed_in(OK_LIST)),

@@ -202,8 +202,10 @@ def build_world() -> World:
     spare_server = make_server(name="gpu-spare")
     # A Docker host with a container on it, and one with none (its engine is nowhere).
     docker_host = make_docker_host("docker-shared")
-    Container.objects.create(pool=make_pool("pool-shared"), host=docker_host, port=20000)
+    pool = make_pool("pool-shared")
+    Container.objects.create(pool=pool, host=docker_host, port=20000)
     spare_docker_host = make_docker_host("docker-spare")
+    spare_pool = make_pool("pool-spare")
     template = empty_save_template(team)  # its first parameter: width, an int
     version = template.workflow_version
     workflow = version.workflow
@@ -268,6 +270,8 @@ def build_world() -> World:
         "spare_server": spare_server.pk,
         "docker_host": docker_host.pk,
         "spare_docker_host": spare_docker_host.pk,
+        "pool": pool.pk,
+        "spare_pool": spare_pool.pk,
         "workflow": workflow.pk,
         "spare_workflow": spare.pk,
         "template": template.pk,
