@@ -38,5 +38,8 @@ class TasksConfig(AppConfig):
             task_updates.on_task_transitioned, dispatch_uid="tasks.task_updates"
         )
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
+        task_transitioned.connect(
+            enqueue.container_slot_freed, dispatch_uid="tasks.container_slot_freed"
+        )
         post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")
         post_save.connect(task_updates.on_task_saved, sender=Task, dispatch_uid="tasks.publish_new")

@@ -13,6 +13,9 @@ from typing import Any
 
 from django.core.cache import cache
 
+from servers.containers import tending
+from tasks.models import Status
+
 DISPATCH = "tasks.jobs.dispatch"
 RECONCILE_SERVER = "tasks.jobs.reconcile_server"
 COLLECT_OUTPUTS = "tasks.jobs.collect_outputs"
@@ -81,3 +84,14 @@ def woken() -> None:
         cache.delete(WAKE_KEY)
     except Exception:
         logger.warning("dispatch wake-up dedup unavailable", exc_info=True)
+
+
+def container_slot_freed(*, from_status: str, to_status: str, server_id: int | None, **_) -> None:
+    """`task_transitioned` receiver: a prompt that left a container's server may leave
+    it idle, which its pool's scale-down waits for (`servers.containers.tending`)."""
+    if (
+        server_id is not None
+        and from_status in Status.active()
+        and to_status not in Status.active()
+    ):
+        tending.slot_freed(server_id)

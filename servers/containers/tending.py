@@ -5,7 +5,8 @@ A pass (`tend`) checks the hosts that are due, moves every container one step
 each pool's size (`servers.containers.autoscale`) and starts or drains
 containers to match, recording the decision when it changes.
 
-Start-up (A7) is `adopt()`, run at the beginning of every job: every host is
+Start-up (A7) is `adopt()`, run by the first job after the worker starts and
+then once a minute: every host is
 checked, then what its engine runs with this deployment's label is matched
 against the rows. A container a row knows is kept (the pass goes on watching
 it), one no row knows is a leftover and is removed, and a row whose container is
@@ -13,10 +14,11 @@ gone lets go of it. Containers are found by label, never by name, and only this
 deployment's label is looked at, so nothing else on a shared host is touched.
 
 The job is `servers.jobs.tend_pools`: a one-minute schedule and wake-ups (work
-submitted, staff actions, the worker starting). One job runs at a time (a lock
-in the cache); a wake-up that finds it running asks it for one more pass. While
-containers start or stop it polls (Docker and a starting ComfyUI tell nobody
-when they are ready), for a bounded time, then queues itself again.
+submitted, a container's prompt ending, staff actions, the worker starting). One
+pass runs at a time (a lock in the cache); a wake-up that finds one running asks
+it for another. While containers start or stop, each job makes one pass and
+queues the next half a second later: Docker and a starting ComfyUI tell nobody
+when they are ready, so they are polled, and other jobs run in between.
 """
 
 from __future__ import annotations
@@ -52,15 +54,17 @@ JOB = "servers.jobs.tend_pools"
 HOST_CHECK_EVERY = timedelta(seconds=30)
 DECISIONS_KEPT = 50  # per pool
 POLL_EVERY = 0.5  # seconds between passes while containers start or stop
-LOOP_FOR = 25.0  # seconds one job polls before it queues the next
-# A scale-down due this soon is waited for by polling; later ones by the schedule.
-IDLE_LOOKAHEAD = timedelta(seconds=60)
+# A scale-down (or the end of a crash backoff) due this soon is waited for pass by
+# pass; a later one by the one-minute schedule.
+LOOKAHEAD = timedelta(seconds=5)
+ADOPT_EVERY = 60  # seconds: engines and rows are matched by label this often, and at start
 
 LOCK_KEY = "servers:tend-lock"
 LOCK_TTL = 120  # seconds: longer than one job; a killed job's lock expires
 WAKE_KEY = "servers:tend-wake"
 WAKE_TTL = 30
 RERUN_KEY = "servers:tend-rerun"
+ADOPTED_KEY = "servers:tend-adopted"
 
 
 def wake() -> None:
@@ -81,31 +85,38 @@ def wake() -> None:
 def cluster_started(**_: object) -> None:
     """The worker (re)started (`comfyweb.signals.cluster_started`): adopt at once (A7)."""
     cache.delete(WAKE_KEY)  # a wake-up queued before a killed cluster went with it
+    cache.delete(ADOPTED_KEY)
     wake()
 
 
 def run_job() -> str:
-    """The job: adopt, then pass after pass while something is in transition."""
+    """The job: one pass (after adopting, once a minute); queues the next while busy."""
     cache.delete(WAKE_KEY)
     if not cache.add(LOCK_KEY, 1, timeout=LOCK_TTL):
-        return "another pass is running"
-    passes = 0
+        return "another pass is running; it passes again"
     try:
-        adopt()
-        until = time.monotonic() + LOOP_FOR
-        while True:
-            cache.delete(RERUN_KEY)
-            busy = tend()
-            passes += 1
-            if time.monotonic() >= until:
-                break
-            if not busy and not cache.get(RERUN_KEY):
-                return f"{passes} passes, settled"
-            time.sleep(POLL_EVERY)
+        if cache.add(ADOPTED_KEY, 1, timeout=ADOPT_EVERY):
+            adopt()
+        cache.delete(RERUN_KEY)
+        busy = tend()
     finally:
         cache.delete(LOCK_KEY)
+    if not busy and not cache.get(RERUN_KEY):
+        return "settled"
+    # One pass per job, paced: with one worker process, dispatch and output jobs
+    # queued meanwhile run between two passes instead of waiting for a long loop.
+    time.sleep(POLL_EVERY)
     wake()
-    return f"{passes} passes, more to do"
+    return "in transition: next pass queued"
+
+
+def slot_freed(server_id: int) -> None:
+    """A prompt left a server: if it is a container's, it may be idle now (scale-down)."""
+    try:
+        if Container.objects.holding().filter(server_id=server_id).exists():
+            wake()
+    except Exception:  # called after a task's change was committed: never into the caller
+        logger.warning("pool wake-up on a freed slot failed", exc_info=True)
 
 
 def adopt() -> None:
@@ -337,7 +348,7 @@ def _in_transition(
     live = sum(view.state in ("starting", "running") for view in views)
     if live > decision.desired:
         due = autoscale.next_idle_due(_pool_view(pool), views, now)
-        return due is not None and due - now <= IDLE_LOOKAHEAD
+        return due is not None and due - now <= LOOKAHEAD
     if live < decision.desired and not no_room:
-        return pool.backoff_until is not None and pool.backoff_until - now <= IDLE_LOOKAHEAD
+        return pool.backoff_until is not None and pool.backoff_until - now <= LOOKAHEAD
     return False

@@ -1,0 +1,145 @@
+"""A real `manage.py serve` that grows a container pool on the two test Docker engines.
+
+Used by the end-to-end test (tests/servers/containers/test_pool_e2e.py) and the
+benchmark (bench/bench_containers.py): everything goes through the JSON API with a
+staff token, as a script of a studio would: hosts, a pool, a batch of tasks, then
+the pool's containers and decisions as the API shows them. Containers carry the
+deployment label `COMFYWEB_DEPLOYMENT`; the caller removes them by that label.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.docker_engines import HOSTS, SIM_IMAGE
+from tests.serve_process import ServeProcess, free_port, launch, manage
+
+# The simulator in the container, ten times faster than its default node timings.
+POOL_COMMAND = [
+    "python",
+    "-m",
+    "servers.simulator",
+    "--host",
+    "0.0.0.0",  # noqa: S104  inside the container: the engine publishes the port
+    "--port",
+    "8188",
+    "--time-scale",
+    "0.1",
+]
+PORTS_PER_HOST = 8
+
+
+@dataclass
+class PoolDeployment:
+    serve: ServeProcess
+    api: httpx.Client
+
+    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        response = self.api.request(method, path, json=body)
+        assert response.status_code == expect, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
+
+    def add_hosts(self) -> list[dict]:
+        hosts = []
+        for spec in HOSTS:
+            first = _free_port_run(spec.publish_address, PORTS_PER_HOST)
+            body = {
+                "name": spec.name,
+                "docker_url": spec.docker_url,
+                "publish_address": spec.publish_address,
+                "port_min": first,
+                "port_max": first + PORTS_PER_HOST - 1,
+            }
+            host = self.call("POST", "docker-hosts", body, expect=201)
+            hosts.append(self.call("POST", f"docker-hosts/{host['id']}/check"))
+        return hosts
+
+    def add_pool(self, **fields: Any) -> dict:
+        body = {
+            "name": "sim",
+            "image": SIM_IMAGE,
+            "command": POOL_COMMAND,
+            "min_size": 0,
+            "max_size": 4,
+            "jobs_per_container": 2,
+            "idle_seconds": 2,
+        } | fields
+        return self.call("POST", "pools", body, expect=201)
+
+    def pool(self, pool_id: int) -> dict:
+        return self.call("GET", f"pools/{pool_id}")
+
+    def submit(self, graph: dict, count: int) -> dict:
+        return self.call("POST", "tasks", {"graph": graph, "count": count}, expect=201)
+
+    def batch_tasks(self, batch: int) -> list[dict]:
+        return self.call("GET", f"tasks?batch={batch}&page_size=200")["items"]
+
+    def server(self, server_id: int) -> dict:
+        return self.call("GET", f"servers/{server_id}")
+
+    def wait(self, check: Callable[[], Any], what: str, timeout: float = 240) -> Any:
+        """Poll the API until `check()` is truthy (what it shows is the event)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if result := check():
+                return result
+            time.sleep(0.2)
+        raise AssertionError(f"never {what}; serve said:\n" + "\n".join(self.serve.lines[-40:]))
+
+
+@contextmanager
+def pool_deployment(data_dir: Path, deployment: str) -> Iterator[PoolDeployment]:
+    """serve on embedded defaults, its containers labelled `deployment`, and a staff API."""
+    previous = os.environ.get("COMFYWEB_DEPLOYMENT")
+    os.environ["COMFYWEB_DEPLOYMENT"] = deployment
+    try:
+        serve = launch(data_dir)
+    finally:
+        _restore("COMFYWEB_DEPLOYMENT", previous)
+    try:
+        token = manage(serve, "create_api_token", serve.username).strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"{serve.url}api/v1/", headers=headers, timeout=30) as api:
+            yield PoolDeployment(serve, api)
+    finally:
+        serve.stop()
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _free_port_run(address: str, count: int) -> int:
+    """The first of `count` ports free on `address` right now (the range a host gets)."""
+    for _ in range(50):
+        first = free_port()
+        if first + count < 65536 and all(_free(address, p) for p in range(first, first + count)):
+            return first
+    raise AssertionError(f"no run of {count} free ports on {address}")
+
+
+def _free(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))

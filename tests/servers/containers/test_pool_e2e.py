@@ -1,0 +1,56 @@
+"""End to end through the real processes and both Docker engines: `serve` (web, worker,
+monitor) grows a pool from zero for a batch submitted through the API, runs it on
+containers of both hosts, and shrinks the pool back to zero once they are idle."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.docker_engines import HOSTS
+from tests.factories import trivial_graph
+from tests.pool_deployment import pool_deployment
+
+pytestmark = pytest.mark.timeout(600)
+
+TASKS = 20
+
+
+def test_a_batch_grows_an_empty_pool_on_both_hosts_then_it_shrinks_back_to_zero(
+    docker_engines, tmp_path
+):
+    with pool_deployment(tmp_path / "data", docker_engines.deployment) as world:
+        hosts = world.add_hosts()
+        assert [h["status"] for h in hosts] == ["ok", "ok"]
+        pool = world.add_pool(min_size=0, max_size=4, jobs_per_container=2)
+        assert pool["containers"] == []
+
+        batch = world.submit(trivial_graph(), TASKS)["batch"]
+
+        world.wait(lambda: len(world.pool(pool["id"])["containers"]) == 4, "4 containers")
+        tasks = world.wait(
+            lambda: (
+                (t := world.batch_tasks(batch))
+                and all(task["status"] == "completed" for task in t)
+                and t
+            ),
+            f"{TASKS} tasks completed",
+        )
+        servers = {task["server"]["id"] for task in tasks}
+        urls = {world.server(server_id)["url"] for server_id in servers}
+        addresses = {url.split("//")[1].split(":")[0] for url in urls}
+        assert addresses == {spec.publish_address for spec in HOSTS}  # both hosts ran work
+        assert all(world.server(s)["kind"] == "container" for s in servers)
+        assert all(len(task["outputs"]) == 1 for task in tasks)
+
+        shrunk = world.wait(
+            lambda: (p := world.pool(pool["id"]))["containers"] == [] and p, "pool back to 0"
+        )
+        assert shrunk["desired_size"] == 0
+        actions = [d["action"] for d in shrunk["decisions"]]
+        assert any(a.startswith("start") for a in actions)
+        assert any(a.startswith("drain") for a in actions)
+        listed = {s["id"] for s in world.call("GET", "servers")}
+        assert not servers & listed  # their servers left the fleet with them
+    for engine in docker_engines.engines:
+        labelled = {"label": f"comfyweb.deployment={docker_engines.deployment}"}
+        assert engine.client.containers.list(all=True, filters=labelled) == []
