@@ -129,6 +129,17 @@ class Server(models.Model):
         super().save(*args, **kwargs)
         ServerState.objects.get_or_create(server=self)
 
+    def clean(self) -> None:
+        super().clean()
+        # A container server is made (and removed) with its container by a pool; one
+        # added by hand would have no container and never be listed in the fleet.
+        if self.kind == ServerKind.CONTAINER and not (
+            self.pk and Container.objects.filter(server_id=self.pk).exists()
+        ):
+            raise ValidationError(
+                {"kind": "Container servers are made by container pools; add a pool instead."}
+            )
+
     @property
     def client_id(self) -> str:
         """The WebSocket client id every prompt we send here carries (stable per deployment)."""

@@ -269,7 +269,8 @@ def request_delete(pool: ContainerPool) -> bool:
         if not Container.objects.holding().filter(pool=pool).exists():
             pool.delete()
             return True
-        ContainerPool.objects.filter(pk=pool.pk).update(
+        # Asked again: the first request's time stands.
+        ContainerPool.objects.filter(pk=pool.pk, delete_requested_at__isnull=True).update(
             enabled=False, delete_requested_at=timezone.now()
         )
     return False

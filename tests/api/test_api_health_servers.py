@@ -204,6 +204,14 @@ def test_a_server_name_is_unique(world):
     assert fields_named(response) == {"name"}
 
 
+def test_a_container_server_is_not_added_by_hand_but_by_a_pool(world):
+    body = {"name": "gpu-9", "url": "http://127.0.0.1:8190", "kind": "container"}
+    response = world.staff("POST", "servers", body)
+    assert response.status_code == 400
+    assert fields_named(response) == {"kind"}
+    assert not Server.objects.exists()
+
+
 def test_a_body_that_is_not_json_is_a_400(world):
     response = world.staff.client.post(
         "/api/v1/servers",
