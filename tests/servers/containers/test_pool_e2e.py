@@ -41,6 +41,7 @@ def test_a_batch_grows_an_empty_pool_on_both_hosts_then_it_shrinks_back_to_zero(
         assert addresses == {spec.publish_address for spec in HOSTS}  # both hosts ran work
         assert all(world.server(s)["kind"] == "container" for s in servers)
         assert all(len(task["outputs"]) == 1 for task in tasks)
+        assert all(task["attempts"] == 1 for task in tasks)  # none lost, none run twice
 
         shrunk = world.wait(
             lambda: (p := world.pool(pool["id"]))["containers"] == [] and p, "pool back to 0"
