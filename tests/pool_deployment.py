@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from tests.docker_engines import HOSTS, SIM_IMAGE
-from tests.serve_process import ServeProcess, free_port, launch, manage
+from tests.serve_process import ServeProcess, free_port, launch, manage, start_serve
 
 # The simulator in the container, ten times faster than its default node timings.
 POOL_COMMAND = [
@@ -43,6 +43,18 @@ PORTS_PER_HOST = 8
 class PoolDeployment:
     serve: ServeProcess
     api: httpx.Client
+    deployment: str
+
+    def restart(self) -> None:
+        """Stop serve and start it again on the same data (containers keep running)."""
+        self.serve.stop()
+        with _deployment_env(self.deployment):
+            serve = start_serve(self.serve.data_dir)
+        serve.username, serve.password = self.serve.username, self.serve.password
+        self.serve = serve
+        serve.wait_for_line("ComfyWeb is running at")
+        serve.wait_healthy()
+        self.api.base_url = f"{serve.url}api/v1/"
 
     def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         response = self.api.request(method, path, json=body)
@@ -101,26 +113,30 @@ class PoolDeployment:
 @contextmanager
 def pool_deployment(data_dir: Path, deployment: str) -> Iterator[PoolDeployment]:
     """serve on embedded defaults, its containers labelled `deployment`, and a staff API."""
-    previous = os.environ.get("COMFYWEB_DEPLOYMENT")
-    os.environ["COMFYWEB_DEPLOYMENT"] = deployment
-    try:
+    with _deployment_env(deployment):
         serve = launch(data_dir)
-    finally:
-        _restore("COMFYWEB_DEPLOYMENT", previous)
+    world = None
     try:
         token = manage(serve, "create_api_token", serve.username).strip()
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=f"{serve.url}api/v1/", headers=headers, timeout=30) as api:
-            yield PoolDeployment(serve, api)
+            world = PoolDeployment(serve, api, deployment)
+            yield world
     finally:
-        serve.stop()
+        (world.serve if world else serve).stop()
 
 
-def _restore(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+@contextmanager
+def _deployment_env(deployment: str) -> Iterator[None]:
+    previous = os.environ.get("COMFYWEB_DEPLOYMENT")
+    os.environ["COMFYWEB_DEPLOYMENT"] = deployment
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("COMFYWEB_DEPLOYMENT", None)
+        else:
+            os.environ["COMFYWEB_DEPLOYMENT"] = previous
 
 
 def _free_port_run(address: str, count: int) -> int:

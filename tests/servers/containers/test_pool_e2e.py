@@ -55,3 +55,40 @@ def test_a_batch_grows_an_empty_pool_on_both_hosts_then_it_shrinks_back_to_zero(
     for engine in docker_engines.engines:
         labelled = {"label": f"comfyweb.deployment={docker_engines.deployment}"}
         assert engine.client.containers.list(all=True, filters=labelled) == []
+
+
+def test_a_restart_adopts_its_running_containers_and_removes_only_its_leftovers(
+    docker_engines, tmp_path
+):
+    with pool_deployment(tmp_path / "data", docker_engines.deployment) as world:
+        world.add_hosts()
+        pool = world.add_pool(min_size=2, max_size=2)
+        running = world.wait(
+            lambda: (
+                (c := world.pool(pool["id"])["containers"])
+                and sum(x["state"] == "running" for x in c) == 2
+                and c
+            ),
+            "2 running",
+        )
+        engine = docker_engines.engines[0]
+        leftover = docker_engines.run_simulator(engine, engine.free_port())
+
+        labelled = {"label": f"comfyweb.deployment={docker_engines.deployment}"}
+
+        def gone() -> bool:
+            return leftover.id not in {
+                c.id for c in engine.client.containers.list(all=True, filters=labelled)
+            }
+
+        world.restart()
+        world.wait(gone, "the leftover removed at start-up")
+        after = world.pool(pool["id"])["containers"]
+        assert {c["docker_id"] for c in after} == {c["docker_id"] for c in running}
+        assert {c["state"] for c in after} == {"running"}
+        on_engines = {
+            c.id
+            for e in docker_engines.engines
+            for c in e.client.containers.list(all=True, filters=labelled)
+        }
+        assert on_engines == {c["docker_id"] for c in running}  # adopted, not duplicated
