@@ -16,6 +16,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.utils import timezone
 
+from servers.containers.growth import pools_growing
 from tasks.models import QueuePause, Status, Task
 
 logger = logging.getLogger("tasks.dispatch")
@@ -65,16 +66,18 @@ def reasons(tasks: Iterable[Task], *, now: datetime | None = None) -> dict[int, 
         logger.warning("could not read the waiting reasons", exc_info=True)
         noted = {}
     found: dict[int, str] = {}
+    growing: str | None = None  # read once, and only if some task waits for a server
     for task in pending:
-        reason = (
+        held = (
             _paused(pauses.get(QueuePause.scope_for(None)))
             or _paused(pauses.get(QueuePause.scope_for(task.team_id)))
             or _backing_off(task, now)
-            or noted.get(FLEET_KEY)
-            or noted.get(_workflow_cache_key(task.workflow_key))
         )
-        if reason:
-            found[task.pk] = reason
+        if held:
+            found[task.pk] = held
+        elif reason := noted.get(FLEET_KEY) or noted.get(_workflow_cache_key(task.workflow_key)):
+            growing = pools_growing() if growing is None else growing
+            found[task.pk] = f"{reason}; {growing}" if growing else reason
     return found
 
 

@@ -11,11 +11,12 @@ from django.utils import timezone
 
 from servers import catalogues
 from servers.comfyui import ComfyUIClient
+from servers.containers.models import Container
 from servers.models import BalancerDecision, Server, ServerState
 from tasks import dispatch, queue
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import attempt_history
-from tests.factories import make_task, make_team, trivial_graph
+from tests.factories import make_docker_host, make_pool, make_task, make_team, trivial_graph
 from tests.simulator_thread import register, register_known
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_dispatch_keys")]
@@ -208,6 +209,20 @@ def test_a_task_no_server_can_take_waits_with_the_balancers_reason(sim_thread):
     assert running.pk != waiting.pk
     # Claim-after-pick: no server chosen, so the task never left pending.
     assert not TaskEvent.objects.filter(task=waiting, to_status=Status.DISPATCHED).exists()
+
+
+def test_a_task_waiting_for_a_server_says_which_pool_is_starting_containers_for_it():
+    task = make_task()
+    assert dispatch.dispatch_pending() == 0  # no server at all
+    before = dispatch.waiting_reason(task)
+    assert before
+    pool = make_pool("sdxl")
+    Container.objects.create(pool=pool, host=make_docker_host(), port=20000)
+    Container.objects.create(pool=pool, host=make_docker_host(), port=20000)
+
+    assert (
+        dispatch.waiting_reason(task) == f"{before}; container pool sdxl is starting 2 containers"
+    )
 
 
 def test_a_task_nobody_can_run_does_not_hold_up_the_ones_behind_it(sim_thread):
