@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from servers import views
+from servers.containers import views as containers
 
 app_name = "servers"
 urlpatterns = [
@@ -10,4 +11,13 @@ urlpatterns = [
     path("<int:pk>/", views.server_detail, name="detail"),
     path("<int:pk>/test", views.server_test, name="test"),
     path("<int:pk>/outage", views.server_outage, name="outage"),
+    # Container pools (issue #13).
+    path("containers/panel", containers.containers_panel, name="containers_panel"),
+    path("containers/<int:pk>/drain", containers.container_drain, name="container_drain"),
+    path("containers/<int:pk>/recreate", containers.container_recreate, name="container_recreate"),
+    path("containers/<int:pk>/remove", containers.container_remove, name="container_remove"),
+    path("pools/<int:pk>/", containers.pool_detail, name="pool"),
+    path("pools/<int:pk>/panel", containers.pool_panel, name="pool_panel"),
+    path("pools/<int:pk>/scale", containers.pool_scale, name="pool_scale"),
+    path("pools/<int:pk>/autoscale", containers.pool_autoscale, name="pool_autoscale"),
 ]

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from servers import status_panel
+from servers.containers import panel as container_panel
 from servers.models import BalancerDecision, FleetSettings, Server, ServerKind
 from servers.probe import probe
 from servers.simulator.control import ControlError, simulate_outage
@@ -17,6 +18,7 @@ from servers.simulator.control import ControlError, simulate_outage
 def server_list(request: HttpRequest) -> HttpResponse:
     context = status_panel.table_context()
     context["decisions"] = BalancerDecision.objects.select_related("chosen")[:20]
+    context |= container_panel.section_context(request.user)
     return render(request, "servers/list.html", context)
 
 

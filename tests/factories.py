@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from servers.containers.models import ContainerPool, DockerHost, HostStatus
+from servers.containers.models import Container, ContainerPool, DockerHost, HostStatus
 from servers.models import Server, ServerState
 from servers.requirements import workflow_key_of
 from servers.simulator import catalogue as sim_catalogue
@@ -132,6 +132,18 @@ def make_pool(
     pool = ContainerPool.objects.create(name=name or f"pool-{next(_sequence)}", **defaults | fields)
     pool.hosts.set(hosts or [])
     return pool
+
+
+def make_container(
+    pool: ContainerPool, host: DockerHost | None = None, *, port: int | None = None, **fields: Any
+) -> Container:
+    """A saved Container row of `pool` (STARTING unless `state` says otherwise) on `host`
+    (the pool's first host, else a new one), at its first free port. No engine is called."""
+    host = host or pool.hosts.first() or make_docker_host()
+    if port is None:
+        held = set(Container.objects.holding().filter(host=host).values_list("port", flat=True))
+        port = next(p for p in range(host.port_min, host.port_max + 1) if p not in held)
+    return Container.objects.create(pool=pool, host=host, port=port, **fields)
 
 
 # -- graphs, workflows, templates -----------------------------------------------------

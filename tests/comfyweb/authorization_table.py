@@ -107,6 +107,17 @@ def no_method(method: str, **kwargs: Any) -> Case:
     return page(method, signed_in(NOT_ALLOWED), **kwargs)
 
 
+def staff_post(writes: bool, ids: dict[str, str], body: Body | None = None) -> list[Case]:
+    """A staff action (@staff_member_required, POST only): everyone else, anonymous
+    included, is sent to the admin's login; staff's GET is a 405."""
+    return [
+        page("GET", staff_only(NOT_ALLOWED, STAFF_GATE), STAFF_GATE, ids=ids),
+        page(
+            "POST", staff_only(ok(302, writes=writes), STAFF_GATE), STAFF_GATE, ids=ids, body=body
+        ),
+    ]
+
+
 def graph_text() -> str:
     return json.dumps(shared_workflow("empty_save"))
 
@@ -216,6 +227,22 @@ PAGES: dict[str, list[Case]] = {
         page("GET", staff_only(NOT_ALLOWED, STAFF_GATE), STAFF_GATE, ids={"pk": "server"}),
         page("POST", staff_only(ok(302), STAFF_GATE), STAFF_GATE, ids={"pk": "server"}),
     ],
+    # Container pools' pages (#13): everyone reads; staff scale pools and stop containers.
+    "servers:containers_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
+    "servers:pool": [
+        page("GET", signed_in(OK_PAGE), ids={"pk": "pool"}),
+        no_method("POST", ids={"pk": "pool"}),
+    ],
+    "servers:pool_panel": [
+        page("GET", signed_in(OK_PAGE), ids={"pk": "pool"}),
+        no_method("POST", ids={"pk": "pool"}),
+    ],
+    "servers:pool_scale": staff_post(True, ids={"pk": "pool"}, body=lambda ids: {"size": "1"}),
+    "servers:pool_autoscale": staff_post(True, ids={"pk": "pool"}),
+    "servers:container_drain": staff_post(True, ids={"pk": "container"}),
+    "servers:container_recreate": staff_post(True, ids={"pk": "container"}),
+    # Queues the worker's job (the broker is Redis): nothing written here.
+    "servers:container_remove": staff_post(False, ids={"pk": "container"}),
     # Workflows and templates.
     "workflows:workflows": [
         page("GET", signed_in(OK_LIST)),

@@ -203,7 +203,7 @@ def build_world() -> World:
     # A Docker host with a container on it, and one with none (its engine is nowhere).
     docker_host = make_docker_host("docker-shared")
     pool = make_pool("pool-shared")
-    Container.objects.create(pool=pool, host=docker_host, port=20000)
+    container = Container.objects.create(pool=pool, host=docker_host, port=20000)
     spare_docker_host = make_docker_host("docker-spare")
     spare_pool = make_pool("pool-spare")
     template = empty_save_template(team)  # its first parameter: width, an int
@@ -271,6 +271,7 @@ def build_world() -> World:
         "docker_host": docker_host.pk,
         "spare_docker_host": spare_docker_host.pk,
         "pool": pool.pk,
+        "container": container.pk,
         "spare_pool": spare_pool.pk,
         "workflow": workflow.pk,
         "spare_workflow": spare.pk,
