@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -57,6 +58,30 @@ class Engine:
         with socket.socket() as sock:
             sock.bind((self.spec.publish_address, 0))
             return sock.getsockname()[1]
+
+    def free_port_run(self, count: int) -> int:
+        """The first of `count` consecutive ports free at this host's address right now."""
+        return free_port_run(self.spec.publish_address, count)
+
+
+def free_port_run(address: str, count: int) -> int:
+    """The first of `count` consecutive ports free on `address`, below the kernel's
+    ephemeral range (32768 and up), where outgoing connections would take them."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 32000 - count)
+        if all(_bindable(address, port) for port in range(first, first + count)):
+            return first
+    raise AssertionError(f"no {count} consecutive free ports on {address}")
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

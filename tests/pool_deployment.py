@@ -10,7 +10,6 @@ deployment label `COMFYWEB_DEPLOYMENT`; the caller removes them by that label.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from tests.docker_engines import HOSTS, SIM_IMAGE
-from tests.serve_process import ServeProcess, free_port, launch, manage, start_serve
+from tests.docker_engines import HOSTS, SIM_IMAGE, free_port_run
+from tests.serve_process import ServeProcess, launch, manage, start_serve
 
 # The simulator in the container, ten times faster than its default node timings.
 POOL_COMMAND = [
@@ -64,7 +63,7 @@ class PoolDeployment:
     def add_hosts(self) -> list[dict]:
         hosts = []
         for spec in HOSTS:
-            first = _free_port_run(spec.publish_address, PORTS_PER_HOST)
+            first = free_port_run(spec.publish_address, PORTS_PER_HOST)
             body = {
                 "name": spec.name,
                 "docker_url": spec.docker_url,
@@ -137,24 +136,6 @@ def _deployment_env(deployment: str) -> Iterator[None]:
             os.environ.pop("COMFYWEB_DEPLOYMENT", None)
         else:
             os.environ["COMFYWEB_DEPLOYMENT"] = previous
-
-
-def _free_port_run(address: str, count: int) -> int:
-    """The first of `count` ports free on `address` right now (the range a host gets)."""
-    for _ in range(50):
-        first = free_port()
-        if first + count < 65536 and all(_free(address, p) for p in range(first, first + count)):
-            return first
-    raise AssertionError(f"no run of {count} free ports on {address}")
-
-
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 def parse_time(value: str | None) -> datetime | None:

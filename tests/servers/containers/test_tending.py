@@ -44,7 +44,7 @@ def engines(docker_engines, settings, enqueued) -> DockerEngines:
 
 
 def host_of(engine: Engine, ports: int = 4) -> DockerHost:
-    first = engine.free_port()
+    first = engine.free_port_run(ports)
     return make_docker_host(
         engine.spec.name,
         docker_url=engine.spec.docker_url,
