@@ -137,8 +137,9 @@ def _new_server(container: Container) -> Server:
     raise IntegrityError(f"no free server name for container {container.pk}")
 
 
-def drain(container: Container, reason: str, now: datetime | None = None) -> None:
-    """No new prompts; it is removed once those it has are done (`finish_draining`)."""
+def drain(container: Container, reason: str, now: datetime | None = None) -> bool:
+    """No new prompts; it is removed once those it has are done (`finish_draining`).
+    False if it was not starting or running (already going, or gone)."""
     now = now or timezone.now()
     updated = Container.objects.filter(
         pk=container.pk, state__in=[ContainerState.STARTING, ContainerState.RUNNING]
@@ -147,6 +148,7 @@ def drain(container: Container, reason: str, now: datetime | None = None) -> Non
         Server.objects.filter(pk=container.server_id).update(draining=True)
     if updated:
         logger.info("container %s draining: %s", container.pk, reason)
+    return bool(updated)
 
 
 def finish_draining(container: Container, inflight: int) -> bool:
@@ -284,5 +286,8 @@ def remove_now(container_id: int, reason: str) -> bool:
     )
     if container is None:
         return False
-    fail(container, reason, crash=False)
+    if container.state == ContainerState.ERROR:
+        remove(container)  # failed already: keep the error (its log tail) it failed with
+    else:
+        fail(container, reason, crash=False)
     return True
