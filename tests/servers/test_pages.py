@@ -26,7 +26,24 @@ def test_servers_page_shows_each_server_with_health_and_load(client):
     assert 'class="health-unhealthy"' in html
     assert "Simulated (demo)" in html
     assert "1 / 3" in html  # running / pending
-    assert "Test</button>" not in html  # only staff may test
+    assert 'id="server-test"' not in html  # only staff may test: no form to post
+    assert '<body data-live="off">' in html  # ...and the staff-only cells stay hidden
+
+
+@pytest.mark.django_db
+def test_the_test_button_survives_a_live_push_of_the_rows_for_staff(client):
+    """The rows are pushed rendered without a user; staff keep their Test buttons,
+    which post the page's own form (with its CSRF token)."""
+    server = make_server("gpu-1", state=busy())
+    client.force_login(make_user(staff=True))
+    page = client.get("/servers/").content.decode()
+    assert '<body data-live="off" class="staff">' in page
+    form = '<form id="server-test" method="post" hidden>'
+    assert f'{form}<input type="hidden" name="csrfmiddlewaretoken"' in page
+    pushed = status_panel.render_rows()
+    button = f'form="server-test" formaction="/servers/{server.pk}/test"'
+    assert button in pushed
+    assert button in page
 
 
 @pytest.mark.django_db
