@@ -100,6 +100,10 @@ COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=
 # The label that marks the Docker containers this deployment made; empty: an id kept in
 # the database (FleetSettings). Tests set their own; set it to keep it across a new database.
 COMFYWEB_DEPLOYMENT = env_str("COMFYWEB_DEPLOYMENT", "")
+# The models library (issue #14): ComfyUI's folder names (checkpoints, loras, vae, ...)
+# under one directory; local instances are launched with it as an extra model path and
+# container pools mount it read-only.
+COMFYWEB_MODELS_DIR = env_path("COMFYWEB_MODELS_DIR", DATA_DIR / "models")
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [
