@@ -23,6 +23,7 @@ when they are ready, so they are polled, and other jobs run in between.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta
@@ -188,7 +189,8 @@ def tend_pool(pool: ContainerPool, work: list[tuple[Requirements, int]], now: da
     started, no_room = _start(pool, decision.start)
     for container_id in decision.drain:
         lifecycle.drain(containers[container_id], f"scaled down: {decision.reason}", now)
-    _record(pool, decision, no_room, now)
+    # What was done, not what was wanted: a start the hosts had no room for is a reason.
+    _record(pool, dataclasses.replace(decision, start=started), no_room, now)
     if pool.delete_requested_at and not pool.containers.holding().exists():
         logger.info("pool %s deleted: its containers are gone", pool.name)
         pool.delete()
