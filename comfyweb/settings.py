@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "ninja",
     "api",
     "servers",
+    "library",
     "teams",
     "workflows",
     "tasks",

@@ -1,9 +1,11 @@
 """The monitor: one watcher per enabled server, kept in step with the database.
 
 Every `tick` seconds it re-reads the fleet settings and the enabled servers
-(starting, restarting and stopping watchers to match), writes each server's
-event statistics, renews its heartbeat in Redis, and calls the work hooks'
-`tick` (its periodic work: re-queueing dropped hand-offs, timers).
+(starting, restarting and stopping watchers to match), refetches the
+capabilities of servers another process asked about (`refresh.py`: a model
+download finished), writes each server's event statistics, renews its
+heartbeat in Redis, and calls the work hooks' `tick` (its periodic work:
+re-queueing dropped hand-offs, timers).
 The watchers do the health/load checks and the event handling on their own
 schedules.
 """
@@ -22,6 +24,7 @@ from comfyweb.backoff import Backoff
 from . import state
 from .capabilities import CapabilityCache
 from .heartbeat import clear_heartbeat, write_heartbeat
+from .refresh import RefreshRequests
 from .registry import ServerSpec, enabled_servers, plan
 from .stats import event_stats
 from .tunables import Tunables, load_tunables
@@ -55,6 +58,7 @@ class Monitor:
             stream_backoff=stream_backoff,
         )
         self.watchers: dict[int, ServerWatcher] = {}
+        self._refresh_requests = RefreshRequests()
 
     @property
     def watched(self) -> dict[int, ServerSpec]:
@@ -74,7 +78,13 @@ class Monitor:
 
     async def tick_once(self) -> None:
         # Each step on its own: Redis being down must not stop reconciling, etc.
-        steps = (self.reload_settings, self.reconcile, self.flush_stats, self.beat)
+        steps = (
+            self.reload_settings,
+            self.reconcile,
+            self.refresh_models,
+            self.flush_stats,
+            self.beat,
+        )
         for step in (*steps, self.handler_tick):
             try:
                 await step()
@@ -104,6 +114,14 @@ class Monitor:
                 await watcher.stop()
                 continue
             self.watchers[spec.id] = watcher
+
+    async def refresh_models(self) -> None:
+        # Asked from elsewhere (a model download finished): refetch capabilities now.
+        for server_id in await self._refresh_requests.due(self.watchers):
+            watcher = self.watchers.get(server_id)
+            if watcher is not None:
+                self.shared.capabilities.invalidate(server_id)
+                watcher.check_now()
 
     async def flush_stats(self) -> None:
         for watcher in list(self.watchers.values()):

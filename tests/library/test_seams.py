@@ -1,0 +1,53 @@
+"""The library's place in the tree: `servers` never imports it, it imports no app but
+`comfyweb` and `servers`, and its job is queued by a path that names a function of
+`library/jobs.py` (the rule of tests/comfyweb/test_job_paths.py, which scans the
+apps it lists)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+from library.enqueue import RUN_DOWNLOAD
+from tests.comfyweb.test_job_paths import defined_in_a_jobs_module, resolved
+from tests.servers.test_seams import imported_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ("api", "comfyweb", "servers", "tasks", "teams", "workflows", "library")
+
+
+def first_party(path: Path) -> set[str]:
+    return {m.split(".")[0] for m in imported_modules(path)} & set(APPS)
+
+
+def test_no_module_of_servers_imports_the_library():
+    offenders = {
+        str(path.relative_to(ROOT)): "library"
+        for path in sorted((ROOT / "servers").rglob("*.py"))
+        if "library" in first_party(path)
+    }
+    assert offenders == {}
+
+
+def test_the_library_imports_only_comfyweb_and_servers():
+    allowed = {"library", "comfyweb", "servers"}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(first_party(path) - allowed)
+        for path in sorted((ROOT / "library").rglob("*.py"))
+        if first_party(path) - allowed
+    }
+    assert offenders == {}
+
+
+def test_every_dotted_job_path_of_the_library_names_a_function_of_its_jobs_module():
+    found = set()
+    for path in sorted((ROOT / "library").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and str(node.value).startswith("library."):
+                found.add(node.value)
+    assert found == {RUN_DOWNLOAD}
+    assert inspect.isfunction(resolved(RUN_DOWNLOAD))
+    assert defined_in_a_jobs_module(RUN_DOWNLOAD)
