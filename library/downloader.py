@@ -123,6 +123,9 @@ class Run:
         self.slots: dict[int, Slot] = {}
         self.base_done = 0  # bytes of ranges finished before this run
         self.stream_done = 0  # bytes of a plain stream
+        # The .part's sha256, kept up with the bytes that are final (see files.PrefixHasher).
+        self.hasher: files.PrefixHasher | None = None
+        self._final_prefix: Callable[[], int] = lambda: 0
         self.fetched = 0  # bytes received in this run
         self.active = 0
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
@@ -171,6 +174,7 @@ class Run:
     async def _run(self) -> str:
         self.log("started (%d connections)", self.download.connections)
         progress = asyncio.create_task(self._progress_loop())
+        hashing = asyncio.create_task(self._hash_loop())
         deadline = asyncio.get_running_loop().call_later(
             self.slice_seconds, self.request_stop, "slice"
         )
@@ -194,10 +198,12 @@ class Run:
             deadline.cancel()
             if remote is not None and not self.stopping():
                 await self._flush()
+                hashing.cancel()
                 return await self._verify_and_place(remote, progress)
             await self._flush()
         finally:
             deadline.cancel()
+            hashing.cancel()
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await progress
@@ -236,6 +242,7 @@ class Run:
                 self.log("starting over: %s", restart)
                 no_ranges = no_ranges or restart.no_ranges
                 self.slots, self.base_done, self.stream_done = {}, 0, 0
+                self._final_prefix = lambda: 0
                 await self.db(store.forget_progress, self.download.pk)
                 assert self.fd is not None
                 os.ftruncate(self.fd, 0)
@@ -250,6 +257,7 @@ class Run:
             self.fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         if plan.reset:
             os.ftruncate(self.fd, 0)
+        self.hasher = files.PrefixHasher(self.fd)
         if remote.size is not None:
             needed = remote.size - plan.done
             free = shutil.disk_usage(part.parent).free
@@ -280,6 +288,10 @@ class Run:
         self.slots = {r.pk: Slot(r.pk, r.start, r.end, r.done, r.done) for r in plan.ranges}
         self.base_done = plan.done - sum(r.done for r in plan.ranges)
         queue = collections.deque(sorted(self.slots.values(), key=lambda s: s.start))
+        size = remote.size or 0
+        self._final_prefix = lambda: min(
+            (s.offset for s in self.slots.values() if s.done < s.length), default=size
+        )
         workers = max(1, min(self.download.connections, len(queue)))
         self.log(
             "%d ranges to fetch, %d bytes done, %d connections", len(queue), plan.done, workers
@@ -373,6 +385,8 @@ class Run:
             assert self.fd is not None
             os.ftruncate(self.fd, 0)
             self.stream_done = 0
+            self.hasher = files.PrefixHasher(self.fd)
+            self._final_prefix = lambda: self.stream_done
             try:
                 async with host_semaphore(self.host):
                     self.active = 1
@@ -398,6 +412,20 @@ class Run:
                 delay = wait_for(error, tries)
                 self.log("stream failed (%s); again from the start in %.1f s", error, delay)
                 await asyncio.sleep(delay)
+
+    # -- hashing while fetching ----------------------------------------------------------
+
+    async def _hash_loop(self) -> None:
+        """Hash each byte once it is final: below the lowest unfinished range."""
+        while True:
+            hasher, final = self.hasher, self._final_prefix()
+            if hasher is None or final <= hasher.position:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                await asyncio.to_thread(hasher.advance, final, self.stopping)
+            except InterruptedError:
+                return
 
     # -- progress -------------------------------------------------------------------------
 
@@ -457,11 +485,12 @@ class Run:
         size = os.fstat(self.fd).st_size
         if remote.size is not None and size != remote.size:
             return await self._failed(f"got {size} bytes, the server said {remote.size}")
-        try:
-            digest = await asyncio.to_thread(files.sha256_of, d.part_path, stop=self.stopping)
+        assert self.hasher is not None
+        try:  # the rest of it: the hash loop has done the bytes that were final
+            await asyncio.to_thread(self.hasher.advance, None, self.stopping)
         except InterruptedError:
             return "lost" if self._stop == "lost" else await self._canceled()
-        sha256 = digest.hexdigest()
+        sha256 = self.hasher.hexdigest()
         if d.expected_sha256 and sha256 != d.expected_sha256:
             files.remove_quietly(d.part_path)
             message = f"sha256 mismatch: expected {d.expected_sha256}, got {sha256}"

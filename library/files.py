@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,17 +24,46 @@ logger = logging.getLogger(__name__)
 BLOCK = 4 * 1024 * 1024
 
 
-def sha256_of(path: Path, *, start: int = 0, state=None, stop: Callable[[], bool] | None = None):
-    """The sha256 of the file from `start` on, continuing `state` (a hashlib object) if
-    given; returns the hashlib object. `stop()` is asked between blocks."""
-    digest = state if state is not None else hashlib.sha256()
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        handle.seek(start)
         while block := handle.read(BLOCK):
             digest.update(block)
-            if stop is not None and stop():
-                raise InterruptedError("hashing stopped")
-    return digest
+    return digest.hexdigest()
+
+
+class PrefixHasher:
+    """The sha256 of a file's first bytes, extended as more of them become final.
+
+    A download hashes the part of its .part that no request will write again
+    while the rest still arrives, so verifying the finished file costs only its
+    tail. `advance()` runs on a worker thread (hashlib and pread release the GIL);
+    calls are serialised.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position = 0
+        self._digest = hashlib.sha256()
+        self._lock = threading.Lock()
+
+    def advance(self, upto: int | None, stop: Callable[[], bool] | None = None) -> int:
+        """Hash on to byte `upto` (None: to the end of the file); returns the position."""
+        with self._lock:
+            while upto is None or self.position < upto:
+                wanted = BLOCK if upto is None else min(BLOCK, upto - self.position)
+                block = os.pread(self.fd, wanted, self.position)
+                if not block:
+                    break
+                self._digest.update(block)
+                self.position += len(block)
+                if stop is not None and stop():
+                    raise InterruptedError("hashing stopped")
+            return self.position
+
+    def hexdigest(self) -> str:
+        with self._lock:
+            return self._digest.hexdigest()
 
 
 def remove_quietly(path: Path) -> None:
@@ -98,7 +128,7 @@ def scan(*, hash_new: bool = True) -> ScanResult:
             present.add(entry.name)
             if entry.name in known:
                 continue
-            sha = sha256_of(Path(entry.path)).hexdigest() if hash_new else ""
+            sha = sha256_of(Path(entry.path)) if hash_new else ""
             model_file, created = ModelFile.objects.get_or_create(
                 folder=folder,
                 filename=entry.name,
