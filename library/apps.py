@@ -11,7 +11,7 @@ class LibraryConfig(AppConfig):
 
     def ready(self) -> None:
         from comfyweb import topics
-        from library import panel
+        from library import progress
 
-        # The Downloads page follows downloads on the "downloads" topic (signed-in users).
-        topics.register(panel.downloads_topic)
+        # Pages follow downloads on the "downloads" topic (signed-in users).
+        topics.register(progress.downloads_topic)
