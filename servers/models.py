@@ -29,6 +29,9 @@ from servers.containers.models import (  # noqa: F401
     ScalingDecision,
 )
 
+# So are the local ComfyUI installs it launches (issue #14).
+from servers.local.models import LocalInstance, LocalState
+
 
 class ServerKind(models.TextChoices):
     STATIC = "static", "Fixed server"
@@ -63,17 +66,24 @@ def validate_tags(value: object) -> None:
         raise ValidationError('Tags are a JSON list of words: ["sdxl", "a100"]')
 
 
+def _running_local_servers() -> models.QuerySet:
+    # No NULL in the list: `NOT IN` a list holding NULL is never true in SQL.
+    running = LocalInstance.objects.filter(state=LocalState.RUNNING, server__isnull=False)
+    return running.values("server")
+
+
 class ServerQuerySet(models.QuerySet):
     def enabled(self) -> ServerQuerySet:
         return self.filter(enabled=True)
 
     def in_fleet(self) -> ServerQuerySet:
-        """Every server but those of containers that are gone (their rows stay, for the
-        tasks that ran there): what the servers page and the API list."""
+        """Every server but those of containers that are gone and of local instances
+        that are not running (their rows stay, for the tasks that ran there): what the
+        servers page and the API list."""
         return self.exclude(
             Q(kind=ServerKind.CONTAINER)
             & (Q(container__isnull=True) | Q(container__stopped_at__isnull=False))
-        )
+        ).exclude(Q(kind=ServerKind.LOCAL) & ~Q(pk__in=_running_local_servers()))
 
 
 class Server(models.Model):
@@ -138,6 +148,13 @@ class Server(models.Model):
         ):
             raise ValidationError(
                 {"kind": "Container servers are made by container pools; add a pool instead."}
+            )
+        # So is a local server, by its local instance's launcher.
+        if self.kind == ServerKind.LOCAL and not (
+            self.pk and LocalInstance.objects.filter(server_id=self.pk).exists()
+        ):
+            raise ValidationError(
+                {"kind": "Local servers are made by local instances; add an instance instead."}
             )
 
     @property

@@ -1,9 +1,10 @@
 """`manage.py serve`: ComfyWeb on one machine with one command.
 
 Starts the embedded Redis when REDIS_URL is unset, migrates, creates the first
-admin, then supervises the web server (daphne) and the worker cluster (django-q2)
-as child processes until Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI
-servers and registers them in the fleet as kind "simulated".
+admin, then supervises the web server (daphne), the worker cluster (django-q2),
+the monitor and the launcher of local ComfyUI instances as child processes until
+Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI servers and registers them
+in the fleet as kind "simulated".
 Production runs those processes separately (see README).
 """
 
@@ -72,6 +73,8 @@ class Command(BaseCommand):
                 self._web(host, port),
                 self._worker(),
                 ChildSpec("monitor", [sys.executable, MANAGE_PY, "monitor"], env=_child_env()),
+                # Owns the local ComfyUI instances; they outlive a web or worker restart.
+                ChildSpec("launcher", [sys.executable, MANAGE_PY, "launcher"], env=_child_env()),
             ]
             if demo:
                 argv = demo_fleet.simulator_argv(demo, demo_port, settings.DATA_DIR / "demo")
