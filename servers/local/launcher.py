@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from comfyweb.backoff import backoff_delay
@@ -120,7 +120,10 @@ class Launcher:
         waker = _Waker()
         try:
             while not stop():
-                self.tick()
+                try:
+                    self.tick()
+                except DatabaseError as error:  # the children run on; the next tick retries
+                    logger.warning("instances not read: %s", error)
                 waker.wait(self.config.tick)
         finally:
             waker.close()

@@ -475,6 +475,40 @@ OPERATIONS: dict[str, list[Case]] = {
         op(staff_only(DELETED), ids={"pool_id": "spare_pool"}),  # no containers: at once
         op(staff_only(ok(202, writes=True)), ids={"pool_id": "pool"}, label="draining"),
     ],
+    # Local ComfyUI instances (#14): staff only, reading included (they name paths and
+    # processes of the machine). Start, stop and restart write what staff want.
+    "GET /api/v1/local-instances": [op(staff_only(OK_API))],
+    "POST /api/v1/local-instances": [
+        op(
+            staff_only(CREATED),
+            body=lambda ids: {"name": "new-local", "comfyui_dir": "/opt/ComfyUI", "port": 8292},
+        )
+    ],
+    "GET /api/v1/local-instances/{instance_id}": [
+        op(staff_only(OK_API), ids={"instance_id": "local_instance"})
+    ],
+    "PATCH /api/v1/local-instances/{instance_id}": [
+        op(
+            staff_only(CHANGED),
+            ids={"instance_id": "local_instance"},
+            body=lambda ids: {"autostart": True},
+        )
+    ],
+    "DELETE /api/v1/local-instances/{instance_id}": [
+        op(staff_only(DELETED), ids={"instance_id": "spare_local_instance"})
+    ],
+    "POST /api/v1/local-instances/{instance_id}/start": [
+        op(staff_only(CHANGED), ids={"instance_id": "local_instance"})
+    ],
+    "POST /api/v1/local-instances/{instance_id}/stop": [
+        op(staff_only(CHANGED), ids={"instance_id": "local_instance"})
+    ],
+    "POST /api/v1/local-instances/{instance_id}/restart": [
+        op(staff_only(CHANGED), ids={"instance_id": "local_instance"})
+    ],
+    "GET /api/v1/local-instances/{instance_id}/logs": [
+        op(staff_only(OK_API), ids={"instance_id": "local_instance"})
+    ],
     # Workflows.
     "GET /api/v1/workflows": [
         op(signed_in(OK_LIST)),

@@ -41,6 +41,7 @@ from api.api import api
 from api.models import ApiToken
 from api.tokens import issue_token
 from servers.containers.models import Container
+from servers.local.models import LocalInstance
 from servers.models import FleetSettings, ServerKind
 from tasks import previews
 from tasks.models import Batch, Output, Status
@@ -206,6 +207,13 @@ def build_world() -> World:
     container = Container.objects.create(pool=pool, host=docker_host, port=20000)
     spare_docker_host = make_docker_host("docker-spare")
     spare_pool = make_pool("pool-spare")
+    # Local ComfyUI instances (stopped: no launcher runs here), one to keep, one to remove.
+    local_instance = LocalInstance.objects.create(
+        name="local-shared", comfyui_dir="/opt/ComfyUI", port=8290
+    )
+    spare_local_instance = LocalInstance.objects.create(
+        name="local-spare", comfyui_dir="/opt/ComfyUI", port=8291
+    )
     template = empty_save_template(team)  # its first parameter: width, an int
     version = template.workflow_version
     workflow = version.workflow
@@ -273,6 +281,8 @@ def build_world() -> World:
         "pool": pool.pk,
         "container": container.pk,
         "spare_pool": spare_pool.pk,
+        "local_instance": local_instance.pk,
+        "spare_local_instance": spare_local_instance.pk,
         "workflow": workflow.pk,
         "spare_workflow": spare.pk,
         "template": template.pk,
