@@ -13,6 +13,7 @@ class ServersConfig(AppConfig):
         from servers import status_panel
         from servers.containers import panel as container_panel
         from servers.containers import tending
+        from servers.local import admin as local_admin  # noqa: F401 (registers it)
         from servers.local import console as local_console
         from servers.monitor.heartbeat import check_monitor
 
