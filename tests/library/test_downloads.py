@@ -13,7 +13,7 @@ from library import downloader, store
 from library.http import HOST_LIMIT
 from library.models import Download, DownloadRange, DownloadState, ModelFile
 from library.requests import cancel, request_download, retry
-from tests.library.conftest import run_in_background, wait_for
+from tests.library.conftest import concurrent_database, run_in_background, wait_for
 from tests.range_server import Faults, MiB
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -193,6 +193,7 @@ def test_custom_headers_go_to_the_origin_only_not_after_a_redirect_to_another_ho
     assert "s3cr3t" not in str(download)
 
 
+@concurrent_database
 def test_cancel_stops_a_running_download_and_removes_the_part(range_server, models_dir, enqueued):
     server = range_server(4 * RANGE, rate=2 * MiB)
     download = request_download(server.url(), "vae", connections=2)
@@ -221,6 +222,7 @@ def test_a_queued_download_is_canceled_at_once_and_its_job_does_nothing(
     assert server.requests == []
 
 
+@concurrent_database
 def test_a_failed_download_retried_resumes_from_its_part(range_server, models_dir, enqueued):
     size = 6 * RANGE
     server = range_server(size, rate=4 * MiB)
