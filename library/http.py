@@ -8,6 +8,10 @@ one error type it raises.
 - Every request has timeouts; a failure is a `FetchError` that says whether
   trying again can help (`permanent`) and how long the server asked us to wait
   (`retry_after`). Messages name the host and the status, never a header.
+- httpx's own line per request is dropped while a download runs: it holds the
+  full URL, whose query string may be a signed, short-lived credential (CDN
+  redirects), and a large file makes a thousand of them. The downloader logs
+  its own lines, naming the host only.
 - Concurrency per host is bounded for the whole process (per event loop: each
   worker job runs one loop), on top of each download's own `connections`.
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +42,17 @@ REDIRECTS = (301, 302, 303, 307, 308)
 HEAD_REFUSED = (400, 403, 405, 501)
 # Advice for a 401/403 (not a secret, whatever the linter's S105 thinks of the name).
 ACCESS_HINT = "the file may need a token: add an Authorization header to the download"
+
+
+_downloading = contextvars.ContextVar("library_downloading", default=False)
+
+
+class _QuietDuringDownloads(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _downloading.get()
+
+
+logging.getLogger("httpx").addFilter(_QuietDuringDownloads())
 
 
 class FetchError(Exception):
@@ -162,10 +179,13 @@ class Fetcher:
         )
 
     async def __aenter__(self) -> Fetcher:
+        # Set in the caller's context: the tasks it starts from here on inherit it.
+        self._quiet = _downloading.set(True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()
+        _downloading.reset(self._quiet)
 
     def _headers_for(self, url: httpx.URL, extra: Mapping[str, str]) -> dict[str, str]:
         if origin_of(url) == self._origin:

@@ -190,6 +190,8 @@ def test_custom_headers_go_to_the_origin_only_not_after_a_redirect_to_another_ho
     assert all("authorization" not in r.headers and "x-team" not in r.headers for r in other)
     assert len([r for r in other if r.status == 206 and "if-range" in r.headers]) == 3
     assert "s3cr3t" not in caplog.text
+    assert "HTTP Request" not in caplog.text  # httpx's line with the whole URL
+    assert "completed" in caplog.text  # the downloader's own lines
     assert "s3cr3t" not in str(download)
 
 
