@@ -14,14 +14,14 @@ class ServersConfig(AppConfig):
         from servers.containers import panel as container_panel
         from servers.containers import tending
         from servers.local import admin as local_admin  # noqa: F401 (registers it)
-        from servers.local import console as local_console
+        from servers.local import panel as local_panel
         from servers.monitor.heartbeat import check_monitor
 
         topics.register(status_panel.fleet_topic)
         topics.register(status_panel.detail_topic)
         topics.register(container_panel.section_topic)
         topics.register(container_panel.pool_topic)
-        topics.register(local_console.console_topic)  # staff only
+        topics.register(local_panel.instance_topic)  # staff only
         # /healthz reports whether a monitor process is alive (S9).
         health.register(check_monitor)
         # A worker that starts adopts or removes the containers of an earlier run (A7).

@@ -4,6 +4,7 @@ from django.urls import path
 
 from servers import views
 from servers.containers import views as containers
+from servers.local import views as local
 
 app_name = "servers"
 urlpatterns = [
@@ -20,4 +21,9 @@ urlpatterns = [
     path("pools/<int:pk>/panel", containers.pool_panel, name="pool_panel"),
     path("pools/<int:pk>/scale", containers.pool_scale, name="pool_scale"),
     path("pools/<int:pk>/autoscale", containers.pool_autoscale, name="pool_autoscale"),
+    # Local ComfyUI instances (issue #14), staff only.
+    path("local/<int:pk>/", local.instance_page, name="local"),
+    path("local/<int:pk>/start", local.instance_start, name="local_start"),
+    path("local/<int:pk>/stop", local.instance_stop, name="local_stop"),
+    path("local/<int:pk>/restart", local.instance_restart, name="local_restart"),
 ]

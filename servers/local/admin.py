@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from servers.local import control
 from servers.local.models import LocalInstance
@@ -48,6 +50,7 @@ OBSERVATION = [
 class LocalInstanceAdmin(admin.ModelAdmin):
     list_display = [
         "name",
+        "page",
         "state",
         "wanted",
         "port",
@@ -67,6 +70,11 @@ class LocalInstanceAdmin(admin.ModelAdmin):
         ("How it runs", {"fields": ["args", "environment", "gpus", "autostart", "auto_restart"]}),
         ("What the launcher saw", {"fields": OBSERVATION}),
     ]
+
+    @admin.display(description="Page")
+    def page(self, instance: LocalInstance) -> str:
+        url = reverse("servers:local", args=[instance.pk])
+        return format_html('<a href="{}">status and console</a>', url)
 
     def save_model(self, request: HttpRequest, obj: LocalInstance, form, change: bool) -> None:
         if change:

@@ -1,12 +1,10 @@
-"""A local instance's console: its last lines, readable from any process, and live.
+"""A local instance's console: its last lines, readable from any process.
 
 The launcher tails each instance's log file and hands the new lines here: they
 go to a capped Redis list (the last `LINES_KEPT`, the ring buffer web and the API
-read with `console_tail`) and, live, to the staff-only "local-console" topic
-keyed by instance id: the console block re-rendered (`fragment.update`, for the
-instance page) and the new lines as data (`console.lines`, for event streams).
-Redis being away loses console lines, never the instance: every call here is
-best effort and never raises.
+read with `console_tail`); `servers.local.panel` pushes them live. Redis being
+away loses console lines, never the instance: every call here is best effort and
+never raises.
 """
 
 from __future__ import annotations
@@ -15,31 +13,14 @@ import contextlib
 import functools
 import logging
 from collections.abc import Sequence
-from typing import TypedDict
 
 import redis
 from django.conf import settings
-from django.template.loader import render_to_string
-
-from comfyweb import live, topics
 
 logger = logging.getLogger("servers.local")
 
-TOPIC = "local-console"
 LINES_KEPT = 500
-TEMPLATE = "servers/local_console.html"
 _PREFIX = "comfyweb:local"
-
-
-class ConsoleLines(TypedDict):
-    """`console.lines` data: lines the instance printed since the last push."""
-
-    instance: int
-    lines: list[str]
-
-
-def console_target(instance_id: int) -> str:
-    return f"local-{instance_id}-console"
 
 
 def _lines_key(instance_id: int) -> str:
@@ -113,35 +94,3 @@ def load_offset(instance_id: int) -> tuple[int, int] | None:
         return int(inode), int(offset)
     except ValueError:
         return None
-
-
-def render_console(instance_id: int, lines: Sequence[str] | None = None) -> str:
-    if lines is None:
-        lines = console_tail(instance_id)
-    context = {"target": console_target(instance_id), "instance_id": instance_id, "lines": lines}
-    return render_to_string(TEMPLATE, context)
-
-
-def publish(instance_id: int, new_lines: Sequence[str]) -> None:
-    """Push the console to the instance's page and the new lines to event streams."""
-    key = str(instance_id)
-    data: ConsoleLines = {"instance": instance_id, "lines": list(new_lines)}
-    live.publish_data(TOPIC, "console.lines", data, key=key)
-    live.publish_fragment(TOPIC, console_target(instance_id), render_console(instance_id), key=key)
-
-
-def _staff(user, key: str | None) -> bool:
-    return (
-        user.is_authenticated
-        and user.is_active
-        and user.is_staff
-        and key is not None
-        and key.isdigit()
-    )
-
-
-console_topic = topics.Topic(
-    name=TOPIC,
-    allowed=_staff,
-    snapshot=lambda user, key: [(console_target(int(key)), render_console(int(key)))],
-)

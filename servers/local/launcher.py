@@ -42,7 +42,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from comfyweb.backoff import backoff_delay
-from servers.local import console, fleet, logfile, modelpaths, procs
+from servers.local import console, fleet, logfile, modelpaths, panel, procs
 from servers.local.control import WAKE_CHANNEL
 from servers.local.models import (
     HALTED_STATES,
@@ -396,11 +396,11 @@ class Launcher:
         """CRASHED, with its last log lines: left alone until staff start it again."""
         log_path = Path(instance.log_path or instance.default_log_path())
         tail = "\n".join(logfile.last_lines(log_path, self.config.error_lines))
-        self._note(instance, reason)
         error = f"{reason}; its last log lines:\n{tail}" if tail else reason
         LocalInstance.objects.filter(pk=instance.pk).update(
             state=LocalState.CRASHED, error=error, next_start_at=None, **gone
         )
+        self._note(instance, reason)  # after the update: the push shows it crashed
         logger.warning("instance %s crashed: %s", instance.name, reason)
 
     def _adopt(self, instance: LocalInstance, now: datetime) -> None:
@@ -486,7 +486,7 @@ class Launcher:
         if lines:
             console.append(child.instance_id, lines)
             console.save_offset(child.instance_id, child.tail.inode, child.tail.offset)
-            console.publish(child.instance_id, lines)
+            panel.publish(child.instance_id, lines)
 
     def _note(self, instance: LocalInstance, text: str) -> None:
         """A line in the instance's console (through its log file)."""
@@ -501,7 +501,7 @@ class Launcher:
             tail = logfile.LogTail.at_end(path)
             console.append(instance.pk, [f"[launcher] {text}"])
             console.save_offset(instance.pk, tail.inode, tail.offset)
-            console.publish(instance.pk, [f"[launcher] {text}"])
+            panel.publish(instance.pk, [f"[launcher] {text}"])
 
 
 def _resumed_tail(instance_id: int, path: Path) -> logfile.LogTail:

@@ -243,6 +243,14 @@ PAGES: dict[str, list[Case]] = {
     "servers:container_recreate": staff_post(True, ids={"pk": "container"}),
     # Queues the worker's job (the broker is Redis): nothing written here.
     "servers:container_remove": staff_post(False, ids={"pk": "container"}),
+    # A local ComfyUI instance's page (#14): staff only; the buttons say what staff want.
+    "servers:local": [
+        page("GET", staff_only(OK_PAGE, STAFF_GATE), STAFF_GATE, ids={"pk": "local_instance"}),
+        page("POST", staff_only(NOT_ALLOWED, STAFF_GATE), STAFF_GATE, ids={"pk": "local_instance"}),
+    ],
+    "servers:local_start": staff_post(True, ids={"pk": "local_instance"}),
+    "servers:local_stop": staff_post(True, ids={"pk": "local_instance"}),
+    "servers:local_restart": staff_post(True, ids={"pk": "local_instance"}),
     # Workflows and templates.
     "workflows:workflows": [
         page("GET", signed_in(OK_LIST)),

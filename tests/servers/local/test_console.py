@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from comfyweb import topics
-from servers.local import console, logfile, modelpaths
+from servers.local import console, logfile, modelpaths, panel
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +66,8 @@ def test_the_ring_buffer_keeps_the_last_lines():
     assert console.console_tail(4242, 10) == []
 
 
-def test_only_staff_may_follow_a_console():
-    topic = topics.get(console.TOPIC)
+def test_only_staff_may_follow_an_instance_and_its_console():
+    topic = topics.get(panel.TOPIC)
     staff = make_user("root", staff=True)
     member = make_user("ada")
     assert topic.allowed(staff, "7")
