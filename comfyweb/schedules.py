@@ -12,6 +12,8 @@ RECURRING = {
     "tasks.reconcile": ("tasks.jobs.reconcile", 1),
     # Container pools: adopt, watch, heal and size them (wake-ups do the fast path).
     "servers.tend_pools": ("servers.jobs.tend_pools", 1),
+    # Downloads whose job went missing while the worker kept running.
+    "library.resume_downloads": ("library.jobs.resume_downloads", 1),
     # Idempotency-Key answers are kept 24 hours (api/idempotency.py).
     "api.forget_idempotency_keys": ("api.jobs.forget_idempotency_keys", 60),
 }

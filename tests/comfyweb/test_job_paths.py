@@ -16,7 +16,7 @@ from pathlib import Path
 from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("api", "comfyweb", "servers", "tasks")
+APPS = ("api", "comfyweb", "library", "servers", "tasks")
 DOTTED = re.compile(rf"^(?:{'|'.join(APPS)})(?:\.\w+)+$")
 NOT_JOBS = {"settings.py", "urls.py"}
 
@@ -57,6 +57,10 @@ def test_every_job_path_names_a_function_of_a_jobs_module():
         "tasks.jobs.collect_outputs",
         "comfyweb.jobs.publish_health",
         "api.jobs.forget_idempotency_keys",
+        "servers.jobs.tend_pools",
+        "servers.jobs.remove_container",
+        "library.jobs.run_download",
+        "library.jobs.resume_downloads",
     } <= set(jobs)
     outside = {s: f for s, f in jobs.items() if not defined_in_a_jobs_module(s)}
     assert outside == {}, "jobs queued outside a jobs.py (path: file)"
