@@ -246,6 +246,17 @@ class Launcher:
             self._watch_starting(instance, child, now)
         elif instance.state == LocalState.RUNNING:
             self._watch_running(instance, now)
+        elif instance.state == LocalState.STOPPING:  # recorded, never signalled
+            self._begin_stop(instance, child, "it was recorded as stopping")
+        else:
+            # Its start was not recorded (the database failed after the spawn): record it.
+            LocalInstance.objects.filter(pk=instance.pk).update(
+                state=LocalState.STARTING,
+                pid=child.pid,
+                process_started=child.starttime,
+                started_at=now,
+                log_path=str(child.tail.path),
+            )
 
     def _start(self, instance: LocalInstance, now: datetime) -> None:
         automatic = instance.state == LocalState.STARTING and instance.next_start_at is not None

@@ -263,3 +263,17 @@ def test_an_install_without_main_py_is_refused(launcher, make_instance, tmp_path
     request_start(instance)
     instance = drive(launcher, instance, lambda i: i.state == LocalState.ERROR)
     assert instance.error == f"there is no main.py in {empty}"
+
+
+def test_a_spawn_whose_record_was_lost_is_recorded_not_started_twice(launcher, make_instance):
+    instance = make_instance("studio")
+    request_start(instance)
+    launcher.tick()  # spawned
+    (child,) = launcher.children.values()
+    # The database lost the write (it failed after the spawn).
+    type(instance).objects.filter(pk=instance.pk).update(state=LocalState.STOPPED, pid=None)
+
+    instance = drive(launcher, instance, lambda i: i.state == RUNNING)
+
+    assert instance.pid == child.pid
+    assert list(launcher.children.values()) == [child]
