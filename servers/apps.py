@@ -15,6 +15,7 @@ class ServersConfig(AppConfig):
         from servers.containers import tending
         from servers.local import admin as local_admin  # noqa: F401 (registers it)
         from servers.local import panel as local_panel
+        from servers.local.heartbeat import check_launcher
         from servers.monitor.heartbeat import check_monitor
 
         topics.register(status_panel.fleet_topic)
@@ -24,6 +25,7 @@ class ServersConfig(AppConfig):
         topics.register(local_panel.instance_topic)  # staff only
         # /healthz reports whether a monitor process is alive (S9).
         health.register(check_monitor)
+        health.register(check_launcher)  # ...and a launcher, once local instances exist
         # A worker that starts adopts or removes the containers of an earlier run (A7).
         cluster_started.connect(tending.cluster_started, dispatch_uid="servers.tend_pools")
         # The Servers page's Containers section and the pool pages follow the scheduler.

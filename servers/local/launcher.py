@@ -42,7 +42,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from comfyweb.backoff import backoff_delay
-from servers.local import console, fleet, logfile, modelpaths, panel, procs
+from servers.local import console, fleet, heartbeat, logfile, modelpaths, panel, procs
 from servers.local.control import WAKE_CHANNEL
 from servers.local.models import (
     HALTED_STATES,
@@ -124,11 +124,23 @@ class Launcher:
                     self.tick()
                 except DatabaseError as error:  # the children run on; the next tick retries
                     logger.warning("instances not read: %s", error)
+                self._beat()
                 waker.wait(self.config.tick)
         finally:
             waker.close()
+            self._beat(stopping=True)
             if not leave_running:
                 self.shutdown()
+
+    def _beat(self, *, stopping: bool = False) -> None:
+        """/healthz sees this launcher (`servers.local.heartbeat`); a Redis blip costs a beat."""
+        try:
+            if stopping:
+                heartbeat.clear_heartbeat()
+            else:
+                heartbeat.write_heartbeat(len(self.children), self.config.tick)
+        except Exception as error:
+            logger.warning("launcher heartbeat not written: %s", error)
 
     def acquire_lock(self, stop: Callable[[], bool]) -> None:
         """One launcher per data directory: two would both start every instance. The
