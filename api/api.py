@@ -9,6 +9,7 @@ from api.errors import install_handlers
 from api.parser import JsonObjectParser
 from api.routers import (
     docker_hosts,
+    downloads,
     events,
     health,
     local_instances,
@@ -53,6 +54,7 @@ ROUTERS = (
     docker_hosts,
     pools,
     local_instances,
+    downloads,
     workflows,
     templates,
     tasks,

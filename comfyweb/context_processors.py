@@ -25,6 +25,7 @@ NAVIGATION = (
     NavItem("Tasks", "tasks:tasks", ("tasks:task", "tasks:batch")),
     NavItem("Gallery", "tasks:gallery", ("tasks:gallery", "tasks:output_detail")),
     NavItem("Servers", "servers:list", ("servers:",)),
+    NavItem("Models", "library:downloads", ("library:",)),
     NavItem("Admin", "admin:index", ("admin:",), staff_only=True),
 )
 

@@ -25,6 +25,7 @@ urlpatterns = [
     ),
     path("", include("api.urls")),
     path("servers/", include("servers.urls")),
+    path("library/", include("library.urls")),
     path("", include("workflows.urls")),
     path("", include("tasks.urls")),
     path("admin/", admin.site.urls),

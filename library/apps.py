@@ -12,9 +12,9 @@ class LibraryConfig(AppConfig):
     def ready(self) -> None:
         from comfyweb import topics
         from comfyweb.signals import cluster_started
-        from library import progress, requests
+        from library import panel, requests
 
-        # Pages follow downloads on the "downloads" topic (signed-in users).
-        topics.register(progress.downloads_topic)
+        # The Downloads page follows downloads on the "downloads" topic (signed-in users).
+        topics.register(panel.downloads_topic)
         # A worker that starts queues the downloads a stopped or killed one left behind.
         cluster_started.connect(requests.resume_interrupted, dispatch_uid="library.resume")

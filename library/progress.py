@@ -2,27 +2,37 @@
 (never its headers) and its live updates on the "downloads" topic.
 
 The downloader calls `publish_progress()` at most twice a second per download
-and on every change of state. Until the library's pages exist there is no panel
-to refresh, so the update is typed JSON (`live.publish_data`, event
-"download.progress"): the API's event streams carry it and browsers ignore it.
-The pages' author adds a refresh hint here (`live.publish_refresh`) and a
-snapshot to the topic.
+and on every change of state (requests call it on asking, cancelling and
+retrying). Each call sends two things on the topic:
+
+- typed JSON (`live.publish_data`, event "download.progress"): the API's event
+  streams carry it and browsers ignore it;
+- a refresh hint for the Downloads page's panel (`live.publish_refresh`): the
+  panel differs per user (staff see the full URL and the Cancel/Retry buttons), so
+  each browser fetches its own (`library:downloads_panel`, `library/panel.py`),
+  at most once a second however many hints arrive (static/js/live.js). A hint is
+  never dropped here: the one after a download's last change must arrive.
 """
 
 from __future__ import annotations
 
 from typing import TypedDict
+from urllib.parse import urlsplit, urlunsplit
 
-from comfyweb import live, topics
-from library.models import Download
+from django.urls import reverse
+
+from comfyweb import live
+from library.models import Download, DownloadState
 
 TOPIC = "downloads"
 EVENT = "download.progress"
+# The element the Downloads page's live panel replaces (library/panel.py renders it).
+TARGET = "downloads-panel"
 
 
 class DownloadSummary(TypedDict):
     """What anyone may see of a download. Not its headers; not its URL, whose query
-    string may hold a signed token (the pages show it to the people who may see it)."""
+    string may hold a signed token (`shown_url` gives each reader what they may see)."""
 
     id: int
     folder: str
@@ -30,7 +40,9 @@ class DownloadSummary(TypedDict):
     state: str
     size: int | None
     downloaded: int
+    fraction: float | None  # downloaded / size; None while the size is unknown
     speed_bps: int
+    eta_seconds: float | None  # remaining / speed while running; else None
     connections: int  # requested
     active_connections: int
     expected_sha256: str
@@ -45,6 +57,39 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def fraction(download: Download) -> float | None:
+    """How much is fetched, 0..1; None while the size is unknown (1 once completed)."""
+    if download.state == DownloadState.COMPLETED:
+        return 1.0
+    if not download.size:
+        return None
+    return round(min(download.downloaded / download.size, 1.0), 4)
+
+
+def eta_seconds(download: Download) -> float | None:
+    """Seconds left at the current speed: only while running with a known size."""
+    if download.state != DownloadState.RUNNING or not download.size or download.speed_bps <= 0:
+        return None
+    return round(max(download.size - download.downloaded, 0) / download.speed_bps, 1)
+
+
+def shown_url(url: str, *, full: bool) -> str:
+    """The URL as a reader may see it: in full (staff, who ask for downloads), else
+    without the credentials and query string a signed or tokened URL carries."""
+    if full:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def summary(download: Download) -> DownloadSummary:
     return {
         "id": download.pk,
@@ -53,7 +98,9 @@ def summary(download: Download) -> DownloadSummary:
         "state": download.state,
         "size": download.size,
         "downloaded": download.downloaded,
+        "fraction": fraction(download),
         "speed_bps": download.speed_bps,
+        "eta_seconds": eta_seconds(download),
         "connections": download.connections,
         "active_connections": download.active_connections,
         "expected_sha256": download.expected_sha256,
@@ -66,12 +113,7 @@ def summary(download: Download) -> DownloadSummary:
 
 
 def publish_progress(download: Download) -> None:
-    """Tell browsers and event streams where `download` stands (best effort)."""
+    """Tell event streams where `download` stands and the Downloads pages to fetch
+    their panel again (best effort: `comfyweb.live` never raises)."""
     live.publish_data(TOPIC, EVENT, summary(download))
-
-
-def _signed_in(user, key: str | None) -> bool:
-    return key is None and user.is_authenticated and user.is_active
-
-
-downloads_topic = topics.Topic(name=TOPIC, allowed=_signed_in, snapshot=lambda user, key: [])
+    live.publish_refresh(TOPIC, TARGET, reverse("library:downloads_panel"))

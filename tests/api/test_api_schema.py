@@ -48,7 +48,7 @@ CHECKS = [
 
 
 @pytest.fixture
-def token(db, monkeypatch):
+def token(db, monkeypatch, settings, tmp_path):
     # Django's test client keeps the test's transaction open by not closing the
     # connection after each request; calling the WSGI handler directly must too.
     request_started.disconnect(close_old_connections)
@@ -59,6 +59,9 @@ def token(db, monkeypatch):
         monkeypatch.setattr(f"{module}.fetch_catalogue", _no_catalogue)
     monkeypatch.setattr("api.routers.servers.probe", _unreachable)
     monkeypatch.setattr("api.routers.docker_hosts.check_host", lambda host: host)
+    # Downloads (#14): generated ones are never fetched, and any file goes to a tmp library.
+    monkeypatch.setattr("library.requests.queue_download", lambda download_id: True)
+    settings.COMFYWEB_MODELS_DIR = tmp_path / "models"
     team = make_team("Schema")
     user = make_user("schema-staff", team=team, role=Role.ADMIN, staff=True)
     workflow = make_workflow(team, "schema workflow")

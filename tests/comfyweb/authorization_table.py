@@ -251,6 +251,22 @@ PAGES: dict[str, list[Case]] = {
     "servers:local_start": staff_post(True, ids={"pk": "local_instance"}),
     "servers:local_stop": staff_post(True, ids={"pk": "local_instance"}),
     "servers:local_restart": staff_post(True, ids={"pk": "local_instance"}),
+    # The models library (#14): everyone reads; staff add, cancel and retry downloads.
+    "library:downloads": [
+        page("GET", signed_in(OK_PAGE)),
+        page(
+            "POST",
+            staff_only(WRITE),
+            body=lambda ids: {
+                "url": "http://127.0.0.1:9/files/page.safetensors",
+                "folder": "checkpoints",
+                "connections": "4",
+            },
+        ),
+    ],
+    "library:downloads_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
+    "library:download_cancel": staff_post(True, ids={"pk": "download"}),
+    "library:download_retry": staff_post(True, ids={"pk": "failed_download"}),
     # Workflows and templates.
     "workflows:workflows": [
         page("GET", signed_in(OK_LIST)),
@@ -517,6 +533,25 @@ OPERATIONS: dict[str, list[Case]] = {
     "GET /api/v1/local-instances/{instance_id}/logs": [
         op(staff_only(OK_API), ids={"instance_id": "local_instance"})
     ],
+    # The models library (#14): as the fleet. Cancelling answers the download.
+    "GET /api/v1/downloads": [op(signed_in(OK_API))],
+    "POST /api/v1/downloads": [
+        op(
+            staff_only(CREATED),
+            body=lambda ids: {
+                "url": "http://127.0.0.1:9/files/api.safetensors",
+                "folder": "checkpoints",
+            },
+        )
+    ],
+    "GET /api/v1/downloads/{download_id}": [op(signed_in(OK_API), ids={"download_id": "download"})],
+    "DELETE /api/v1/downloads/{download_id}": [
+        op(staff_only(CHANGED), ids={"download_id": "download"})
+    ],
+    "POST /api/v1/downloads/{download_id}/retry": [
+        op(staff_only(CHANGED), ids={"download_id": "failed_download"})
+    ],
+    "GET /api/v1/models": [op(signed_in(OK_API))],
     # Workflows.
     "GET /api/v1/workflows": [
         op(signed_in(OK_LIST)),

@@ -40,6 +40,7 @@ from PIL import Image
 from api.api import api
 from api.models import ApiToken
 from api.tokens import issue_token
+from library.models import Download, DownloadState
 from servers.containers.models import Container
 from servers.local.models import LocalInstance
 from servers.models import FleetSettings, ServerKind
@@ -214,6 +215,17 @@ def build_world() -> World:
     spare_local_instance = LocalInstance.objects.create(
         name="local-spare", comfyui_dir="/opt/ComfyUI", port=8291
     )
+    # Downloads into the models library: one waiting for a worker, one that failed.
+    download = Download.objects.create(
+        url="http://127.0.0.1:9/files/queued.safetensors", folder="checkpoints", filename="q.bin"
+    )
+    failed_download = Download.objects.create(
+        url="http://127.0.0.1:9/files/failed.safetensors",
+        folder="loras",
+        filename="f.bin",
+        state=DownloadState.FAILED,
+        error="503",
+    )
     template = empty_save_template(team)  # its first parameter: width, an int
     version = template.workflow_version
     workflow = version.workflow
@@ -283,6 +295,8 @@ def build_world() -> World:
         "spare_pool": spare_pool.pk,
         "local_instance": local_instance.pk,
         "spare_local_instance": spare_local_instance.pk,
+        "download": download.pk,
+        "failed_download": failed_download.pk,
         "workflow": workflow.pk,
         "spare_workflow": spare.pk,
         "template": template.pk,
@@ -298,7 +312,10 @@ def build_world() -> World:
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[World]:
     """Built once; a transaction around the whole module rolls it back at the end."""
-    media = override_settings(MEDIA_ROOT=tmp_path_factory.mktemp("matrix-media"))
+    media = override_settings(
+        MEDIA_ROOT=tmp_path_factory.mktemp("matrix-media"),
+        COMFYWEB_MODELS_DIR=tmp_path_factory.mktemp("matrix-models"),
+    )
     with django_db_blocker.unblock(), media:
         outer = transaction.atomic()
         outer.__enter__()
