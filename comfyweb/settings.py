@@ -256,5 +256,8 @@ LOGGING = {
         "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+        # redis-py gives this logger a bare stderr handler of its own the first time a
+        # pub/sub is made, unless the logger exists already: it does, through ours.
+        "push_response": {"handlers": [], "propagate": True},
     },
 }

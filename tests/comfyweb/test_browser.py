@@ -21,7 +21,7 @@ def test_admin_logs_in_and_sees_the_dashboard_update_live(page, running_serve):
     # The socket's snapshot replaced the panel: still the same, all healthy.
     page.wait_for_selector("#health-panel .badge.ok")
     # database, redis, worker, monitor
-    assert page.locator("#health-panel [data-component]").count() == 4
+    assert page.locator("#health-panel [data-component]").count() == 5
     nav = page.locator("nav.mainnav a").all_inner_texts()
     assert nav[0] == "Dashboard"
     assert "Admin" in nav

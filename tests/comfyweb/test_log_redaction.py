@@ -14,6 +14,7 @@ import io
 import logging
 
 import pytest
+import redis
 from django.test import Client
 
 from api.tokens import issue_token
@@ -156,6 +157,16 @@ def test_every_log_handler_redacts():
     assert handlers
     for handler in handlers:
         assert any(isinstance(f, RedactSecrets) for f in handler.filters), handler
+
+
+def test_a_redis_pubsub_adds_no_handler_that_would_print_unredacted(settings):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        client.pubsub().close()  # the first pub/sub sets up redis-py's push_response logger
+    finally:
+        client.close()
+    assert logging.getLogger("push_response").handlers == []
+    test_every_log_handler_redacts()
 
 
 @pytest.mark.parametrize(

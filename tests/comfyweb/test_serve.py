@@ -37,6 +37,7 @@ def test_serve_becomes_healthy_and_the_printed_admin_can_log_in(running_serve):
             "redis": {"ok": True},
             "worker": {"ok": True},
             "monitor": {"ok": True},
+            "launcher": {"ok": True},
         },
     }
     with _login(running_serve, running_serve.username, running_serve.password) as client:
