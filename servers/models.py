@@ -141,21 +141,22 @@ class Server(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        # A container server is made (and removed) with its container by a pool; one
-        # added by hand would have no container and never be listed in the fleet.
-        if self.kind == ServerKind.CONTAINER and not (
-            self.pk and Container.objects.filter(server_id=self.pk).exists()
-        ):
-            raise ValidationError(
-                {"kind": "Container servers are made by container pools; add a pool instead."}
-            )
-        # So is a local server, by its local instance's launcher.
-        if self.kind == ServerKind.LOCAL and not (
-            self.pk and LocalInstance.objects.filter(server_id=self.pk).exists()
-        ):
-            raise ValidationError(
-                {"kind": "Local servers are made by local instances; add an instance instead."}
-            )
+        # Container and local servers are made (and removed) with what runs them; one
+        # added by hand would have nothing behind it and never be listed in the fleet.
+        made_by = {
+            ServerKind.CONTAINER: (
+                Container,
+                "Container servers are made by container pools; add a pool instead.",
+            ),
+            ServerKind.LOCAL: (
+                LocalInstance,
+                "Local servers are made by local instances; add an instance instead.",
+            ),
+        }
+        if self.kind in made_by:
+            owner, refusal = made_by[self.kind]
+            if not (self.pk and owner.objects.filter(server_id=self.pk).exists()):
+                raise ValidationError({"kind": refusal})
 
     @property
     def client_id(self) -> str:

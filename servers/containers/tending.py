@@ -202,7 +202,8 @@ def tend_pool(pool: ContainerPool, work: list[tuple[Requirements, int]], now: da
 
 
 def _holding(pool: ContainerPool) -> list[Container]:
-    containers = list(pool.containers.holding().select_related("host", "server"))
+    # Each server's state comes along: its in-flight count and health, read once a pass.
+    containers = list(pool.containers.holding().select_related("host", "server__state"))
     for container in containers:
         container.pool = pool  # one instance: a crash's backoff is seen by this pass's decision
     return containers
@@ -211,7 +212,8 @@ def _holding(pool: ContainerPool) -> list[Container]:
 def _step(container: Container, now: datetime) -> autoscale.ContainerView | None:
     """Move one container along; its view for the decision, None once it is gone."""
     state = container.state
-    inflight = _inflight(container)
+    server_state = _server_state(container)
+    inflight = server_state.inflight if server_state else 0
     if state == ContainerState.STARTING:
         if not container.docker_id:
             started = lifecycle.start(container)
@@ -219,7 +221,7 @@ def _step(container: Container, now: datetime) -> autoscale.ContainerView | None
         else:
             state = lifecycle.watch_starting(container, now)
     elif state == ContainerState.RUNNING:
-        if lifecycle.check_running(container, _health(container)):
+        if lifecycle.check_running(container, server_state and server_state.health):
             _track_idle(container, inflight, now)
         else:
             state = ContainerState.ERROR
@@ -235,23 +237,10 @@ def _step(container: Container, now: datetime) -> autoscale.ContainerView | None
     )
 
 
-def _inflight(container: Container) -> int:
-    if container.server_id is None:
-        return 0
-    return (
-        ServerState.objects.filter(server_id=container.server_id)
-        .values_list("inflight", flat=True)
-        .first()
-        or 0
-    )
-
-
-def _health(container: Container) -> str | None:
-    return (
-        ServerState.objects.filter(server_id=container.server_id)
-        .values_list("health", flat=True)
-        .first()
-    )
+def _server_state(container: Container) -> ServerState | None:
+    """What the monitor last saw of the container's server (None before it is one)."""
+    server = container.server
+    return getattr(server, "state", None) if server is not None else None
 
 
 def _track_idle(container: Container, inflight: int, now: datetime) -> None:
@@ -344,8 +333,6 @@ def _in_transition(
     now: datetime,
 ) -> bool:
     if started or decision.drain or any(view.state != "running" for view in views):
-        return True
-    if pool.containers.holding().filter(state=ContainerState.STOPPING).exists():
         return True
     live = sum(view.state in ("starting", "running") for view in views)
     if live > decision.desired:
