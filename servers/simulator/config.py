@@ -12,6 +12,8 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from servers.simulator import model_paths
+
 # Folder names GET /models answered on the recorded server, in its order.
 MODEL_FOLDERS: tuple[str, ...] = (
     "checkpoints",
@@ -68,6 +70,10 @@ class SimulatorConfig:
     # Model file names per folder ("checkpoints", "vae", ...). Folders not
     # listed are empty, as on the recorded peer.
     models: dict[str, list[str]] = field(default_factory=default_models)
+    # Directories searched per folder, as ComfyUI's models/ and an
+    # --extra-model-paths-config add them: their model files join `models`,
+    # rescanned on every request, so a file copied in shows up at once.
+    model_dirs: dict[str, list[pathlib.Path]] = field(default_factory=dict)
     node_seconds: dict[str, float] = field(default_factory=default_node_seconds)
     # Probability that a prompt fails at its first executed node with a
     # RuntimeError, to exercise retry paths. 0 means never.
@@ -86,7 +92,9 @@ class SimulatorConfig:
         return max(0.0, nominal * self.time_scale)
 
     def model_list(self, folder: str) -> list[str]:
-        return sorted(self.models.get(folder, []))
+        folder = model_paths.canonical(folder)
+        on_disk = model_paths.list_files(folder, self.model_dirs.get(folder, ()))
+        return sorted({*self.models.get(folder, []), *on_disk})
 
 
 @dataclass(frozen=True)

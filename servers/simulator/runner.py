@@ -16,13 +16,27 @@ import tempfile
 from collections.abc import Sequence
 from typing import TextIO
 
-from servers.simulator.config import SimulatorConfig, default_models, default_node_seconds
+from servers.simulator import model_paths
+from servers.simulator.config import (
+    MODEL_FOLDERS,
+    SimulatorConfig,
+    default_models,
+    default_node_seconds,
+)
 from servers.simulator.server import SimulatedComfyUI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=1, help="number of servers (default 1)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        "--listen",
+        dest="host",
+        nargs="?",
+        const="0.0.0.0",  # noqa: S104 - ComfyUI's bare --listen means every interface
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; a bare --listen, as ComfyUI: 0.0.0.0)",
+    )
     parser.add_argument(
         "--base-port",
         "--port",
@@ -59,6 +73,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--failure-rate", type=float, default=0.0, help="probability that a prompt fails"
     )
     parser.add_argument(
+        "--models-dir",
+        type=pathlib.Path,
+        default=None,
+        help="ComfyUI's own models/ directory (checkpoints/, loras/, ...): its model files "
+        "are listed alongside the built-in ones",
+    )
+    parser.add_argument(
+        "--extra-model-paths-config",
+        type=pathlib.Path,
+        action="append",
+        default=[],
+        help="a ComfyUI extra_model_paths.yaml whose folders are searched too (repeatable)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=pathlib.Path,
         default=None,
@@ -87,6 +115,17 @@ def _node_seconds(text: str) -> dict[str, float]:
     return seconds
 
 
+def _model_dirs(options: argparse.Namespace) -> dict[str, list[pathlib.Path]]:
+    own = {}
+    if options.models_dir is not None:
+        own = model_paths.models_dir_folders(options.models_dir, MODEL_FOLDERS)
+    try:
+        extra = [model_paths.read_config(path) for path in options.extra_model_paths_config]
+    except model_paths.ModelPathsError as exc:
+        raise ValueError(f"--extra-model-paths-config: {exc}") from exc
+    return model_paths.merge(own, *extra)
+
+
 def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[SimulatedComfyUI]:
     if options.count < 1:
         raise ValueError("--count must be at least 1")
@@ -97,6 +136,7 @@ def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[Simul
             [name.strip() for name in group.split(",") if name.strip()]
             for group in options.models.split(";")
         ]
+    model_dirs = _model_dirs(options)
     servers = []
     for index in range(options.count):
         models = default_models()
@@ -105,6 +145,7 @@ def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[Simul
         config = SimulatorConfig(
             time_scale=options.time_scale / speeds[index % len(speeds)],
             models=models,
+            model_dirs=model_dirs,
             node_seconds=_node_seconds(options.node_seconds),
             failure_rate=options.failure_rate,
         )
