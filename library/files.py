@@ -16,8 +16,9 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 
+from library.folders import FOLDERS
 from library.models import ModelFile, library_root
-from library.validation import FOLDERS, validate_filename
+from library.validation import validate_filename
 
 logger = logging.getLogger(__name__)
 

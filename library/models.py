@@ -17,8 +17,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import Q
 
+from library.folders import FOLDERS
 from library.validation import (
-    FOLDERS,
     validate_filename,
     validate_folder,
     validate_headers,

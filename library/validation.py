@@ -16,25 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ValidationError
 
-# ComfyUI's model folder names (folder_paths.py): the one list ComfyWeb keeps.
-FOLDERS: tuple[str, ...] = (
-    "checkpoints",
-    "loras",
-    "vae",
-    "clip",
-    "clip_vision",
-    "controlnet",
-    "upscale_models",
-    "embeddings",
-    "diffusion_models",
-    "unet",
-    "text_encoders",
-    "style_models",
-    "hypernetworks",
-    "gligen",
-    "photomaker",
-    "ipadapter",
-)
+from library.folders import FOLDERS
 
 MAX_FILENAME = 255
 MAX_HEADERS = 32
