@@ -23,6 +23,7 @@ class ServersConfig(AppConfig):
         topics.register(container_panel.section_topic)
         topics.register(container_panel.pool_topic)
         topics.register(local_panel.instance_topic)  # staff only
+        topics.register(local_panel.list_topic)  # staff only
         # /healthz reports whether a monitor process is alive (S9).
         health.register(check_monitor)
         health.register(check_launcher)  # ...and a launcher, once local instances exist

@@ -22,7 +22,10 @@ urlpatterns = [
     path("pools/<int:pk>/scale", containers.pool_scale, name="pool_scale"),
     path("pools/<int:pk>/autoscale", containers.pool_autoscale, name="pool_autoscale"),
     # Local ComfyUI instances (issue #14), staff only.
+    path("local/add", local.instance_add, name="local_add"),
     path("local/<int:pk>/", local.instance_page, name="local"),
+    path("local/<int:pk>/edit", local.instance_edit, name="local_edit"),
+    path("local/<int:pk>/delete", local.instance_delete, name="local_delete"),
     path("local/<int:pk>/start", local.instance_start, name="local_start"),
     path("local/<int:pk>/stop", local.instance_stop, name="local_stop"),
     path("local/<int:pk>/restart", local.instance_restart, name="local_restart"),

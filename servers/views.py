@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from servers import status_panel
 from servers.containers import panel as container_panel
+from servers.local import panel as local_panel
 from servers.models import BalancerDecision, FleetSettings, Server, ServerKind
 from servers.probe import probe
 from servers.simulator.control import ControlError, simulate_outage
@@ -19,6 +20,8 @@ def server_list(request: HttpRequest) -> HttpResponse:
     context = status_panel.table_context()
     context["decisions"] = BalancerDecision.objects.select_related("chosen")[:20]
     context |= container_panel.section_context(request.user)
+    if request.user.is_staff:
+        context |= local_panel.list_context()
     return render(request, "servers/list.html", context)
 
 

@@ -1,6 +1,8 @@
-"""A local instance's page, live: its status and console blocks, rendered on the
-server and pushed by the launcher on the staff-only "local-instance" topic (keyed
-by instance id).
+"""Local instances, live. An instance's page: its status and console blocks,
+rendered on the server and pushed by the launcher on the staff-only
+"local-instance" topic (keyed by instance id). The Servers page's list of
+instances: its rows, pushed on the staff-only "local-instances" topic when an
+instance's state changes.
 
 Every step the launcher takes writes a line of its own to the instance's console,
 so a push of the console (when lines arrive) also brings the status up to date.
@@ -20,6 +22,13 @@ from servers.local.models import LocalInstance
 
 TOPIC = "local-instance"
 TEMPLATE = "servers/local_instance.html"
+LIST_TOPIC = "local-instances"
+LIST_TEMPLATE = "servers/local_instances.html"
+LIST_TARGET = "local-instances-rows"
+
+# What the list shows of each instance, as last pushed by this process (the
+# launcher): the rows go out again only when one of them changed.
+_listed: dict[int, tuple] = {}
 
 
 class ConsoleLines(TypedDict):
@@ -48,12 +57,30 @@ def page_context(instance: LocalInstance) -> dict:
     }
 
 
-def render_status(instance_id: int) -> str:
-    instance = LocalInstance.objects.select_related("server").filter(pk=instance_id).first()
+def list_context() -> dict:
+    return {"local_instances": LocalInstance.objects.select_related("server")}
+
+
+def render_rows() -> str:
+    return render_to_string(f"{LIST_TEMPLATE}#local-rows", list_context())
+
+
+def _load(instance_id: int) -> LocalInstance | None:
+    return LocalInstance.objects.select_related("server").filter(pk=instance_id).first()
+
+
+def render_status(instance_id: int, instance: LocalInstance | None = None) -> str:
+    instance = instance or _load(instance_id)
     if instance is None:
         return f'<section id="{status_target(instance_id)}" class="card">Removed.</section>'
     context = {"instance": instance, "status_target": status_target(instance_id)}
     return render_to_string(f"{TEMPLATE}#local-status", context)
+
+
+def _listed_as(instance: LocalInstance | None) -> tuple:
+    if instance is None:
+        return ()
+    return (instance.state, instance.pid, instance.server_id, instance.restarts, instance.error)
 
 
 def render_console(instance_id: int, lines: Sequence[str] | None = None) -> str:
@@ -71,7 +98,14 @@ def publish(instance_id: int, new_lines: Sequence[str]) -> None:
     data: ConsoleLines = {"instance": instance_id, "lines": list(new_lines)}
     live.publish_data(TOPIC, "console.lines", data, key=key)
     live.publish_fragment(TOPIC, console_target(instance_id), render_console(instance_id), key=key)
-    live.publish_fragment(TOPIC, status_target(instance_id), render_status(instance_id), key=key)
+    instance = _load(instance_id)
+    live.publish_fragment(
+        TOPIC, status_target(instance_id), render_status(instance_id, instance), key=key
+    )
+    listed_as = _listed_as(instance)
+    if _listed.get(instance_id) != listed_as:
+        _listed[instance_id] = listed_as
+        live.publish_fragment(LIST_TOPIC, LIST_TARGET, render_rows())
 
 
 def _staff(user, key: str | None) -> bool:
@@ -92,4 +126,13 @@ def _snapshot(user, key: str | None) -> topics.Snapshot:
     ]
 
 
+def _list_snapshot(user, key: str | None) -> topics.Snapshot:
+    return [(LIST_TARGET, render_rows())]
+
+
+def _staff_list(user, key: str | None) -> bool:
+    return user.is_authenticated and user.is_active and user.is_staff and key is None
+
+
 instance_topic = topics.Topic(name=TOPIC, allowed=_staff, snapshot=_snapshot)
+list_topic = topics.Topic(name=LIST_TOPIC, allowed=_staff_list, snapshot=_list_snapshot)

@@ -1,14 +1,18 @@
-"""A local instance's page (staff only) and its start, stop and restart buttons.
+"""Local instances' pages (staff only): add, change and remove one, its page, and
+its start, stop and restart buttons. The list is a section of the Servers page.
 
 The buttons only say what staff want (`servers.local.control`) and wake the
-launcher; no request spawns or signals a process. The page follows what the
-launcher does through its live blocks (`servers.local.panel`).
+launcher; no request spawns or signals a process. The pages follow what the
+launcher does through their live blocks (`servers.local.panel`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -16,7 +20,49 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from servers.local import control, panel
+from servers.local.forms import LocalInstanceForm
 from servers.local.models import LocalInstance
+
+
+@staff_member_required
+def instance_add(request: HttpRequest) -> HttpResponse:
+    form = LocalInstanceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        instance = form.save()
+        messages.success(request, f"Added {instance.name}: start it when you are ready.")
+        return redirect("servers:local", pk=instance.pk)
+    context = {"form": form, "instance": None, "stand_in": _stand_in()}
+    return render(request, "servers/local_form.html", context)
+
+
+def _stand_in() -> dict[str, str]:
+    """The simulator's ComfyUI-like install (servers/simulator/comfyui), for trying it out."""
+    return {
+        "directory": str(Path(settings.BASE_DIR) / "servers" / "simulator" / "comfyui"),
+        "python": sys.executable,
+    }
+
+
+@staff_member_required
+def instance_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    instance = get_object_or_404(LocalInstance, pk=pk)
+    form = LocalInstanceForm(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        # Only the configuration: the launcher may be writing its state right now.
+        form.instance.save(update_fields=form.Meta.fields)
+        said = " It applies at the next start: restart it." if instance.pid else ""
+        messages.success(request, f"Saved {instance.name}.{said}")
+        return redirect("servers:local", pk=instance.pk)
+    return render(request, "servers/local_form.html", {"form": form, "instance": instance})
+
+
+@staff_member_required
+@require_POST
+def instance_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    instance = get_object_or_404(LocalInstance, pk=pk)
+    control.delete_instance(instance)
+    messages.success(request, f"Removed {instance.name}; the launcher stops its process.")
+    return redirect("servers:list")
 
 
 @staff_member_required

@@ -248,6 +248,38 @@ PAGES: dict[str, list[Case]] = {
         page("GET", staff_only(OK_PAGE, STAFF_GATE), STAFF_GATE, ids={"pk": "local_instance"}),
         page("POST", staff_only(NOT_ALLOWED, STAFF_GATE), STAFF_GATE, ids={"pk": "local_instance"}),
     ],
+    "servers:local_add": [
+        page("GET", staff_only(OK_PAGE, STAFF_GATE), STAFF_GATE),
+        page(
+            "POST",
+            staff_only(WRITE, STAFF_GATE),
+            STAFF_GATE,
+            body=lambda ids: {
+                "name": "added",
+                "comfyui_dir": "/opt/ComfyUI",
+                "python": "python3",
+                "port": "8293",
+                "auto_restart": "on",
+            },
+        ),
+    ],
+    "servers:local_edit": [
+        page("GET", staff_only(OK_PAGE, STAFF_GATE), STAFF_GATE, ids={"pk": "local_instance"}),
+        page(
+            "POST",
+            staff_only(WRITE, STAFF_GATE),
+            STAFF_GATE,
+            ids={"pk": "local_instance"},
+            body=lambda ids: {
+                "name": "edited",
+                "comfyui_dir": "/opt/ComfyUI",
+                "python": "python3",
+                "port": "8294",
+                "args": "--lowvram",
+            },
+        ),
+    ],
+    "servers:local_delete": staff_post(True, ids={"pk": "spare_local_instance"}),
     "servers:local_start": staff_post(True, ids={"pk": "local_instance"}),
     "servers:local_stop": staff_post(True, ids={"pk": "local_instance"}),
     "servers:local_restart": staff_post(True, ids={"pk": "local_instance"}),
