@@ -81,6 +81,7 @@ class Faults:
     retry_after: str = "1"  # ...with this Retry-After
     change_after: int | None = None  # once this many body bytes are served: a new file
     redirect: bool = False  # requests to the first listener are sent to the second
+    token: str | None = None  # requests without "Authorization: Bearer <token>" get a 401
 
 
 @dataclass
@@ -142,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, record: Recorded, content: Content, faults: Faults, head: bool) -> None:
         if faults.status:
             self._empty(record, faults.status)
+        elif faults.token and record.headers.get("authorization") != f"Bearer {faults.token}":
+            self._empty(record, 401, {"WWW-Authenticate": "Bearer"})
         elif faults.redirect and self.server.name == "origin":
             self._empty(record, 302, {"Location": self.server.other_base + self.path})
         elif head and faults.head_refused:
