@@ -7,7 +7,10 @@ It runs in the worker (`library.jobs.run_download`), never in a request:
    takes over from the dead runner.
 2. Probe the URL (`Fetcher.probe`): size, range support, ETag/Last-Modified.
    401/403/404 end the download at once. A changed ETag, Last-Modified or size
-   since the last run throws the .part and the recorded ranges away.
+   since the last run throws the .part and the recorded ranges away. If an earlier
+   completed download of the same URL saw the same size and validators and the
+   library still has its bytes, they are placed under this name: nothing is fetched
+   (`store.fetched_before`).
 3. Fetch the ranges (≤ 8 MiB each, `DownloadRange` rows) with up to
    `connections` requests at once (and at most `http.HOST_LIMIT` per host),
    each written at its offset with `os.pwrite`. A range whose connection drops
@@ -20,7 +23,8 @@ It runs in the worker (`library.jobs.run_download`), never in a request:
    A killed worker therefore re-fetches at most what arrived in the last half second.
 5. Verify the sha256 (against the expected one, if given), then `os.replace`
    into place, record the `ModelFile`, and have the servers that read the library
-   refetch their model lists.
+   refetch their model lists. A file whose sha256 the library has already (under
+   another name) becomes a hard link to it first: the bytes are stored once.
 
 A job runs at most `SLICE_SECONDS` (below django-q's job timeout), then puts the
 download back in the queue with its progress and queues itself again.
@@ -57,7 +61,7 @@ from library.http import (
     raise_for_status,
     transport_error,
 )
-from library.models import Download, DownloadState
+from library.models import Download, DownloadState, ModelFile
 from library.progress import publish_progress
 from library.readers import library_changed
 
@@ -131,6 +135,9 @@ class Run:
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._stop: str | None = None  # "cancel", "lost" or "slice"
         self._fetch: asyncio.Task[Remote] | None = None
+        # A library file with the bytes an earlier download of this URL got (see
+        # store.fetched_before): placed instead of fetching anything.
+        self.earlier: ModelFile | None = None
         self._flush_lock = asyncio.Lock()
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="library-db")
 
@@ -196,6 +203,9 @@ class Run:
                     logger.exception("download %s failed", self.download.pk)
                     error = failure
             deadline.cancel()
+            if remote is not None and self.earlier is not None and not self.stopping():
+                hashing.cancel()
+                return await self._place_earlier(self.earlier, remote, progress)
             if remote is not None and not self.stopping():
                 await self._flush()
                 hashing.cancel()
@@ -223,8 +233,12 @@ class Run:
 
     async def _fetch_all(self, fetcher: Fetcher) -> Remote:
         no_ranges = False
-        for _restart in range(MAX_RESTARTS + 1):
+        for restart in range(MAX_RESTARTS + 1):
             remote = await self._retrying("probe", fetcher.probe)
+            if restart == 0:
+                self.earlier = await self.db(store.fetched_before, self.download, remote)
+                if self.earlier is not None:
+                    return remote
             part = self.download.part_path
             part_size = part.stat().st_size if part.exists() else None
             plan = await self.db(
@@ -497,17 +511,62 @@ class Run:
             return await self._failed(message, forget_ranges=True)
         if d.final_path.exists():
             return await self._failed(f"{d.folder}/{d.filename} appeared in the library meanwhile")
-        progress.cancel()  # no progress write may follow the rename
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
+        # The library holds these bytes already (under another name): keep them once,
+        # the .part becoming a hard link to that file; where no link can be made, a
+        # copy would store them twice all the same, so the .part stays as it is.
+        note = ""
+        twin = await self.db(store.file_with, sha256)
+        if twin is not None and await asyncio.to_thread(
+            files.replace_with_link, twin.path, d.part_path
+        ):
+            note = store.copy_note(twin, linked=True)
+        await self._stop_progress(progress)
         os.replace(d.part_path, d.final_path)
-        placed = await self.db(store.complete, d.pk, self.runner, size=size, sha256=sha256)
+        placed = await self.db(
+            store.complete, d.pk, self.runner, size=size, sha256=sha256, note=note
+        )
         if placed is None:
             return "lost"
-        self.log("completed: %d bytes, sha256 %s", size, sha256)
+        self.log("completed: %d bytes, sha256 %s%s", size, sha256, f" ({note})" if note else "")
         await self.db(library_changed)
         await self.db(self._publish)
         return "completed"
+
+    async def _place_earlier(
+        self, twin: ModelFile, remote: Remote, progress: asyncio.Task[None]
+    ) -> str:
+        """The server still describes the file an earlier download of this URL got, and
+        the library has its bytes: placed under this name (a link, else a copy)."""
+        d = self.download
+        try:  # a copy takes a while: the heartbeat goes on meanwhile
+            linked = await asyncio.to_thread(files.place_copy, twin.path, d.final_path)
+        except FileExistsError:
+            return await self._failed(f"{d.folder}/{d.filename} appeared in the library meanwhile")
+        await self._stop_progress(progress)
+        files.remove_quietly(d.part_path)  # from an earlier time slice, if any
+        note = store.copy_note(twin, linked=linked)
+        placed = await self.db(
+            store.complete,
+            d.pk,
+            self.runner,
+            size=twin.size,
+            sha256=twin.sha256,
+            note=note,
+            remote=remote,
+        )
+        if placed is None:
+            return "lost"
+        self.log("completed without fetching (%s; ETag %s)", note, remote.etag or "none")
+        await self.db(library_changed)
+        await self.db(self._publish)
+        return "completed"
+
+    @staticmethod
+    async def _stop_progress(progress: asyncio.Task[None]) -> None:
+        """No progress write may follow the file's placing."""
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
 
     def _publish(self) -> None:
         download = Download.objects.filter(pk=self.download.pk).first()

@@ -72,13 +72,13 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
 
 
-def place_copy(source: Path, target: Path) -> None:
-    """Make `target` hold `source`'s bytes: a hard link, else a copy renamed into place.
-    Never overwrites: FileExistsError if `target` exists."""
+def place_copy(source: Path, target: Path) -> bool:
+    """Make `target` hold `source`'s bytes: a hard link (True), else a copy renamed into
+    place (False). Never overwrites: FileExistsError if `target` exists."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
-        return
+        return True
     except FileExistsError:
         raise
     except OSError:  # another file system, or links not supported: copy
@@ -91,6 +91,20 @@ def place_copy(source: Path, target: Path) -> None:
         os.replace(temporary, target)
     finally:
         remove_quietly(temporary)
+    return False
+
+
+def replace_with_link(source: Path, target: Path) -> bool:
+    """Make `target` (which exists) a hard link to `source`, in one rename; False, and
+    `target` untouched, where links cannot be made (another file system)."""
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.link")
+    try:
+        os.link(source, temporary)
+        os.replace(temporary, target)
+    except OSError:
+        remove_quietly(temporary)
+        return False
+    return True
 
 
 @dataclass(frozen=True)

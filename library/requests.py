@@ -64,7 +64,7 @@ def request_download(
             return _completed(download, existing)
         raise ValidationError({"filename": [IN_LIBRARY]})
     if download.expected_sha256:
-        twin = _file_with(download.expected_sha256)
+        twin = store.file_with(download.expected_sha256)
         if twin is not None:
             return _linked(download, twin)
     try:
@@ -76,16 +76,10 @@ def request_download(
     return download
 
 
-def _file_with(sha256: str) -> ModelFile | None:
-    for candidate in ModelFile.objects.filter(sha256=sha256):
-        if candidate.path.is_file() and candidate.path.stat().st_size == candidate.size:
-            return candidate
-    return None
-
-
-def _completed(download: Download, model_file: ModelFile) -> Download:
+def _completed(download: Download, model_file: ModelFile, note: str = "") -> Download:
     now = timezone.now()
     download.state = DownloadState.COMPLETED
+    download.error = note
     download.size = download.downloaded = model_file.size
     download.sha256 = model_file.sha256
     download.started_at = download.finished_at = now
@@ -97,14 +91,14 @@ def _completed(download: Download, model_file: ModelFile) -> Download:
 def _linked(download: Download, twin: ModelFile) -> Download:
     """The library has these bytes already: a hard link (or copy) under the new name."""
     try:
-        files.place_copy(twin.path, download.final_path)
+        linked = files.place_copy(twin.path, download.final_path)
     except FileExistsError:
         raise ValidationError({"filename": [IN_LIBRARY]}) from None
     with transaction.atomic():
         model_file = ModelFile.objects.create(
             folder=download.folder, filename=download.filename, size=twin.size, sha256=twin.sha256
         )
-        _completed(download, model_file)
+        _completed(download, model_file, store.copy_note(twin, linked=linked))
         transaction.on_commit(library_changed)
     logger.info(
         "download %s: %s/%s is a copy of %s", download.pk, download.folder, download.filename, twin

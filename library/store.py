@@ -248,18 +248,36 @@ def cancel_unclaimed(download_id: int) -> bool:
     return ended
 
 
-def complete(download_id: int, runner: str, *, size: int, sha256: str) -> ModelFile | None:
-    """The file is in place: the download completed and the library row made or updated."""
+def complete(
+    download_id: int,
+    runner: str,
+    *,
+    size: int,
+    sha256: str,
+    note: str = "",
+    remote: Remote | None = None,
+) -> ModelFile | None:
+    """The file is in place: the download completed and the library row made or updated.
+    `note` says how, when it is not the usual way (the bytes were in the library already);
+    `remote` is what the probe said, for a download that went no further than it."""
+    probed = {}
+    if remote is not None:
+        probed = {
+            "etag": remote.etag,
+            "last_modified": remote.last_modified,
+            "accepts_ranges": remote.ranges,
+        }
     with transaction.atomic():
         download = Download.objects.select_for_update().get(pk=download_id)
         ended = _end(
             _mine(download_id, runner),
             state=DownloadState.COMPLETED,
-            error="",
+            error=note,
             size=size,
             downloaded=size,
             sha256=sha256,
             cancel_requested=False,
+            **probed,
         )
         if not ended:
             return None
@@ -293,3 +311,55 @@ def request_cancel(download_id: int) -> None:
     Download.objects.filter(pk=download_id, state__in=(DownloadState.QUEUED, *_RUNNABLE)).update(
         cancel_requested=True
     )
+
+
+# -- the same bytes twice: stored once ------------------------------------------------
+
+
+def file_with(sha256: str) -> ModelFile | None:
+    """A library file with these bytes (by its recorded sha256) that is still there
+    at its recorded size; None if there is none."""
+    if not sha256:
+        return None
+    for candidate in ModelFile.objects.filter(sha256=sha256):
+        path = candidate.path
+        if path.is_file() and path.stat().st_size == candidate.size:
+            return candidate
+    return None
+
+
+def copy_note(twin: ModelFile, *, linked: bool) -> str:
+    """What a download that stored no bytes of its own says about it (page and API)."""
+    how = "a hard link to it" if linked else "a copy of it"
+    return f"already in the library as {twin}: stored as {how}"
+
+
+def same_file(remote: Remote, size: int | None, etag: str, last_modified: str) -> bool:
+    """Whether the probe describes the file an earlier download recorded, surely enough to
+    take its bytes instead of fetching: same size and ETag, and the ETag strong or the
+    Last-Modified the same. A server that names no validator never matches."""
+    if remote.size is None or size != remote.size or etag != remote.etag:
+        return False
+    strong = bool(etag) and not etag.startswith("W/")
+    return strong or (bool(last_modified) and last_modified == remote.last_modified)
+
+
+def fetched_before(download: Download, remote: Remote) -> ModelFile | None:
+    """A library file with the bytes that an earlier completed download of the same URL
+    got, if the server still describes the same file (`same_file`) and it is not the
+    hash this download expects otherwise."""
+    earlier = (
+        Download.objects.filter(url=download.url, state=DownloadState.COMPLETED)
+        .exclude(pk=download.pk)
+        .exclude(sha256="")
+        .only("size", "etag", "last_modified", "sha256")
+        .order_by("-finished_at")
+    )
+    if download.expected_sha256:
+        earlier = earlier.filter(sha256=download.expected_sha256)
+    for candidate in earlier:
+        if same_file(remote, candidate.size, candidate.etag, candidate.last_modified):
+            twin = file_with(candidate.sha256)
+            if twin is not None:
+                return twin
+    return None

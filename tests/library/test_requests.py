@@ -141,6 +141,9 @@ def test_a_file_the_library_has_is_linked_under_the_new_name_without_fetching(
     copy = models_dir / "loras" / "b.safetensors"
     assert copy.read_bytes() == original.path.read_bytes()
     assert os.stat(copy).st_ino == os.stat(original.path).st_ino  # a hard link
+    assert download.error == "already in the library as checkpoints/a.safetensors: " + (
+        "stored as a hard link to it"
+    )
     assert ModelFile.objects.filter(folder="loras", filename="b.safetensors").exists()
     assert server.requests == []
     assert enqueued == []
