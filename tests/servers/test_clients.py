@@ -51,3 +51,14 @@ async def test_the_catalogue_is_bounded_by_the_fleet_health_timeout():
 def test_the_catalogue_needs_the_fleet():
     with pytest.raises(ValueError, match="fleet"):
         client_for(_Server(), "catalogue")
+
+
+async def test_clients_of_every_purpose_share_one_tls_context():
+    """Loading the CA bundle costs tens of ms of CPU: never once per client."""
+    contexts = set()
+    for purpose in ("submit", "cleanup", "cancel", "reconcile", "outputs", "check"):
+        async with client_for(_Server(base_url="https://comfy.test/"), purpose) as client:
+            contexts.add(id(client._http._transport._pool._ssl_context))
+    async with client_for(_Server(), "catalogue", fleet=_Fleet()) as client:
+        contexts.add(id(client._http._transport._pool._ssl_context))
+    assert len(contexts) == 1
