@@ -43,6 +43,7 @@ class DockerHostAdmin(admin.ModelAdmin):
         "publish_address",
         "ports",
         "gpu_list",
+        "library",
         "enabled",
         "status",
         "engine_version",
@@ -55,7 +56,7 @@ class DockerHostAdmin(admin.ModelAdmin):
     actions = ["check_hosts"]
     fieldsets = [
         (None, {"fields": ["name", "docker_url", "publish_address", "enabled"]}),
-        ("What containers get", {"fields": ["port_min", "port_max", "gpus"]}),
+        ("What containers get", {"fields": ["port_min", "port_max", "gpus", "models_dir"]}),
         ("Last check", {"fields": readonly_fields}),
     ]
 
@@ -82,6 +83,10 @@ class DockerHostAdmin(admin.ModelAdmin):
     @admin.display(description="GPUs")
     def gpu_list(self, host: DockerHost) -> str:
         return ", ".join(host.gpus) or "—"
+
+    @admin.display(description="Models library")
+    def library(self, host: DockerHost) -> str:
+        return host.library_dir or "not mounted (tcp: no models directory)"
 
     @admin.display(description="Containers", ordering="held")
     def containers(self, host: DockerHost) -> int:
@@ -130,7 +135,10 @@ class ContainerPoolAdmin(admin.ModelAdmin):
     filter_horizontal = ["hosts"]
     fieldsets = [
         (None, {"fields": ["name", "image", "enabled"]}),
-        ("Container", {"fields": ["command", "environment", "volumes", "container_port"]}),
+        (
+            "Container",
+            {"fields": ["command", "environment", "volumes", "models_mount", "container_port"]},
+        ),
         (
             "Size",
             {

@@ -8,6 +8,10 @@ pool's id and its `Container` row's id. Identity is by label, not by name, so a
 container whose id never reached its row (the worker died between create and
 save) is still found (`labelled`) and removed (`remove_by_id`).
 
+Every container also gets the models library, read-only, at its pool's models
+mount (`ContainerPool.library_bind`): a file downloaded into the library is one
+its ComfyUI lists at once.
+
 Failures reach callers as `EngineError` (its message names the host), never as
 the SDK's, requests' or urllib3's own exceptions.
 """
@@ -18,6 +22,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -156,6 +161,14 @@ def run_spec(container: Container) -> dict[str, Any]:
         # No restart policy: a container that exits is the scheduler's to replace,
         # with its crash backoff, not the engine's to restart in a loop.
     }
+    if bind := pool.library_bind(host):
+        source, target = bind
+        # A mount, not a volume string: a bind source missing on the engine's machine
+        # is then refused at create (with the path) instead of made as an empty,
+        # root-owned directory that hides the library behind a ComfyUI with no models.
+        spec["mounts"] = [
+            docker.types.Mount(target=target, source=source, type="bind", read_only=True)
+        ]
     if container.gpus:
         spec["device_requests"] = [
             docker.types.DeviceRequest(device_ids=list(container.gpus), capabilities=[["gpu"]])
@@ -170,6 +183,7 @@ def create_container(container: Container) -> str:
     created but would not start is removed before EngineError is raised.
     """
     host, spec = container.host, run_spec(container)
+    _make_library(container)
     with _engine(host, CALL_TIMEOUT) as client:
         try:
             created = client.containers.create(**spec)
@@ -189,6 +203,25 @@ def create_container(container: Container) -> str:
                 f"Docker host {host.name} could not start {spec['name']}: {describe(exc)}"
             ) from exc
     return created.id
+
+
+def _make_library(container: Container) -> None:
+    """The library directory exists before it is bound, when it is on this machine.
+
+    A library nothing was downloaded into yet may not exist; on another machine
+    (a tcp engine with its models directory set) staff make it, and the engine's
+    refusal names the path if they did not.
+    """
+    host = container.host
+    bind = container.pool.library_bind(host)
+    if bind is None or not host.is_local:
+        return
+    try:
+        Path(bind[0]).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineError(
+            f"Docker host {host.name}: the models library {bind[0]} cannot be made: {exc}"
+        ) from exc
 
 
 def inspect(container: Container) -> Observed | None:

@@ -17,8 +17,11 @@ Imported by servers/models.py, so these are models of the `servers` app.
 
 from __future__ import annotations
 
+import posixpath
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
@@ -26,6 +29,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
+# Where ComfyUI's models/ directory is in the usual images (ComfyUI cloned to /opt/ComfyUI).
+DEFAULT_MODELS_MOUNT = "/opt/ComfyUI/models"
 
 
 def validate_docker_url(value: str) -> None:
@@ -87,6 +92,37 @@ def validate_volumes(value: object) -> None:
             raise ValidationError(f"{volume}: the mode is ro or rw")
 
 
+def validate_mount_path(value: str) -> None:
+    """An absolute, normalised POSIX path, not the root: where a bind starts or lands.
+
+    Normalised so that comparing two of them (a pool's volumes against its models
+    mount) compares what Docker would; no colon, which Docker's volume syntax
+    reads as a separator.
+    """
+    if (
+        not value.startswith("/")
+        or value.startswith("//")  # normpath keeps it: POSIX leaves its meaning open
+        or value == "/"
+        or posixpath.normpath(value) != value
+    ):
+        raise ValidationError(
+            f"{value}: an absolute path without a trailing slash, '.' or '..': /opt/ComfyUI/models"
+        )
+    if ":" in value or "," in value:
+        raise ValidationError(f"{value}: a path without ':' or ','")
+
+
+def volume_target(volume: object) -> str | None:
+    """The normalised target of a volume in Docker's short syntax, None if it has none."""
+    if not isinstance(volume, str) or len(parts := volume.split(":")) < 2 or not parts[1]:
+        return None
+    return posixpath.normpath(parts[1])
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 class HostStatus(models.TextChoices):
     UNKNOWN = "unknown", "Not checked yet"
     OK = "ok", "OK"
@@ -114,6 +150,15 @@ class DockerHost(models.Model):
         blank=True,
         validators=[validate_device_ids],
         help_text='The GPUs containers may be given, e.g. ["0", "1"]; empty for none.',
+    )
+    models_dir = models.CharField(
+        "models directory",
+        max_length=500,
+        blank=True,
+        validators=[validate_mount_path],
+        help_text="Where the models library is on this engine's machine, mounted read-only "
+        "into every container. Empty: ComfyWeb's own library for an engine on this machine "
+        "(a unix:// socket); none for a tcp:// engine.",
     )
     enabled = models.BooleanField(default=True)
     # Observation: written by engines.check_host, never by forms.
@@ -147,6 +192,35 @@ class DockerHost(models.Model):
     def port_count(self) -> int:
         return self.port_max - self.port_min + 1
 
+    @property
+    def is_local(self) -> bool:
+        """Its engine runs on ComfyWeb's own machine (reached through a unix socket)."""
+        return urlsplit(self.docker_url).scheme == "unix"
+
+    @property
+    def library_dir(self) -> str:
+        """Where the models library is on this engine's machine; "" when unknown.
+
+        An engine behind a unix socket runs on ComfyWeb's own machine, so its
+        library is ours. A tcp engine's machine has its own disks: we cannot know
+        where (or whether) the library is there unless staff say.
+        """
+        if self.models_dir:
+            return self.models_dir
+        if self.is_local:
+            return str(Path(settings.COMFYWEB_MODELS_DIR).resolve())
+        return ""
+
+    @property
+    def library_missing(self) -> str:
+        """Why its containers get no models library ("" when they do)."""
+        if self.library_dir:
+            return ""
+        return (
+            "not mounted: a remote engine (tcp) has no models directory set; set it to where "
+            "the library is on that machine"
+        )
+
 
 class ContainerPool(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -154,6 +228,14 @@ class ContainerPool(models.Model):
     command = models.JSONField(null=True, blank=True, default=None, validators=[validate_command])
     environment = models.JSONField(default=dict, blank=True, validators=[validate_environment])
     volumes = models.JSONField(default=list, blank=True, validators=[validate_volumes])
+    models_mount = models.CharField(
+        max_length=300,
+        default=DEFAULT_MODELS_MOUNT,
+        blank=True,
+        validators=[validate_mount_path],
+        help_text="Where ComfyUI's models/ directory is in the image: the models library is "
+        "mounted there read-only. Empty: not mounted.",
+    )
     container_port = models.PositiveIntegerField(default=8188, validators=PORT_VALIDATORS)
     min_size = models.PositiveSmallIntegerField(default=0)
     max_size = models.PositiveSmallIntegerField(default=1)
@@ -213,6 +295,39 @@ class ContainerPool(models.Model):
             and self.min_size > self.max_size
         ):
             raise ValidationError({"max_size": "The maximum size is at least the minimum."})
+        self._check_models_mount()
+
+    def _check_models_mount(self) -> None:
+        # Two mounts at one target fail at create ("Duplicate mount point"); one
+        # below the library's lands on a read-only bind Docker cannot create it in.
+        mount = self.models_mount
+        if not mount or not isinstance(self.volumes, list):
+            return
+        try:
+            validate_mount_path(mount)
+        except ValidationError:
+            return  # said by the field's own validator
+        for volume in self.volumes:
+            target = volume_target(volume)
+            if target is not None and _within(target, mount):
+                raise ValidationError(
+                    {
+                        "volumes": f"{volume}: {mount} is the models mount, where the models "
+                        "library is mounted read-only; choose another target, or empty the "
+                        "models mount to mount your own models there."
+                    }
+                )
+
+    def library_bind(self, host: DockerHost) -> tuple[str, str] | None:
+        """(directory on the host's machine, target in the container) of the library, or
+        None when this pool's containers on `host` get none (`library_missing` says why)."""
+        source = host.library_dir
+        return (source, self.models_mount) if self.models_mount and source else None
+
+    def library_missing(self, host: DockerHost) -> str:
+        if not self.models_mount:
+            return "not mounted: the pool has no models mount"
+        return host.library_missing
 
     def usable_hosts(self) -> models.QuerySet[DockerHost]:
         """The hosts this pool may place containers on, enabled or not."""

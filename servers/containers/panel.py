@@ -88,6 +88,15 @@ def pool_context(pool: ContainerPool, user) -> dict:
     return {"pool": pool, "decisions": decisions, "user": user}
 
 
+def page_context(pool: ContainerPool, user) -> dict:
+    """The pool's page: its live block and, per host it may use, where the library comes from."""
+    library = [
+        (host, bind[0] if (bind := pool.library_bind(host)) else "", pool.library_missing(host))
+        for host in pool.usable_hosts()
+    ]
+    return pool_context(pool, user) | {"library": library}
+
+
 def render_section(user) -> str:
     return render_to_string(f"{TEMPLATE}#containers-panel", section_context(user))
 

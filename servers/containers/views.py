@@ -22,7 +22,7 @@ REMOVE_JOB = "servers.jobs.remove_container"
 @require_GET
 def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pool = get_object_or_404(ContainerPool.objects.prefetch_related("hosts"), pk=pk)
-    return render(request, "servers/pool.html", panel.pool_context(pool, request.user))
+    return render(request, "servers/pool.html", panel.page_context(pool, request.user))
 
 
 @require_GET
