@@ -12,7 +12,8 @@ It runs in the worker (`library.jobs.run_download`), never in a request:
    library still has its bytes, they are placed under this name: nothing is fetched
    (`store.fetched_before`).
 3. Fetch the ranges (≤ 8 MiB each, `DownloadRange` rows) with up to
-   `connections` requests at once (and at most `http.HOST_LIMIT` per host),
+   `connections` requests at once (and at most `hostlimit.HOST_LIMIT` per host
+   over all the worker processes: the probe too),
    each written at its offset with `os.pwrite`. A range whose connection drops
    continues from its done bytes; failures without progress back off
    (`comfyweb.backoff`), or wait what Retry-After says. Every request carries
@@ -51,13 +52,13 @@ from django.db import connection
 from comfyweb.backoff import backoff_delay
 from library import files, store
 from library.enqueue import queue_download
+from library.hostlimit import HostSlots
 from library.http import (
     Fetcher,
     FetchError,
     Remote,
     content_range_total,
     host_of,
-    host_semaphore,
     raise_for_status,
     transport_error,
 )
@@ -140,6 +141,7 @@ class Run:
         self.earlier: ModelFile | None = None
         self._flush_lock = asyncio.Lock()
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="library-db")
+        self.host_slots: HostSlots | None = None  # made in the job's event loop
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -170,9 +172,11 @@ class Run:
     # -- the job ------------------------------------------------------------------------
 
     async def run(self) -> str:
+        self.host_slots = HostSlots()
         try:
             return await self._run()
         finally:
+            await self.host_slots.close()
             if self.fd is not None:
                 os.close(self.fd)
             await self.db(close_connection)
@@ -234,7 +238,7 @@ class Run:
     async def _fetch_all(self, fetcher: Fetcher) -> Remote:
         no_ranges = False
         for restart in range(MAX_RESTARTS + 1):
-            remote = await self._retrying("probe", fetcher.probe)
+            remote = await self._retrying("probe", functools.partial(self._probe, fetcher))
             if restart == 0:
                 self.earlier = await self.db(store.fetched_before, self.download, remote)
                 if self.earlier is not None:
@@ -263,6 +267,14 @@ class Run:
         raise FetchError(
             "the file kept changing on the server while it was fetched", permanent=True
         )
+
+    async def _probe(self, fetcher: Fetcher) -> Remote:
+        async with self._host_slot():
+            return await fetcher.probe()
+
+    def _host_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        assert self.host_slots is not None
+        return self.host_slots.slot(self.host)
 
     def _open(self, plan: store.Plan, remote: Remote) -> None:
         part = self.download.part_path
@@ -319,11 +331,10 @@ class Run:
 
     async def _fetch_range(self, fetcher: Fetcher, slot: Slot, remote: Remote) -> None:
         tries = 0
-        limit = host_semaphore(self.host)
         while slot.done < slot.length:
             before = slot.done
             try:
-                async with limit:
+                async with self._host_slot():
                     self.active += 1
                     try:
                         await self._stream_range(fetcher, slot, remote)
@@ -402,7 +413,7 @@ class Run:
             self.hasher = files.PrefixHasher(self.fd)
             self._final_prefix = lambda: self.stream_done
             try:
-                async with host_semaphore(self.host):
+                async with self._host_slot():
                     self.active = 1
                     try:
                         async with fetcher.stream("GET") as response:

@@ -12,19 +12,17 @@ one error type it raises.
   full URL, whose query string may be a signed, short-lived credential (CDN
   redirects), and a large file makes a thousand of them. The downloader logs
   its own lines, naming the host only.
-- Concurrency per host is bounded for the whole process (per event loop: each
-  worker job runs one loop), on top of each download's own `connections`.
+- Concurrency per host is bounded over all worker processes by
+  `library.hostlimit`, on top of each download's own `connections`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import email.utils
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -32,8 +30,6 @@ import httpx
 
 USER_AGENT = "ComfyWeb-library/1.0"
 MAX_REDIRECTS = 10
-# Connections at once to one host, whatever the downloads ask for.
-HOST_LIMIT = 8
 # A server asking for more than this is treated as asking for this.
 RETRY_AFTER_CAP = 300.0
 TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=30.0, pool=60.0)
@@ -247,17 +243,3 @@ class Fetcher:
                 int(length) if response.status_code == 200 and length and length.isdigit() else None
             )
             return Remote(size, False, etag, modified)
-
-
-# -- bounded concurrency per host ------------------------------------------------------
-
-_host_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]
-_host_limits = weakref.WeakKeyDictionary()
-
-
-def host_semaphore(host: str) -> asyncio.Semaphore:
-    """The running loop's semaphore for `host`: at most HOST_LIMIT requests at once."""
-    per_loop = _host_limits.setdefault(asyncio.get_running_loop(), {})
-    if host not in per_loop:
-        per_loop[host] = asyncio.Semaphore(HOST_LIMIT)
-    return per_loop[host]

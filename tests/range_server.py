@@ -4,7 +4,8 @@ It serves one generated file (`Content`: deterministic bytes of any size, made o
 the fly, so a 512 MiB file costs no memory or disk) with what model hosts do:
 Range requests answered 206, ETag and Last-Modified, If-Range, HEAD. It paces
 each response to a rate per connection, counts every body byte it sends, and
-records every request with its headers. `Faults` make it misbehave on purpose:
+records every request with its headers, and the most requests it answered at once
+(`max_active`). `Faults` make it misbehave on purpose:
 a status for everything (401), no range support, HEAD refused, no size, a
 connection dropped mid-range, 503 with Retry-After, a file that changes after
 some bytes, a redirect to a second listener of the same server on 127.0.0.2
@@ -103,7 +104,11 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[Recorded] = field(default_factory=list)
     bytes_served: int = 0
-    active: int = 0  # requests being answered now
+    # Requests being answered now: from the request read until just before the last
+    # byte of the answer goes out (or the connection is cut), never after the client
+    # can have it all. A client holding a slot for each request it makes therefore
+    # never shows more here than it held at once.
+    active: int = 0
     max_active: int = 0
 
 
@@ -134,11 +139,19 @@ class _Handler(BaseHTTPRequestHandler):
             content, faults = state.content, state.faults
             state.active += 1
             state.max_active = max(state.max_active, state.active)
+        self._counted = True
         try:
             self._respond(record, content, faults, head)
         finally:
-            with state.lock:
-                state.active -= 1
+            self._answered()
+
+    def _answered(self) -> None:
+        """The request stops counting as active (once): called before the answer's last
+        write, so that a paced response's sleep after it does not count either."""
+        if self._counted:
+            self._counted = False
+            with self.server.state.lock:
+                self.server.state.active -= 1
 
     def _respond(self, record: Recorded, content: Content, faults: Faults, head: bool) -> None:
         if faults.status:
@@ -158,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", "0")
+        self._answered()
         self.end_headers()
 
     def _send_file(self, record: Recorded, content: Content, faults: Faults, head: bool):
@@ -193,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(end - start + 1))
+        if head:
+            self._answered()
         self.end_headers()
         if not head:
             self._send_body(record, content, faults, start, end, dropping=status == 206)
@@ -203,9 +219,12 @@ class _Handler(BaseHTTPRequestHandler):
             drop = dropping and faults.drops > 0
             faults.drops -= drop
         began = time.monotonic()
+        length = end - start + 1
         for piece in content.pieces(start, end):
             if drop and record.sent + len(piece) > faults.drop_after:
                 piece = piece[: max(0, faults.drop_after - record.sent)]
+            if record.sent + len(piece) >= (min(length, faults.drop_after) if drop else length):
+                self._answered()  # the last bytes (or the last before the cut)
             try:
                 self.wfile.write(piece)
             except OSError:  # the client went away

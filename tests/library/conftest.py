@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
-from library import downloader
+from library import downloader, hostlimit
 from library.models import Download
 from library.requests import request_download
 from tests.range_server import Content, Faults, RangeServer
@@ -25,6 +26,22 @@ concurrent_database = pytest.mark.skipif(
     not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
     reason="threads at once on the in-memory SQLite test database: 'table is locked'",
 )
+
+
+@pytest.fixture(autouse=True)
+def no_host_slots_held(redis_server) -> Iterator[None]:
+    """Every test starts with the hosts' slots free: a worker that a test killed holds
+    its slots until their leases end (LEASE_SECONDS), and the next test would wait."""
+
+    def forget() -> None:
+        with redis.Redis.from_url(settings.REDIS_URL) as client:
+            keys = list(client.scan_iter(f"{hostlimit.PREFIX}:*"))
+            if keys:
+                client.delete(*keys)
+
+    forget()
+    yield
+    forget()
 
 
 @pytest.fixture

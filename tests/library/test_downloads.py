@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from library import downloader, store
-from library.http import HOST_LIMIT
+from library.hostlimit import HOST_LIMIT
 from library.models import Download, DownloadRange, DownloadState, ModelFile
 from library.requests import cancel, request_download, retry
 from tests.library.conftest import concurrent_database, run_in_background, wait_for
@@ -51,7 +51,8 @@ def test_ranges_are_fetched_in_parallel_and_written_at_their_offsets(range_serve
 
 
 def test_connections_are_bounded_per_download_and_per_host(range_server, fetch, monkeypatch):
-    monkeypatch.setattr(store, "RANGE_SIZE", 256 * 1024)
+    # 12 ranges, each long beside the hand-over of a host slot (a Redis round trip or two).
+    monkeypatch.setattr(store, "RANGE_SIZE", MiB)
     server = range_server(12 * MiB, rate=8 * MiB)
     download = fetch(server.url(), connections=16)
     assert download.state == DownloadState.COMPLETED, download.error
