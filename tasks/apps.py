@@ -8,7 +8,6 @@ class TasksConfig(AppConfig):
     verbose_name = "Work"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_save
         from django.urls import reverse
 
         from comfyweb import topics
@@ -17,7 +16,6 @@ class TasksConfig(AppConfig):
         from servers.monitor import work
         from tasks import enqueue, queue, queue_panel, task_updates
         from tasks.execution import TaskEventHandler
-        from tasks.models import Task
         from tasks.transitions import task_transitioned
 
         topics.register(task_updates.task_topic)
@@ -41,5 +39,3 @@ class TasksConfig(AppConfig):
         task_transitioned.connect(
             enqueue.container_slot_freed, dispatch_uid="tasks.container_slot_freed"
         )
-        post_save.connect(queue_panel.on_task_saved, sender=Task, dispatch_uid="tasks.queue_new")
-        post_save.connect(task_updates.on_task_saved, sender=Task, dispatch_uid="tasks.publish_new")

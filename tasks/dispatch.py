@@ -166,15 +166,17 @@ def _advisory_lock(wait: float) -> bool:
 
 
 def resync_slots() -> int:
-    """Set each server's `inflight` to its number of active tasks where they differ.
+    """Set each server's `inflight` to its number of tasks holding a slot where they differ.
 
     They only differ after a hand edit, or a slot claimed outside the claim
     lock's transaction and not followed by its task claim. Under the claim lock,
     since claims are the only increments and every release commits together
-    with its task's state change.
+    with its task's `slot_held` change.
     """
     on_server = (
-        Task.objects.filter(server_id=OuterRef("server_id"), status__in=Status.active())
+        Task.objects.filter(
+            server_id=OuterRef("server_id"), status__in=Status.active(), slot_held=True
+        )
         .order_by()
         .values("server_id")
         .annotate(n=Count("pk"))
@@ -251,6 +253,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         prompt_id=prompt_id,
         attempts=F("attempts") + 1,  # `attempts` counts runs started: 1 on the first
         sending_until=timezone.now() + timedelta(seconds=SEND_LEASE),
+        slot_held=True,  # the slot claimed above, now the task's
         collect_requested_at=None,
         cancel_requested=False,
         error_type="",
@@ -299,7 +302,8 @@ def _server_info(server_id: int) -> _ServerInfo | None:
 
 
 def _active_count() -> int:
-    return Task.objects.filter(status__in=Status.active()).count()
+    """Prompts on servers (the global limit's count): tasks holding a slot."""
+    return Task.objects.filter(status__in=Status.active(), slot_held=True).count()
 
 
 def _free_slots() -> int:

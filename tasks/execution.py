@@ -116,6 +116,10 @@ class TaskEventHandler(WorkHooks):
         """Sync: what the pending tasks need, for sizing container pools."""
         return queue.pending_work()
 
+    def collecting_by_server(self) -> dict[int, int]:
+        """Sync: tasks whose outputs are still fetched from a server, for its idleness."""
+        return queue.collecting_by_server()
+
     async def _check_backoffs(self) -> None:
         now = timezone.now()
         ended, upcoming = await database_sync_to_async(sweep.retry_times)(self._backoffs_seen, now)
@@ -277,9 +281,8 @@ class TaskEventHandler(WorkHooks):
         self._tracked.pop((tracked.server_id, tracked.prompt_id), None)
         self._stop_updates(tracked)
         if tracked.progress.succeeded:
-            # Noted with the final progress, then queued: if the broker is away,
-            # the sweep (`tick`) queues the collection when it is back.
-            await database_sync_to_async(sweep.request_collection)(
+            # If the broker is away, the sweep (`tick`) queues the collection later.
+            await database_sync_to_async(sweep.prompt_succeeded)(
                 tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress)
             )
             # The stored outputs take the preview's place on the page.

@@ -34,7 +34,9 @@ class Status(models.TextChoices):
 
     @classmethod
     def active(cls) -> tuple[Status, ...]:
-        """On a server: counts against its max_inflight."""
+        """Given to a server and not finished: its prompt runs there (holding one of
+        the server's max_inflight slots, `Task.slot_held`) or has ended there and
+        its outputs are being fetched."""
         return (cls.DISPATCHED, cls.RUNNING)
 
     @classmethod
@@ -98,6 +100,11 @@ class Task(models.Model):
     # accepted it. Once the prompt succeeded: when its outputs were asked for.
     sending_until = models.DateTimeField(null=True, blank=True)
     collect_requested_at = models.DateTimeField(null=True, blank=True)
+    # One of its server's slots (ServerState.inflight), from the claim until the
+    # prompt is off the server: given back when the prompt ends, before its
+    # outputs are fetched, so collecting never keeps the server from its next
+    # prompt (`tasks.transitions`).
+    slot_held = models.BooleanField(default=False)
     # Progress (A6), throttled copies of what the socket shows.
     progress_node = models.CharField(max_length=64, blank=True)
     progress_node_type = models.CharField(max_length=100, blank=True)

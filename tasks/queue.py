@@ -163,7 +163,7 @@ class WorkCounts:
         return counts
 
     def inflight_by_server(self) -> dict[int, int]:
-        """Server id → its dispatched and running tasks, every team's."""
+        """Server id → its prompts there (tasks holding a slot), every team's."""
         counts: dict[int, int] = {}
         for _team, _status, server, _priority, n in self.rows:
             if server is not None:
@@ -172,7 +172,9 @@ class WorkCounts:
 
 
 def work_counts() -> WorkCounts:
-    on_server = Case(When(status__in=Status.active(), then=F("server_id")), default=None)
+    on_server = Case(
+        When(status__in=Status.active(), slot_held=True, then=F("server_id")), default=None
+    )
     waiting = Case(When(status=Status.PENDING, then=F("priority")), default=None)
     rows = (
         Task.objects.order_by()
@@ -184,9 +186,10 @@ def work_counts() -> WorkCounts:
 
 
 def inflight_by_server() -> dict[int, int]:
-    """Server id → active tasks (the fleet panel's "in flight", outside the dashboard)."""
+    """Server id → its prompts there (the fleet panel's "in flight", outside the
+    dashboard): tasks holding one of its slots, as `ServerState.inflight` counts."""
     rows = (
-        Task.objects.filter(status__in=Status.active(), server__isnull=False)
+        Task.objects.filter(status__in=Status.active(), slot_held=True, server__isnull=False)
         .order_by()
         .values_list("server_id")
         .annotate(n=Count("pk"))
@@ -256,3 +259,15 @@ def _check_control(team: Team | None, by) -> None:
 
 def _wake() -> None:
     enqueue.wake_dispatch()
+
+
+def collecting_by_server() -> dict[int, int]:
+    """Server id -> tasks whose prompt is done there (slot given back) and whose
+    outputs are still being fetched from it."""
+    rows = (
+        Task.objects.filter(status__in=Status.active(), slot_held=False, server__isnull=False)
+        .order_by()
+        .values_list("server_id")
+        .annotate(n=Count("pk"))
+    )
+    return dict(rows)

@@ -11,7 +11,6 @@ rendered from one `queue.work_counts()` read, on the page and in every refresh
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -60,12 +59,6 @@ def render_panels(user) -> list[tuple[str, str]]:
 def refresh_browsers(**signal_kwargs) -> None:
     """Connected to `task_transitioned` and new submissions: tell dashboards to refetch."""
     live.publish_refresh(TOPIC, TARGET, reverse("tasks:queue_panel"))
-
-
-def on_task_saved(sender, instance, created: bool, **kwargs) -> None:
-    """A submitted task changes the counts too; hint once its transaction commits."""
-    if created:
-        transaction.on_commit(refresh_browsers, robust=True)
 
 
 topic = topics.Topic(

@@ -7,8 +7,8 @@ task of a server, its prompt id is looked up in the server's `/queue`, then
 from the running list, so a prompt is never missing from both while alive):
 
 - queued or running → left alone (`dispatched` → `running` if it runs);
-- in history, success → output collection (`tasks.sweep.request_collection`),
-  which marks it completed;
+- in history, success → its slot freed and output collection
+  (`tasks.sweep.prompt_succeeded`), which marks it completed;
 - in history, interrupted → `canceled` if we asked, else `failed`;
 - in history, error → `failed` with the node and exception;
 - in neither, and its dispatcher's lease (`sending_until`) ran out before the
@@ -53,7 +53,7 @@ from servers.models import Health, Server
 from tasks.dispatch import resync_slots
 from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task
-from tasks.sweep import request_collection
+from tasks.sweep import prompt_succeeded
 from tasks.transitions import put_back, retry_or_fail, transition
 
 logger = logging.getLogger("tasks.reconcile")
@@ -161,7 +161,7 @@ def _settle(
     if prompt_id in pending:
         return "queued"
     if entry is not None and entry.succeeded:
-        request_collection(task_id, prompt_id)
+        prompt_succeeded(task_id, prompt_id)
         return "succeeded"
     if entry is not None:
         return _ended_badly(task_id, guard, entry)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from servers.containers import tending
 from servers.requirements import workflow_key_of
-from tasks import enqueue
+from tasks import enqueue, queue_panel, task_updates
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
 from workflows.runnable import require_runnable
 from workflows.templating import Run
@@ -71,8 +71,9 @@ def submit_runs(
             batch = Batch.objects.create(
                 team=team, submitter=submitter, description=description[:200]
             )
-        tasks = [
-            Task.objects.create(
+        # One INSERT for the lot (submitting 400 runs took 3.7 s one by one).
+        tasks = Task.objects.bulk_create(
+            Task(
                 team=team,
                 submitter=submitter,
                 workflow_version=workflow_version,
@@ -86,7 +87,7 @@ def submit_runs(
                 created_at=now,
             )
             for run in runs
-        ]
+        )
         TaskEvent.objects.bulk_create(
             TaskEvent(
                 task=task,
@@ -99,10 +100,14 @@ def submit_runs(
             for task in tasks
         )
         # robust: nothing after the commit may turn the saved submission into an error.
-        transaction.on_commit(_wake, robust=True)
+        team_id = team.pk
+        transaction.on_commit(lambda: _submitted(team_id), robust=True)
     return SubmitResult(tasks=tasks, batch=batch)
 
 
-def _wake() -> None:
+def _submitted(team_id: int) -> None:
     enqueue.wake_dispatch()
     tending.wake()  # a container pool may have to grow for it
+    # Once per submission, however many runs: dashboards' counts, the team's lists.
+    queue_panel.refresh_browsers()
+    task_updates.announce_new_tasks(team_id)

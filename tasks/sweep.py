@@ -7,7 +7,8 @@ reconciliation. So each hand-off is first written to the task's row, and the
 monitor's loop calls `sweep()` every tick (`tasks.execution.TaskEventHandler.tick`),
 which queues again what is overdue:
 
-- **Output collection**: when a prompt succeeded, `request_collection` sets
+- **Output collection**: when a prompt succeeded (`prompt_succeeded`), its
+  server slot is freed and dispatch woken first; then `request_collection` sets
   `collect_requested_at` (in the same UPDATE as the final progress), then
   queues `collect_outputs`. A task still on its server `COLLECT_GRACE` seconds
   later has the job queued again, then again at intervals as long as it has
@@ -38,6 +39,7 @@ from django.utils import timezone
 
 from tasks import enqueue
 from tasks.models import Status, Task
+from tasks.transitions import free_slot
 
 logger = logging.getLogger("tasks.sweep")
 
@@ -52,6 +54,15 @@ COLLECTING = 60.0
 UNSENT_EVERY = 10.0
 BATCH = 100
 KEY_PREFIX = "tasks:sweep"
+
+
+def prompt_succeeded(task_id: int, prompt_id: str, **fields: Any) -> None:
+    """The prompt ended well on its server (seen by the monitor or a reconcile): its
+    slot goes to the next task at once, and its outputs are collected meanwhile
+    (`fields`, e.g. the final progress, are saved with the request)."""
+    if free_slot(task_id, prompt_id):
+        enqueue.wake_dispatch()
+    request_collection(task_id, prompt_id, **fields)
 
 
 def request_collection(task_id: int, prompt_id: str, **fields: Any) -> bool:

@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import TypedDict
 
 from django.core.cache import cache
-from django.db import transaction
 from django.template.loader import render_to_string
 
 from comfyweb import live, topics
@@ -409,14 +408,8 @@ def _publish_task(task_id: int) -> None:
     live.publish_data(TASK_TOPIC, STATUS_EVENT, task_data(context["progress"]), key=str(task_id))
 
 
-def on_task_saved(sender, instance: Task, created: bool, **kwargs) -> None:
-    """`post_save` receiver: tell open task lists that their team has new tasks."""
-    if created:
-        team_id = instance.team_id
-        transaction.on_commit(lambda: announce_new_tasks(team_id), robust=True)
-
-
 def announce_new_tasks(team_id: int) -> None:
+    """Tell open task lists that their team has new tasks (after a submission)."""
     # A batch of a thousand is one notice: at most one a second per team.
     try:
         if not cache.add(f"tasks:new-announced:{team_id}", 1, timeout=1):

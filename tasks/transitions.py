@@ -26,10 +26,13 @@ What it guarantees:
   exact `from_status` the row left.
 - **Timestamps**: entering `dispatched` sets `dispatched_at`, `running` sets
   `started_at`, a finished state sets `finished_at` (unless passed explicitly).
-- **Slot release**: leaving an active state (`dispatched`/`running`) for any
-  other state gives the task's server slot back (`ServerState.inflight - 1`,
-  never below 0), exactly once, because only the caller that won the update
-  releases it. Do not decrement `inflight` anywhere else.
+- **Slot release**: a task holds one of its server's slots (`Task.slot_held`)
+  from its claim until its prompt is off the server. Leaving an active state
+  (`dispatched`/`running`) for any other state gives a slot it still holds back
+  (`ServerState.inflight - 1`, never below 0), exactly once, because only the
+  caller that won the update releases it; so does `free_slot()` when a prompt
+  ended and only its outputs are left to fetch. Do not decrement `inflight`
+  anywhere else.
 - **Signal**: `task_transitioned` is sent after the transaction commits
   (`task_id`, `from_status`, `to_status`, `server_id`, `message`), so publishing
   to browsers can hook in without this module knowing about sockets. A listener
@@ -115,15 +118,24 @@ def transition(
         values[stamp] = now
     for _ in range(_MAX_TRIES):
         seen = (
-            Task.objects.filter(pk=task_id, **(where or {})).values("status", "server_id").first()
+            Task.objects.filter(pk=task_id, **(where or {}))
+            .values("status", "server_id", "slot_held")
+            .first()
         )
         if seen is None or seen["status"] not in allowed:
             return False
+        left_slot = seen["status"] in Status.active() and to_status not in Status.active()
+        if left_slot:
+            values["slot_held"] = False
         # Compare-and-swap on exactly what we read: if another writer got there
         # first the update matches nothing and we read again.
         with transaction.atomic():
             moved = Task.objects.filter(
-                pk=task_id, status=seen["status"], server_id=seen["server_id"], **(where or {})
+                pk=task_id,
+                status=seen["status"],
+                server_id=seen["server_id"],
+                slot_held=seen["slot_held"],
+                **(where or {}),
             ).update(**values)
             if moved != 1:
                 continue
@@ -135,8 +147,7 @@ def transition(
                 message=message,
                 data=dict(data or {}),
             )
-            left_slot = seen["status"] in Status.active() and to_status not in Status.active()
-            if left_slot and seen["server_id"] is not None:
+            if left_slot and seen["slot_held"] and seen["server_id"] is not None:
                 release_slot(seen["server_id"])
             # The change is committed whatever a listener does: each runs on its
             # own (send_robust logs what one raises) and none raises into the caller.
@@ -172,12 +183,35 @@ def claim_slot(server_id: int, max_inflight: int) -> bool:
     )
 
 
+def free_slot(task_id: int, prompt_id: str) -> bool:
+    """The task's prompt is off its server (it ended; the outputs are still to be
+    fetched): give its slot back now, so the next prompt need not wait for the
+    collection. True if this call freed it (once per claim, whoever asks)."""
+    holding = Task.objects.filter(
+        pk=task_id, prompt_id=prompt_id, status__in=Status.active(), slot_held=True
+    )
+    with transaction.atomic():
+        # The conditional UPDATE is the claim on the release (and locks the row, so
+        # the server read next is the one whose slot it held).
+        if holding.update(slot_held=False) != 1:
+            return False
+        server_id = Task.objects.filter(pk=task_id).values_list("server_id", flat=True).get()
+        if server_id is not None:
+            release_slot(server_id)
+        record(
+            task_id,
+            "prompt done on the server: its slot is free, outputs are being collected",
+            {"slot_freed": server_id},
+        )
+    return True
+
+
 def release_slot(server_id: int) -> None:
     """Give one slot back (never below 0).
 
-    Low level: `transition()` calls it when a task leaves an active state, and
-    dispatch calls it when it claimed a slot but could not claim the task. Any
-    other caller would release a slot twice.
+    Low level: `transition()` and `free_slot()` call it when a task gives its slot
+    up, and dispatch calls it when it claimed a slot but could not claim the task.
+    Any other caller would release a slot twice.
     """
     ServerState.objects.filter(server_id=server_id, inflight__gt=0).update(
         inflight=F("inflight") - 1

@@ -301,7 +301,7 @@ def make_task(
     `dispatched_to=server` makes it a task as dispatch leaves it on that server
     instead: dispatched (unless `status` says otherwise) with a fresh prompt id as
     its first attempt and, while active, dispatched just now with the server's
-    slot taken. (`server=` alone only sets the column.)
+    slot taken (and held by the task). (`server=` alone only sets the column.)
     """
     team = team or make_team()
     graph = graph or trivial_graph()
@@ -311,6 +311,7 @@ def make_task(
         fields |= {"server": dispatched_to, "prompt_id": Task.new_prompt_id(), "attempts": 1}
         if active:
             fields.setdefault("dispatched_at", timezone.now())
+            fields.setdefault("slot_held", True)
     task = Task.objects.create(
         team=team,
         graph=graph,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
@@ -163,10 +164,11 @@ def tend(now: datetime | None = None) -> bool:
     """One pass over every pool; True while something is in transition."""
     now = now or timezone.now()
     _check_due_hosts(now)
-    work = new_hooks().pending_work()
+    hooks = new_hooks()
+    work, collecting = hooks.pending_work(), hooks.collecting_by_server()
     busy = False
     for pool in ContainerPool.objects.all():
-        busy |= tend_pool(pool, work, now)
+        busy |= tend_pool(pool, work, now, collecting)
     return busy
 
 
@@ -178,10 +180,19 @@ def _check_due_hosts(now: datetime) -> None:
         check_host(host)
 
 
-def tend_pool(pool: ContainerPool, work: list[tuple[Requirements, int]], now: datetime) -> bool:
-    """Move the pool's containers along, then size it; True while it is in transition."""
+def tend_pool(
+    pool: ContainerPool,
+    work: list[tuple[Requirements, int]],
+    now: datetime,
+    collecting: Mapping[int, int] | None = None,
+) -> bool:
+    """Move the pool's containers along, then size it; True while it is in transition.
+
+    `collecting`: server id -> tasks whose prompt is done there but whose outputs
+    are still being fetched; such a container is busy (removing it would lose them).
+    """
     containers = {container.pk: container for container in _holding(pool)}
-    views = [_step(container, now) for container in containers.values()]
+    views = [_step(container, now, collecting or {}) for container in containers.values()]
     _remember_catalogue(pool)
     views = [view for view in views if view is not None]
     pending = autoscale.pending_for(work, pool.node_classes, pool.model_files)
@@ -209,11 +220,14 @@ def _holding(pool: ContainerPool) -> list[Container]:
     return containers
 
 
-def _step(container: Container, now: datetime) -> autoscale.ContainerView | None:
+def _step(
+    container: Container, now: datetime, collecting: Mapping[int, int]
+) -> autoscale.ContainerView | None:
     """Move one container along; its view for the decision, None once it is gone."""
     state = container.state
     server_state = _server_state(container)
     inflight = server_state.inflight if server_state else 0
+    inflight += collecting.get(container.server_id, 0) if container.server_id else 0
     if state == ContainerState.STARTING:
         if not container.docker_id:
             started = lifecycle.start(container)

@@ -14,9 +14,12 @@ the hooks registered here (`TasksConfig.ready()` registers
   server's prompts (first connection since it started) or they are lost unless it
   comes back (marked unhealthy, or its container is gone);
 - `pending_work()`: the work waiting for a server, as (requirements, how many):
-  the container scheduler (`servers.containers.tending`) sizes pools by it.
+  the container scheduler (`servers.containers.tending`) sizes pools by it;
+- `collecting_by_server()`: server id -> tasks whose prompt is done there (its
+  slot is free) but whose outputs are still being fetched: the scheduler does not
+  take such a container for idle.
 
-The last three are sync (the monitor calls them through `database_sync_to_async`)
+The last four are sync (the monitor calls them through `database_sync_to_async`)
 and must not raise: a broker outage must not stop the monitor's loops.
 There is no default: the monitor runs only beside the tasks app.
 """
@@ -48,6 +51,9 @@ class WorkHooks:
 
     def pending_work(self) -> list[tuple[Requirements, int]]:
         return []
+
+    def collecting_by_server(self) -> dict[int, int]:
+        return {}
 
 
 _factory: Callable[[], WorkHooks] | None = None

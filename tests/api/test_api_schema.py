@@ -53,7 +53,9 @@ def token(db, monkeypatch, settings, tmp_path):
     # connection after each request; calling the WSGI handler directly must too.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    monkeypatch.setattr("tasks.submission._wake", lambda: None)  # no dispatch worker here
+    monkeypatch.setattr(
+        "tasks.submission._submitted", lambda team_id: None
+    )  # no dispatch worker here
     # Generated servers have generated URLs: nothing here may reach them (loopback only).
     for module in ("api.routers.workflows", "workflows.forms.workflows"):
         monkeypatch.setattr(f"{module}.fetch_catalogue", _no_catalogue)

@@ -182,21 +182,26 @@ def test_sixty_tasks_at_mixed_priorities_through_the_real_worker_and_monitor(tmp
         assert sorted(seen) == sorted(row[4] for row in tasks)
 
         # Per-server in-flight never exceeded: replay each server's timeline.
+        # A slot is taken when a task is dispatched and given back when its prompt
+        # is done on the server (before its outputs are collected) or it leaves.
         events = query(
             db,
-            "SELECT e.task_id, e.at, e.from_status, e.to_status, t.server_id "
+            "SELECT e.task_id, e.at, e.from_status, e.to_status, t.server_id, e.data "
             "FROM tasks_taskevent e JOIN tasks_task t ON t.id = e.task_id "
-            "WHERE e.to_status != '' ORDER BY e.at, e.id",
+            "WHERE e.to_status != '' OR e.data LIKE '%slot_freed%' ORDER BY e.at, e.id",
         )
         limits = {server_id: limit for server_id, _, limit in servers}
         current: dict[int, int] = defaultdict(int)
-        for _, _, before, after, server_id in events:
-            active = ("dispatched", "running")
+        holding: set[int] = set()
+        active = ("dispatched", "running")
+        for task_id, _, before, after, server_id, data in events:
             if after in active and before not in active:
                 current[server_id] += 1
+                holding.add(task_id)
                 assert current[server_id] <= limits[server_id]
-            elif before in active and after not in active:
+            elif task_id in holding and ("slot_freed" in data or after not in active):
                 current[server_id] -= 1
+                holding.discard(task_id)
         assert json.dumps(dict(current)) == json.dumps(dict.fromkeys(current, 0))
     finally:
         serve.stop()

@@ -88,8 +88,14 @@ async def test_a_successful_run_goes_running_then_completed_with_its_png_stored(
     assert task.progress_fraction == 1.0
     assert task.progress_node == "3"
     assert task.progress_node_type == "SaveImage"
-    steps = [e.to_status async for e in task.events.all()]
-    assert steps == [Status.DISPATCHED, Status.RUNNING, Status.COMPLETED]
+    steps = [e.to_status or e.message async for e in task.events.all()]
+    assert steps == [
+        Status.DISPATCHED,
+        Status.RUNNING,
+        # Its slot went back when the prompt was done, before the outputs came.
+        "prompt done on the server: its slot is free, outputs are being collected",
+        Status.COMPLETED,
+    ]
 
     outputs = [o async for o in Output.objects.filter(task=task)]
     assert len(outputs) == 1

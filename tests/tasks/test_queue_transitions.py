@@ -4,7 +4,7 @@ import pytest
 
 from servers.models import ServerState
 from tasks.models import Status, Task, TaskEvent
-from tasks.transitions import claim_slot, task_transitioned, transition
+from tasks.transitions import claim_slot, free_slot, task_transitioned, transition
 from tests.factories import make_server, make_task
 
 pytestmark = pytest.mark.django_db
@@ -32,12 +32,39 @@ def test_a_transition_from_an_allowed_state_happens_once_with_one_event():
 def test_leaving_an_active_state_releases_the_server_slot_exactly_once():
     server = make_server(max_inflight=2)
     assert claim_slot(server.pk, server.max_inflight)
-    task = make_task(status=Status.DISPATCHED, server=server, prompt_id="p1")
+    task = make_task(status=Status.DISPATCHED, server=server, prompt_id="p1", slot_held=True)
     assert transition(task.pk, Status.DISPATCHED, Status.RUNNING, message="started")
     assert inflight(server) == 1  # still on the server
     assert transition(task.pk, Status.RUNNING, Status.COMPLETED, message="done")
     assert not transition(task.pk, Status.RUNNING, Status.FAILED, message="late error")
     assert inflight(server) == 0
+
+
+def test_a_prompt_that_ended_gives_its_slot_back_before_its_outputs_are_collected():
+    server = make_server(max_inflight=1)
+    task = make_task(dispatched_to=server, status=Status.RUNNING)
+    assert inflight(server) == 1
+    assert not free_slot(task.pk, "an-earlier-attempt")
+    assert free_slot(task.pk, task.prompt_id)
+    assert not free_slot(task.pk, task.prompt_id)  # once per claim
+    assert inflight(server) == 0
+    assert claim_slot(server.pk, 1)  # the next prompt may go while this one is collected
+    task.refresh_from_db()
+    assert (task.status, task.slot_held) == (Status.RUNNING, False)
+    # Completing it later gives nothing back twice: the next task keeps its slot.
+    assert transition(task.pk, Status.RUNNING, Status.COMPLETED, message="outputs stored")
+    assert inflight(server) == 1
+
+
+def test_a_slot_freed_meanwhile_is_not_released_again_by_a_transition_that_read_it_held():
+    """free_slot and a transition race: the transition's compare-and-swap includes
+    slot_held, so exactly one of them releases the slot."""
+    server = make_server(max_inflight=2)
+    task = make_task(dispatched_to=server, status=Status.RUNNING)
+    ServerState.objects.filter(server=server).update(inflight=2)  # another task holds one
+    assert free_slot(task.pk, task.prompt_id)
+    assert transition(task.pk, Status.RUNNING, Status.FAILED, message="lost")
+    assert inflight(server) == 1
 
 
 def test_slot_release_never_goes_below_zero():

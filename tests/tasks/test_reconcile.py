@@ -24,6 +24,7 @@ def on_server(server, *, prompt_id: str = "not-there", status=Status.DISPATCHED,
     """A task dispatch sent to `server` (its first run unless `attempts` says otherwise)."""
     ServerState.objects.filter(server=server).update(inflight=1)
     fields.setdefault("attempts", 1)
+    fields.setdefault("slot_held", True)
     return make_task(
         status=status,
         server=server,
@@ -88,8 +89,11 @@ def test_a_prompt_that_succeeded_unseen_is_handed_to_output_collection(sim_threa
     register(sim)
     task = sent_and_finished(sim_thread, sim)
     assert reconcile.reconcile_server(task.server_id) == {"succeeded": 1}
-    assert enqueued == [("tasks.jobs.collect_outputs", task.pk)]
-    assert Task.objects.get(pk=task.pk).status == Status.DISPATCHED  # the collector completes it
+    # Its slot goes to the next task first; the collector completes it meanwhile.
+    assert enqueued == [("tasks.jobs.dispatch",), ("tasks.jobs.collect_outputs", task.pk)]
+    task.refresh_from_db()
+    assert (task.status, task.slot_held) == (Status.DISPATCHED, False)
+    assert ServerState.objects.get(server_id=task.server_id).inflight == 0
 
 
 def test_a_prompt_that_failed_unseen_fails_with_the_servers_error(sim_thread):
@@ -156,11 +160,12 @@ def test_tasks_of_a_deleted_server_are_retried(sim_thread):
     assert Task.objects.get(pk=task.pk).status == Status.PENDING
 
 
-def test_a_drifted_slot_count_is_corrected_to_the_servers_active_tasks():
+def test_a_drifted_slot_count_is_corrected_to_the_tasks_holding_the_servers_slots():
     from tests.factories import make_server
 
     busy, leaked = make_server(), make_server()
-    make_task(status=Status.RUNNING, server=busy)
+    make_task(status=Status.RUNNING, server=busy, slot_held=True)
+    make_task(status=Status.RUNNING, server=busy, slot_held=False)  # its outputs are collected
     ServerState.objects.filter(server=busy).update(inflight=0)
     ServerState.objects.filter(server=leaked).update(inflight=2)
     assert dispatch.resync_slots() == 2

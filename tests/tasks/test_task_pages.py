@@ -13,9 +13,11 @@ from PIL import Image
 from comfyweb import live
 from tasks import cancel, previews
 from tasks.models import Batch, Output, Priority, Status, Task, TaskEvent
+from tasks.submission import submit_runs
 from tasks.views import tasks as views
 from teams.models import Role
 from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
+from workflows.templating import Run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
@@ -262,7 +264,9 @@ def test_new_tasks_are_announced_once_to_their_teams_lists(
     )
     team = make_team()
     cache.delete(f"tasks:new-announced:{team.pk}")
+    runs = [Run(shared_workflow("empty_save"), {}) for _ in range(5)]
     with django_capture_on_commit_callbacks(execute=True):
-        for _ in range(5):
-            make_task(team, status=Status.PENDING, graph=shared_workflow("empty_save"))
+        submit_runs(team=team, submitter=make_user(team=team), runs=runs)
+        submit_runs(team=team, submitter=make_user(team=team), runs=runs[:1])
+    # Two submissions within the second: one notice.
     assert published == [("team-tasks", f"tasks-new-{team.pk}", str(team.pk))]

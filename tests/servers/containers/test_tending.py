@@ -204,7 +204,15 @@ def test_an_idle_container_drains_then_goes_and_a_busy_one_is_waited_for(engines
     container.refresh_from_db()
     assert container.state == ContainerState.STOPPING
     assert container.stopped_at is None
+    # Its prompt done (its slot given back), its outputs still being fetched from it.
     state.update(inflight=0)
+    task.status, task.slot_held = Status.RUNNING, False
+    task.save()
+    tending.tend()
+    container.refresh_from_db()
+    assert container.stopped_at is None
+    task.status = Status.COMPLETED
+    task.save()
     tend_until(lambda: Container.objects.get(pk=container.pk).stopped_at, "removed")
 
     assert labelled(container.host) == []
