@@ -34,6 +34,8 @@ POOL_COMMAND = [
     "8188",
     "--time-scale",
     "0.1",
+    "--models-dir",  # where the pool mounts the models library (its default)
+    "/opt/ComfyUI/models",
 ]
 PORTS_PER_HOST = 8
 

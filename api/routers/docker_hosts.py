@@ -30,6 +30,11 @@ class DockerHostOut(Schema):
     port_min: int
     port_max: int
     gpus: list[str]
+    models_dir: str = Field(description="Where the models library is on that machine, as set")
+    library_dir: str = Field(
+        description="What its containers mount read-only; empty: none (a tcp engine without "
+        "models_dir)"
+    )
     enabled: bool
     status: Literal["ok", "unreachable", "unknown"]
     error: str
@@ -46,6 +51,12 @@ class DockerHostIn(Schema):
     port_min: int = Field(20000, ge=1, le=65535)
     port_max: int = Field(20099, ge=1, le=65535)
     gpus: list[str] = []
+    models_dir: str = Field(
+        "",
+        max_length=500,
+        description="Where the models library is on the engine's machine; empty: ComfyWeb's "
+        "own for a unix:// engine, none for tcp://",
+    )
     enabled: bool = True
 
 
@@ -56,6 +67,7 @@ class DockerHostPatch(Schema):
     port_min: int | None = Field(None, ge=1, le=65535)
     port_max: int | None = Field(None, ge=1, le=65535)
     gpus: list[str] | None = None
+    models_dir: str | None = Field(None, max_length=500)
     enabled: bool | None = None
 
 
@@ -74,6 +86,8 @@ def host_json(host: DockerHost) -> dict[str, Any]:
         "port_min": host.port_min,
         "port_max": host.port_max,
         "gpus": list(host.gpus or []),
+        "models_dir": host.models_dir,
+        "library_dir": host.library_dir,
         "enabled": host.enabled,
         "status": host.status,
         "error": host.error,

@@ -25,7 +25,13 @@ from api.errors import ERRORS, ApiError, ErrorOut, invalid, model_problems
 from api.idempotency import IdempotencyKey
 from api.schemas import Id, PathId
 from servers.containers import lifecycle, tending
-from servers.containers.models import Container, ContainerPool, DockerHost, ScalingDecision
+from servers.containers.models import (
+    DEFAULT_MODELS_MOUNT,
+    Container,
+    ContainerPool,
+    DockerHost,
+    ScalingDecision,
+)
 
 router = Router(tags=["container pools"])
 
@@ -65,6 +71,10 @@ class PoolOut(Schema):
     command: list[str] | None
     environment: dict[str, str]
     volumes: list[str]
+    models_mount: str = Field(
+        description="Where the models library is mounted read-only in each container; "
+        "empty: not mounted"
+    )
     container_port: int
     min_size: int
     max_size: int
@@ -87,6 +97,11 @@ class PoolIn(Schema):
     command: list[str] | None = Field(None, description="null: the image's own")
     environment: dict[str, str] = {}
     volumes: list[str] = Field([], description='"source:target[:ro|rw]" each')
+    models_mount: str = Field(
+        DEFAULT_MODELS_MOUNT,
+        max_length=300,
+        description="ComfyUI's models/ directory in the image; empty: no models library",
+    )
     container_port: int = Field(8188, ge=1, le=65535)
     min_size: int = Field(0, ge=0, le=SMALL)
     max_size: int = Field(1, ge=0, le=SMALL)
@@ -103,6 +118,7 @@ class PoolPatch(Schema):
     command: list[str] | None = None
     environment: dict[str, str] | None = None
     volumes: list[str] | None = None
+    models_mount: str | None = Field(None, max_length=300)
     container_port: int | None = Field(None, ge=1, le=65535)
     min_size: int | None = Field(None, ge=0, le=SMALL)
     max_size: int | None = Field(None, ge=0, le=SMALL)
@@ -161,6 +177,7 @@ def pool_json(pool: ContainerPool) -> dict[str, Any]:
         "command": pool.command,
         "environment": pool.environment,
         "volumes": pool.volumes,
+        "models_mount": pool.models_mount,
         "container_port": pool.container_port,
         "min_size": pool.min_size,
         "max_size": pool.max_size,

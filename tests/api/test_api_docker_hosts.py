@@ -62,6 +62,10 @@ def test_staff_add_a_host_which_is_unknown_until_checked(world):
     )
     assert made["containers"] == 0
     assert DockerHost.objects.get(pk=made["id"]).gpus == ["0"]
+    # A tcp engine's machine has its own disks: no models library until staff say where.
+    assert (made["models_dir"], made["library_dir"]) == ("", "")
+    changed = world.staff("PATCH", f"docker-hosts/{made['id']}", {"models_dir": "/srv/models"})
+    assert changed.json()["library_dir"] == "/srv/models"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +77,7 @@ def test_staff_add_a_host_which_is_unknown_until_checked(world):
         ({"name": "x", "docker_url": "unix:///s", "gpus": ["0", "0"]}, {"gpus"}),
         ({"name": "x", "docker_url": "unix:///s", "publish_address": "box"}, {"publish_address"}),
         ({"name": "taken", "docker_url": "unix:///s"}, {"name"}),
+        ({"name": "x", "docker_url": "unix:///s", "models_dir": "srv/../models"}, {"models_dir"}),
     ],
 )
 def test_a_bad_host_is_refused_naming_its_fields(world, body, fields):

@@ -150,6 +150,7 @@ def test_staff_add_change_and_read_back_a_pool_and_each_write_wakes_the_schedule
     made = created.json()
     assert {key: made[key] for key in body} == body | {"hosts": sorted([a.pk, b.pk])}
     assert (made["min_size"], made["container_port"], made["idle_seconds"]) == (0, 8188, 300)
+    assert made["models_mount"] == "/opt/ComfyUI/models"  # the library, read-only
     assert (made["enabled"], made["pinned_size"], made["deleting"]) == (True, None, False)
     assert (made["containers"], made["decisions"]) == ([], [])
     assert world.viewer("GET", f"pools/{made['id']}").json() == made
@@ -186,6 +187,11 @@ def test_a_change_leaves_what_the_scheduler_wrote_alone(world):
         ({"name": "x", "image": "i", "environment": {"": "v"}}, {"environment"}),
         ({"name": "x", "image": "i", "volumes": ["/srv/models"]}, {"volumes"}),
         ({"name": "x", "image": "i", "volumes": ["/a:/b:rx"]}, {"volumes"}),
+        ({"name": "x", "image": "i", "models_mount": "models"}, {"models_mount"}),
+        (
+            {"name": "x", "image": "i", "volumes": ["/srv/m:/opt/ComfyUI/models/loras"]},
+            {"volumes"},
+        ),
         ({"name": "x", "image": "i", "hosts": [999999]}, {"hosts"}),
         ({"name": "x", "image": "i", "container_port": 70000}, {"container_port"}),
         ({"name": "x", "image": "i", "jobs_per_container": 0}, {"jobs_per_container"}),
