@@ -56,7 +56,7 @@ pytest: $(VENV)/.installed-dev
 test: lint migrations-check pytest
 
 bench: $(VENV)/.installed-dev
-	@for script in bench/bench_*.py; do echo "== $$script"; $(TEST_ENV) $(PY) $$script || exit 1; done
+	@for script in bench/bench_*.py; do echo "== $$script"; $(TEST_ENV) $(PY) $$script $$(grep -q -e '"--quick"' $$script && echo --quick) || exit 1; done
 
 # The simulated ComfyUI as a registry-free image in the two test Docker engines
 # (../shared/docker/docker-test-hosts-up.sh starts them); see bin/sim-image.
