@@ -50,8 +50,8 @@ def _fleet(size: int, rng: random.Random) -> list[ServerSnapshot]:
                 node_classes=frozenset(NODES if full_catalogue else NODES[5:]),
                 model_files={"checkpoints": frozenset(rng.sample(CHECKPOINTS, 10))},
                 last_used_at=NOW - timedelta(seconds=rng.randint(0, 3600)),
-                last_workflow_key=rng.choice(["wf", "other", ""]),
-                last_workflow_at=NOW - timedelta(seconds=rng.randint(0, 60)),
+                last_affinity_key=rng.choice(["wf", "other", ""]),
+                last_affinity_at=NOW - timedelta(seconds=rng.randint(0, 60)),
                 load_checked_at=NOW - timedelta(seconds=rng.randint(0, 10)),
             )
         )

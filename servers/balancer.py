@@ -12,10 +12,12 @@ The rules, in order:
    model file the graph names is in the server's catalogue, and the task's tags
    are a subset of the server's. Every other server gets a reason.
 2. Lowest effective load first: `(inflight + queue_running + queue_pending) / weight`.
-3. Affinity: a server that ran the same workflow within the affinity window keeps it
-   (its models are likely still in VRAM) unless it is more loaded than the best
-   candidate by a whole slot or more. A slot is one prompt on that server,
-   `1 / weight` in load units, so the affinity server wins while
+3. Affinity: a server that was sent a prompt with the same affinity key (the same
+   model files from the same workflow version, whatever the parameter values)
+   within the affinity window keeps it (its models are likely still in VRAM)
+   unless it is more loaded than the best candidate by a whole slot or more. A
+   slot is one prompt on that server, `1 / weight` in load units, so the
+   affinity server wins while
    `load < best_load + 1 / weight`. With equal weights of 1 and whole prompt
    counts this is a tie-break; a fast server (weight 2) keeps its workflow
    while it is less than one prompt (0.5 load) behind.
@@ -73,8 +75,8 @@ class ServerSnapshot:
     node_classes: frozenset[str] | None = None
     model_files: Mapping[str, frozenset[str]] | None = None
     last_used_at: datetime | None = None
-    last_workflow_key: str = ""
-    last_workflow_at: datetime | None = None
+    last_affinity_key: str = ""
+    last_affinity_at: datetime | None = None
     load_checked_at: datetime | None = None
 
     @property
@@ -344,15 +346,16 @@ def _capability_gaps(
     return gaps
 
 
-def affinity_workflow(
-    last_workflow_key: str, last_workflow_at: datetime | None, window: timedelta, now: datetime
+def affinity_key(
+    last_affinity_key: str, last_affinity_at: datetime | None, window: timedelta, now: datetime
 ) -> str | None:
-    """The workflow a server has affinity for: the one it ran last, if within `window`.
+    """What a server has affinity for: the affinity key of the prompt it was sent
+    last (`Requirements.affinity_key`: its models and workflow), if within `window`.
 
     The one rule behind both the balancer's choice and the pages' Affinity column.
     """
-    if last_workflow_key and last_workflow_at is not None and now - last_workflow_at < window:
-        return last_workflow_key
+    if last_affinity_key and last_affinity_at is not None and now - last_affinity_at < window:
+        return last_affinity_key
     return None
 
 
@@ -361,11 +364,11 @@ def _candidate(
 ) -> Candidate:
     affinity = (
         policy is not None
-        and bool(requirements.workflow_key)
-        and affinity_workflow(
-            server.last_workflow_key, server.last_workflow_at, policy.affinity_window, now
+        and bool(requirements.affinity_key)
+        and affinity_key(
+            server.last_affinity_key, server.last_affinity_at, policy.affinity_window, now
         )
-        == requirements.workflow_key
+        == requirements.affinity_key
     )
     return Candidate(
         server_id=server.id,

@@ -65,8 +65,8 @@ def _snapshot_of(server: Server) -> ServerSnapshot:
         node_classes=frozenset(_strings(state.node_classes)) if known else None,
         model_files=model_index(_lists(state.model_files)) if known else None,
         last_used_at=state.last_used_at,
-        last_workflow_key=state.last_workflow_key,
-        last_workflow_at=state.last_workflow_at,
+        last_affinity_key=state.last_affinity_key,
+        last_affinity_at=state.last_affinity_at,
         load_checked_at=state.load_checked_at,
     )
 
@@ -96,6 +96,7 @@ def pick_server(
     *,
     tags: Iterable[str] = (),
     workflow_key: str | None = None,
+    affinity_key: str = "",
     record: bool = True,
     avoid: Collection[int] = (),
     refused_by: Mapping[int, str] | None = None,
@@ -111,7 +112,9 @@ def pick_server(
     If the balancer itself raises, the primary alone is used (B6, single-server
     mode) and the error is logged with its traceback.
     """
-    requirements = requirements_from_graph(graph, workflow_key=workflow_key, tags=tags)
+    requirements = requirements_from_graph(
+        graph, workflow_key=workflow_key, affinity_key=affinity_key, tags=tags
+    )
     if refused_by:
         requirements = dataclasses.replace(requirements, refused_by=refused_by)
     now = timezone.now()
@@ -220,14 +223,14 @@ def recent_decisions(limit: int = 20, *, server_id: int | None = None) -> list[B
     return list(decisions[:limit])
 
 
-def note_dispatched(server_id: int, workflow_key: str, now: datetime | None = None) -> bool:
-    """Mark that a prompt of `workflow_key` was sent to the server now (affinity, LRU).
+def note_dispatched(server_id: int, affinity_key: str, now: datetime | None = None) -> bool:
+    """Mark that a prompt of `affinity_key` was sent to the server now (affinity, LRU).
 
     A single UPDATE, so concurrent dispatchers never lose each other's marks to a
     read-modify-write. False if the server has no state row (it was deleted).
     """
     now = now or timezone.now()
     updated = ServerState.objects.filter(server_id=server_id).update(
-        last_used_at=now, last_workflow_key=workflow_key, last_workflow_at=now
+        last_used_at=now, last_affinity_key=affinity_key, last_affinity_at=now
     )
     return updated == 1

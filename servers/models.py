@@ -17,7 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from servers.balancer import affinity_workflow
+from servers.balancer import affinity_key
 
 # The containers ComfyWeb makes (issue #13) have a package of their own; importing
 # their models here makes them models of this app.
@@ -200,9 +200,10 @@ class ServerState(models.Model):
     load_checked_at = models.DateTimeField(null=True, blank=True)
     inflight = models.PositiveIntegerField(default=0)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    # Affinity (B3 generalised): the workflow this server ran last and when.
-    last_workflow_key = models.CharField(max_length=64, blank=True)
-    last_workflow_at = models.DateTimeField(null=True, blank=True)
+    # Affinity (B3 generalised): what the prompt sent to it last keeps loaded (its
+    # `Requirements.affinity_key`: models and workflow version), and when.
+    last_affinity_key = models.CharField(max_length=64, blank=True)
+    last_affinity_at = models.DateTimeField(null=True, blank=True)
     # System stats (S5).
     comfyui_version = models.CharField(max_length=40, blank=True)
     device_name = models.CharField(max_length=200, blank=True)
@@ -222,10 +223,11 @@ class ServerState(models.Model):
     def __str__(self) -> str:
         return f"{self.server}: {self.health}"
 
-    def affinity_workflow(self, window: timedelta, now=None) -> str | None:
-        """The workflow this server has affinity for, if it ran one within `window`."""
-        return affinity_workflow(
-            self.last_workflow_key, self.last_workflow_at, window, now or timezone.now()
+    def affinity_key(self, window: timedelta, now=None) -> str | None:
+        """What this server has affinity for (models loaded), if it was sent a prompt
+        within `window`."""
+        return affinity_key(
+            self.last_affinity_key, self.last_affinity_at, window, now or timezone.now()
         )
 
 

@@ -1,8 +1,11 @@
 """What a task needs from a server, read off its API-format graph.
 
 The node classes it uses, the model files its loaders name (by ComfyUI model
-folder), and a workflow key that stays the same across a seed sweep so the
-balancer's affinity keeps such a sweep on the server that has its models loaded.
+folder), a workflow key that stays the same across a seed sweep (graphs of one
+key differ only in seeds, so a server's verdict on one holds for all), and an
+affinity key: what stays loaded on a server between prompts — the model files
+and the workflow version — so the balancer keeps runs of one template on the
+server that has their models in VRAM whatever their prompt text or steps.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# ServerState.last_workflow_key and BalancerDecision.workflow_key hold 64 characters.
+# ServerState.last_affinity_key and BalancerDecision.workflow_key hold 64 characters.
 MAX_WORKFLOW_KEY = 64
 # Inputs that change on every run of a seed sweep without changing which models
 # it loads; leaving them out of the workflow key keeps the sweep on one server.
@@ -29,6 +32,7 @@ class Requirements:
     """What a task needs from a server; see `requirements_from_graph()`."""
 
     workflow_key: str = ""
+    affinity_key: str = ""  # "" (no affinity) when the graph loads no model file
     node_classes: frozenset[str] = frozenset()
     model_files: frozenset[tuple[str, str]] = frozenset()  # (folder, file name)
     tags: frozenset[str] = frozenset()
@@ -99,7 +103,11 @@ def has_model(model_files: Mapping[str, frozenset[str]], folder: str, name: str)
 
 
 def requirements_from_graph(
-    graph: Mapping[str, Any], *, workflow_key: str | None = None, tags: Iterable[str] = ()
+    graph: Mapping[str, Any],
+    *,
+    workflow_key: str | None = None,
+    affinity_key: str = "",
+    tags: Iterable[str] = (),
 ) -> Requirements:
     """What a ComfyUI API-format graph (`{node_id: {class_type, inputs}}`) needs."""
     key = workflow_key if workflow_key is not None else workflow_key_of(graph)
@@ -117,6 +125,7 @@ def requirements_from_graph(
             models.update(_model_files(class_type, inputs))
     return Requirements(
         workflow_key=key,
+        affinity_key=affinity_key,
         node_classes=frozenset(classes),
         model_files=frozenset(models),
         tags=frozenset(tags),
@@ -144,6 +153,16 @@ def workflow_key_of(graph: Mapping[str, Any]) -> str:
     text = json.dumps(
         canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def affinity_key_of(graph: Mapping[str, Any], workflow_version_id: int | None) -> str:
+    """sha256[:16] of the model files the graph loads and its workflow version; ""
+    when it loads none (nothing stays in VRAM worth going back for)."""
+    models = sorted(requirements_from_graph(graph, workflow_key="").model_files)
+    if not models:
+        return ""
+    text = json.dumps({"version": workflow_version_id, "models": models}, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -105,7 +105,7 @@ def table_context(servers=None, *, inflight: Mapping[int, int] | None = None) ->
     if inflight is None and _work is not None:
         inflight = _work.inflight()
     for server in servers:
-        server.affinity_for = server.state.affinity_workflow(window, now) if server.state else None
+        server.affinity_for = server.state.affinity_key(window, now) if server.state else None
         if inflight is not None:
             server.in_flight = inflight.get(server.pk, 0)
         else:  # nobody counts tasks (the tasks app is not installed): the slot counter

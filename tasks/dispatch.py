@@ -216,6 +216,7 @@ def _claim_batch() -> list[Claimed]:
         decision = fleet.pick_server(
             task.graph,
             workflow_key=task.workflow_key,
+            affinity_key=task.affinity_key,
             avoid=avoid,
             refused_by=catalogues.refusals(task.graph, task.workflow_key),
         )
@@ -268,7 +269,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         team_id=task.team_id,
         prompt_id=prompt_id,
         graph=task.graph,
-        workflow_key=task.workflow_key,
+        affinity_key=task.affinity_key,
         server_id=server.id,
         server_name=server.name,
         base_url=server.base_url,
@@ -391,7 +392,7 @@ def settle(outcomes: Iterable[Outcome]) -> int:
         claim = outcome.claimed
         if outcome.error is None:
             accepted += 1
-            fleet.note_dispatched(claim.server_id, claim.workflow_key)
+            fleet.note_dispatched(claim.server_id, claim.affinity_key)
             if _accepted(claim):
                 record(claim.task_id, f"accepted by {claim.server_name}", outcome.data)
             else:

@@ -34,7 +34,7 @@ class Claimed:
     team_id: int
     prompt_id: str
     graph: dict[str, Any]
-    workflow_key: str
+    affinity_key: str  # what the server keeps loaded once it runs this prompt
     server_id: int
     server_name: str
     base_url: str

@@ -77,6 +77,8 @@ class Task(models.Model):
     params = models.JSONField(default=dict, blank=True)
     graph = models.JSONField(help_text="The rendered API-format graph that is sent.")
     workflow_key = models.CharField(max_length=64, blank=True)
+    # What its prompt leaves loaded on a server (servers.requirements.affinity_key_of).
+    affinity_key = models.CharField(max_length=64, blank=True)
     priority = models.IntegerField(choices=Priority.choices, default=Priority.NORMAL)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     batch = models.ForeignKey(

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from servers.containers import tending
-from servers.requirements import workflow_key_of
+from servers.requirements import affinity_key_of, workflow_key_of
 from tasks import enqueue, queue_panel, task_updates
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
 from workflows.runnable import require_runnable
@@ -65,6 +65,7 @@ def submit_runs(
     require_own_uploads((run.graph for run in runs), team.pk)
     require_runnable(run.graph for run in runs)
     now = timezone.now()
+    version_id = workflow_version.pk if workflow_version is not None else None
     with transaction.atomic():
         batch = None
         if len(runs) > 1:
@@ -81,6 +82,7 @@ def submit_runs(
                 params=run.params,
                 graph=run.graph,
                 workflow_key=workflow_key_of(run.graph),
+                affinity_key=affinity_key_of(run.graph, version_id),
                 priority=priority,
                 status=Status.PENDING,
                 batch=batch,

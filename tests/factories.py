@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from servers.containers.models import Container, ContainerPool, DockerHost, HostStatus
 from servers.models import Server, ServerState
-from servers.requirements import workflow_key_of
+from servers.requirements import affinity_key_of, workflow_key_of
 from servers.simulator import catalogue as sim_catalogue
 from servers.simulator.config import SimulatorConfig
 from tasks.models import Priority, Status, Task, TaskEvent
@@ -316,6 +316,7 @@ def make_task(
         team=team,
         graph=graph,
         workflow_key=fields.pop("workflow_key", None) or workflow_key_of(graph),
+        affinity_key=fields.pop("affinity_key", None) or affinity_key_of(graph, None),
         priority=priority,
         status=status,
         created_at=created_at or timezone.now(),

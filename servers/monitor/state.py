@@ -165,8 +165,8 @@ def record_failure(
                 health=Health.UNHEALTHY,
                 unhealthy_since=now,
                 response_ms=None,
-                last_workflow_key="",
-                last_workflow_at=None,
+                last_affinity_key="",
+                last_affinity_at=None,
             )
     return Transition(before, Health.UNHEALTHY if mark else before, failures)
 

@@ -41,8 +41,8 @@ def visible_fingerprint(server_id: int, affinity_window: float = 30.0) -> Finger
             "inflight",
             "vram_total",
             "vram_free",
-            "last_workflow_key",
-            "last_workflow_at",
+            "last_affinity_key",
+            "last_affinity_at",
             "comfyui_version",
             "event_stats",
         )
@@ -58,8 +58,8 @@ def visible_fingerprint(server_id: int, affinity_window: float = 30.0) -> Finger
     rate = (state["event_stats"] or {}).get("events_per_second")
     # The row shows the affinity only while it lasts: its expiry is a visible change.
     affinity = ServerState(
-        last_workflow_key=state["last_workflow_key"], last_workflow_at=state["last_workflow_at"]
-    ).affinity_workflow(timedelta(seconds=affinity_window))
+        last_affinity_key=state["last_affinity_key"], last_affinity_at=state["last_affinity_at"]
+    ).affinity_key(timedelta(seconds=affinity_window))
     return (
         state["health"],
         state["queue_running"],

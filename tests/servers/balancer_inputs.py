@@ -44,6 +44,7 @@ def needs(
 ) -> Requirements:
     return Requirements(
         workflow_key=key,
+        affinity_key=key,
         node_classes=frozenset(classes or {"KSampler", "SaveImage"}),
         model_files=frozenset(models),
         tags=frozenset(tags),

@@ -155,7 +155,7 @@ def test_every_gap_of_an_incapable_server_is_named():
 
 
 def ran(key: str = "wf-portrait", seconds_ago: float = 10) -> dict:
-    return {"last_workflow_key": key, "last_workflow_at": NOW - timedelta(seconds=seconds_ago)}
+    return {"last_affinity_key": key, "last_affinity_at": NOW - timedelta(seconds=seconds_ago)}
 
 
 def test_affinity_keeps_a_workflow_on_a_server_less_than_one_slot_more_loaded():
@@ -406,8 +406,8 @@ def fleets(draw) -> list[ServerSnapshot]:
                 node_classes=draw(st.none() | st.frozensets(st.sampled_from(NODES))),
                 model_files=draw(st.none() | st.frozensets(st.sampled_from(FILES)).map(_models)),
                 last_used_at=draw(_moment(600)),
-                last_workflow_key=draw(st.sampled_from(["", "wf", "other"])),
-                last_workflow_at=draw(_moment(60)),
+                last_affinity_key=draw(st.sampled_from(["", "wf", "other"])),
+                last_affinity_at=draw(_moment(60)),
                 load_checked_at=draw(_moment(30)),
             )
         )
@@ -417,6 +417,7 @@ def fleets(draw) -> list[ServerSnapshot]:
 requirements_st = st.builds(
     Requirements,
     workflow_key=st.just("wf"),
+    affinity_key=st.just("wf"),
     node_classes=st.frozensets(st.sampled_from(NODES), min_size=1),
     model_files=st.frozensets(st.sampled_from(FILES)),
     tags=st.frozensets(st.sampled_from(TAGS), max_size=1),
@@ -459,9 +460,9 @@ def _fresh(servers: list[ServerSnapshot], policy: Policy) -> bool:
 
 def _affine(s: ServerSnapshot, r: Requirements, policy: Policy) -> bool:
     return (
-        s.last_workflow_key == r.workflow_key
-        and s.last_workflow_at is not None
-        and NOW - s.last_workflow_at < policy.affinity_window
+        s.last_affinity_key == r.affinity_key
+        and s.last_affinity_at is not None
+        and NOW - s.last_affinity_at < policy.affinity_window
     )
 
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from servers import balancer, fleet
 from servers.models import BalancerDecision, FleetSettings, Server, ServerState
-from servers.requirements import workflow_key_of
-from tests.factories import make_server, shared_workflow
+from servers.requirements import affinity_key_of, workflow_key_of
+from tests.factories import make_server, shared_workflow, trivial_graph
 from tests.servers.balancer_inputs import CATALOGUE, healthy_state
 
 pytestmark = pytest.mark.django_db
@@ -164,26 +164,38 @@ def test_note_dispatched_marks_affinity_and_last_use():
     at = timezone.now() - timedelta(seconds=3)
     assert fleet.note_dispatched(server.pk, "wf-portrait", now=at)
     state = ServerState.objects.get(server=server)
-    assert (state.last_used_at, state.last_workflow_key, state.last_workflow_at) == (
+    assert (state.last_used_at, state.last_affinity_key, state.last_affinity_at) == (
         at,
         "wf-portrait",
         at,
     )
-    assert state.affinity_workflow(timedelta(seconds=30), now=at + timedelta(seconds=1)) == (
+    assert state.affinity_key(timedelta(seconds=30), now=at + timedelta(seconds=1)) == (
         "wf-portrait"
     )
     assert not fleet.note_dispatched(server.pk + 1000, "wf-portrait")
 
 
-def test_a_dispatched_workflow_stays_on_its_server_for_the_next_run():
+def test_runs_of_one_template_stay_on_the_server_that_has_their_models_loaded():
+    """Affinity is keyed on the models and the workflow version, not on parameter
+    values: another prompt text or step count keeps the server."""
     now = timezone.now()
     first = make_server("gpu-1", priority=1, state=healthy_state(now))
     second = make_server("gpu-2", priority=2, state=healthy_state(now))
-    graph = shared_workflow("slow_progress")
-    make_capable = {"node_classes": sorted(CATALOGUE | {"EmptyImage", "SlowProgress"})}
-    ServerState.objects.update(**make_capable)
-    assert fleet.pick_server(graph).server_id == first.pk  # priority decides the first run
-    key = workflow_key_of(graph)
+    ServerState.objects.update(node_classes=sorted(CATALOGUE | {"EmptyLatentImage"}))
+    graph = trivial_graph(seed=1)
+    graph["1"]["inputs"]["ckpt_name"] = "v1-5.safetensors"
+    key = affinity_key_of(graph, 7)
+    assert fleet.pick_server(graph, affinity_key=key).server_id == first.pk  # priority, first
     fleet.note_dispatched(second.pk, key)
-    graph["2"]["inputs"]["nonce"] = 99  # the next seed of the sweep
-    assert fleet.pick_server(graph).server_id == second.pk
+    graph["3"]["inputs"] |= {"steps": 30, "seed": 2}
+    graph["4"]["inputs"]["text"] = "a dog"
+    assert affinity_key_of(graph, 7) == key
+    assert fleet.pick_server(graph, affinity_key=key).server_id == second.pk
+    # Another workflow version, or other models, is another key.
+    assert affinity_key_of(graph, 8) != key
+    graph["1"]["inputs"]["ckpt_name"] = "sdxl.safetensors"
+    assert affinity_key_of(graph, 7) != key
+
+
+def test_a_graph_that_loads_no_model_has_no_affinity():
+    assert affinity_key_of(shared_workflow("slow_progress"), 7) == ""

@@ -56,7 +56,7 @@ def test_a_pending_task_is_sent_with_the_servers_client_id_and_our_prompt_id(sim
     assert entry.item.extra_data["comfyweb_task"] == task.pk
     messages = list(TaskEvent.objects.filter(task=task).values_list("message", flat=True))
     assert messages[-1] == f"accepted by {server.name}"
-    assert server.state.__class__.objects.get(server=server).last_workflow_key == task.workflow_key
+    assert server.state.__class__.objects.get(server=server).last_affinity_key == task.affinity_key
 
 
 def test_no_server_gets_more_than_its_max_inflight(sim_thread):

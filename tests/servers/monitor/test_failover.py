@@ -61,7 +61,7 @@ async def test_stopped_server_is_marked_unhealthy_loses_its_affinity_and_is_read
         lambda: ServerState.objects.filter(server__in=servers, health=Health.HEALTHY).count() == 3,
         what="all healthy",
     )
-    await wait_until(lambda: state_of.update(last_workflow_key="wf-1") or True)
+    await wait_until(lambda: state_of.update(last_affinity_key="wf-1") or True)
     published_before = running.published.count(victim.pk)
 
     await sim.crash()
@@ -79,7 +79,7 @@ async def test_stopped_server_is_marked_unhealthy_loses_its_affinity_and_is_read
     assert len(records) >= FAST["failures_before_unhealthy"]
     state = await wait_until(lambda: state_of.get())
     assert state.unhealthy_since is not None
-    assert (state.last_workflow_key, state.last_workflow_at) == ("", None)  # affinity ended
+    assert (state.last_affinity_key, state.last_affinity_at) == ("", None)  # affinity ended
     assert running.published.count(victim.pk) > published_before  # browsers told
     # The others never wavered.
     others = [s for s in servers if s != victim]

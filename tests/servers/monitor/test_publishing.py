@@ -106,7 +106,7 @@ async def test_an_expired_affinity_is_a_visible_change(start_comfyui_sims, sim_s
     publisher = ChangePublisher(calls.append)
     state = ServerState.objects.filter(server=server)
     long_ago = timezone.now() - timedelta(seconds=60)
-    await database_sync_to_async(state.update)(last_workflow_key="wf", last_workflow_at=long_ago)
+    await database_sync_to_async(state.update)(last_affinity_key="wf", last_affinity_at=long_ago)
     assert await publisher.refresh(server.pk, affinity_window=120)  # affinity
     assert not await publisher.refresh(server.pk, affinity_window=120)
     assert await publisher.refresh(server.pk, affinity_window=30)  # the affinity ran out

@@ -58,7 +58,7 @@ def _state(server: Server) -> ServerState:
 
 
 def test_only_the_nth_consecutive_failure_marks_unhealthy_and_releases_the_lock(server):
-    ServerState.objects.filter(server=server).update(health=Health.HEALTHY, last_workflow_key="wf")
+    ServerState.objects.filter(server=server).update(health=Health.HEALTHY, last_affinity_key="wf")
     transitions = [state.record_failure(server.pk, "refused", THREE) for _ in range(4)]
     assert [t.marked_unhealthy for t in transitions] == [False, False, True, False]
     assert [t.after for t in transitions[:2]] == [Health.HEALTHY, Health.HEALTHY]
@@ -67,7 +67,7 @@ def test_only_the_nth_consecutive_failure_marks_unhealthy_and_releases_the_lock(
     current = _state(server)
     assert current.health == Health.UNHEALTHY
     assert current.unhealthy_since == records[2].at
-    assert current.last_workflow_key == ""
+    assert current.last_affinity_key == ""
     assert current.consecutive_failures == 4
 
 
