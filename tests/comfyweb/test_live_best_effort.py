@@ -59,3 +59,22 @@ async def test_the_first_publish_after_a_redis_restart_reaches_listeners():
         # channels_redis flushes on loop close, which may not run inside this loop.
         await asyncio.to_thread(elsewhere.close)
         redis.stop()
+
+
+def test_sends_from_sync_code_share_one_redis_connection():
+    """The channel layer pools connections per event loop: sync code publishes
+    through one loop of the process's own, never a new connection per message."""
+    import redis as redis_py
+
+    private = PrivateRedis()
+    private.start()
+    try:
+        with override_settings(**private.settings()):
+            admin = redis_py.Redis.from_url(private.url)
+            before = admin.info("stats")["total_connections_received"]
+            for n in range(20):
+                live.publish_data("task", "status", {"task_id": n}, key=str(n))
+            made = admin.info("stats")["total_connections_received"] - before
+            assert made <= 1
+    finally:
+        private.stop()
