@@ -91,7 +91,10 @@ Q_CLUSTER = {
     "max_attempts": 3,
     "redis": REDIS_URL,
     "catch_up": False,
-    "save_limit": 1000,
+    # Successful jobs are not kept: saving one pruned the table under a lock that read
+    # up to save_limit rows per job (~7 % of the worker's CPU per task). The work they
+    # did is on its own records (task timelines, downloads); failures are kept.
+    "save_limit": -1,
     "ack_failures": True,
     "label": "Jobs",
 }
