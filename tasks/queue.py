@@ -188,8 +188,12 @@ def work_counts() -> WorkCounts:
 def inflight_by_server() -> dict[int, int]:
     """Server id → its prompts there (the fleet panel's "in flight", outside the
     dashboard): tasks holding one of its slots, as `ServerState.inflight` counts."""
+    return _active_by_server(slot_held=True)
+
+
+def _active_by_server(*, slot_held: bool) -> dict[int, int]:
     rows = (
-        Task.objects.filter(status__in=Status.active(), slot_held=True, server__isnull=False)
+        Task.objects.filter(status__in=Status.active(), slot_held=slot_held, server__isnull=False)
         .order_by()
         .values_list("server_id")
         .annotate(n=Count("pk"))
@@ -264,10 +268,4 @@ def _wake() -> None:
 def collecting_by_server() -> dict[int, int]:
     """Server id -> tasks whose prompt is done there (slot given back) and whose
     outputs are still being fetched from it."""
-    rows = (
-        Task.objects.filter(status__in=Status.active(), slot_held=False, server__isnull=False)
-        .order_by()
-        .values_list("server_id")
-        .annotate(n=Count("pk"))
-    )
-    return dict(rows)
+    return _active_by_server(slot_held=False)

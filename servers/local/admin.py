@@ -14,20 +14,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from servers.local import control
-from servers.local.models import LocalInstance
+from servers.local.models import CONFIGURATION_FIELDS, LocalInstance
 
-CONFIGURATION = [
-    "name",
-    "comfyui_dir",
-    "start_script",
-    "python",
-    "port",
-    "args",
-    "environment",
-    "gpus",
-    "autostart",
-    "auto_restart",
-]
 # Written by the launcher (and by the actions, for `wanted`): read here, never edited.
 OBSERVATION = [
     "wanted",
@@ -78,7 +66,7 @@ class LocalInstanceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: LocalInstance, form, change: bool) -> None:
         if change:
-            obj.save(update_fields=CONFIGURATION)
+            obj.save(update_fields=CONFIGURATION_FIELDS)
         else:
             obj.save()
 

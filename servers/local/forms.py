@@ -13,7 +13,7 @@ import shlex
 from django import forms
 from django.core.exceptions import ValidationError
 
-from servers.local.models import LocalInstance
+from servers.local.models import CONFIGURATION_FIELDS, LocalInstance
 
 MONO = {"spellcheck": "false", "autocomplete": "off", "class": "mono"}
 
@@ -82,18 +82,7 @@ class LocalInstanceForm(forms.ModelForm):
 
     class Meta:
         model = LocalInstance
-        fields = [
-            "name",
-            "comfyui_dir",
-            "start_script",
-            "python",
-            "port",
-            "args",
-            "environment",
-            "gpus",
-            "autostart",
-            "auto_restart",
-        ]
+        fields = CONFIGURATION_FIELDS
         widgets = {
             "comfyui_dir": forms.TextInput(attrs={"placeholder": "/opt/ComfyUI", **MONO}),
             "start_script": forms.TextInput(attrs=MONO),

@@ -108,6 +108,22 @@ def local_dir() -> Path:
     return Path(settings.DATA_DIR) / "local"
 
 
+# What staff configure (the admin, the pages and the API change only these); the
+# rest of a LocalInstance is what staff asked for or what the launcher saw.
+CONFIGURATION_FIELDS = [
+    "name",
+    "comfyui_dir",
+    "start_script",
+    "python",
+    "port",
+    "args",
+    "environment",
+    "gpus",
+    "autostart",
+    "auto_restart",
+]
+
+
 class Wanted(models.TextChoices):
     RUNNING = "running", "Running"
     STOPPED = "stopped", "Stopped"

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from servers.local import control, panel
 from servers.local.forms import LocalInstanceForm
-from servers.local.models import LocalInstance
+from servers.local.models import CONFIGURATION_FIELDS, LocalInstance
 
 
 @staff_member_required
@@ -49,7 +49,7 @@ def instance_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = LocalInstanceForm(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
         # Only the configuration: the launcher may be writing its state right now.
-        form.instance.save(update_fields=form.Meta.fields)
+        form.instance.save(update_fields=CONFIGURATION_FIELDS)
         said = " It applies at the next start: restart it." if instance.pid else ""
         messages.success(request, f"Saved {instance.name}.{said}")
         return redirect("servers:local", pk=instance.pk)
