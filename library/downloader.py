@@ -405,38 +405,29 @@ class Run:
 
     async def _fetch_stream(self, fetcher: Fetcher) -> None:
         """The whole file in one request, from byte 0 (on every try: no ranges)."""
-        tries = 0
-        while True:
+
+        async def attempt() -> None:
             assert self.fd is not None
             os.ftruncate(self.fd, 0)
             self.stream_done = 0
             self.hasher = files.PrefixHasher(self.fd)
             self._final_prefix = lambda: self.stream_done
-            try:
-                async with self._host_slot():
-                    self.active = 1
-                    try:
-                        async with fetcher.stream("GET") as response:
-                            raise_for_status(response)
-                            try:
-                                async for chunk in response.aiter_raw():
-                                    self._pwrite(chunk, self.stream_done)
-                                    self.stream_done += len(chunk)
-                                    self.fetched += len(chunk)
-                            except httpx.HTTPError as error:
-                                raise transport_error(error, response.url) from None
-                    finally:
-                        self.active = 0
-                return
-            except FetchError as error:
-                if error.permanent:
-                    raise
-                tries += 1
-                if tries >= MAX_TRIES:
-                    raise FetchError(f"{error} ({tries} tries)", permanent=True) from None
-                delay = wait_for(error, tries)
-                self.log("stream failed (%s); again from the start in %.1f s", error, delay)
-                await asyncio.sleep(delay)
+            async with self._host_slot():
+                self.active = 1
+                try:
+                    async with fetcher.stream("GET") as response:
+                        raise_for_status(response)
+                        try:
+                            async for chunk in response.aiter_raw():
+                                self._pwrite(chunk, self.stream_done)
+                                self.stream_done += len(chunk)
+                                self.fetched += len(chunk)
+                        except httpx.HTTPError as error:
+                            raise transport_error(error, response.url) from None
+                finally:
+                    self.active = 0
+
+        await self._retrying("stream (from the start)", attempt)
 
     # -- hashing while fetching ----------------------------------------------------------
 
