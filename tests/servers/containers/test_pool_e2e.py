@@ -1,12 +1,11 @@
 """End to end through the real processes and both Docker engines: `serve` (web, worker,
-monitor) grows a pool from zero for a batch submitted through the API, runs it on
-containers of both hosts, and shrinks the pool back to zero once they are idle."""
+monitor) grows a pool from zero for a batch submitted through the API onto both
+hosts, runs it on those containers, and shrinks the pool back to zero once they are idle."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.docker_engines import HOSTS
 from tests.factories import trivial_graph
 from tests.pool_deployment import pool_deployment
 
@@ -26,7 +25,12 @@ def test_a_batch_grows_an_empty_pool_on_both_hosts_then_it_shrinks_back_to_zero(
 
         batch = world.submit(trivial_graph(), TASKS)["batch"]
 
-        world.wait(lambda: len(world.pool(pool["id"])["containers"]) == 4, "4 containers")
+        grown = world.wait(
+            lambda: len(c := world.pool(pool["id"])["containers"]) == 4 and c, "4 containers"
+        )
+        # Placed on both hosts, fewest first. Which containers get the work is the
+        # balancer's (the first ready may finish a short batch alone), not asserted.
+        assert sorted(c["host"] for c in grown) == sorted([h["id"] for h in hosts] * 2)
         tasks = world.wait(
             lambda: (
                 (t := world.batch_tasks(batch))
@@ -36,9 +40,6 @@ def test_a_batch_grows_an_empty_pool_on_both_hosts_then_it_shrinks_back_to_zero(
             f"{TASKS} tasks completed",
         )
         servers = {task["server"]["id"] for task in tasks}
-        urls = {world.server(server_id)["url"] for server_id in servers}
-        addresses = {url.split("//")[1].split(":")[0] for url in urls}
-        assert addresses == {spec.publish_address for spec in HOSTS}  # both hosts ran work
         assert all(world.server(s)["kind"] == "container" for s in servers)
         assert all(len(task["outputs"]) == 1 for task in tasks)
         assert all(task["attempts"] == 1 for task in tasks)  # none lost, none run twice
