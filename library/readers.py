@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from servers.models import Server, ServerKind
+from servers.models import Server, ServerKind, ServerState
 from servers.monitor.refresh import request_models_refresh
 
 logger = logging.getLogger(__name__)
@@ -23,8 +23,14 @@ def reader_ids() -> list[int]:
 
 
 def library_changed() -> None:
-    """Best effort: without it the monitor still refetches when the TTL runs out."""
+    """Their model lists are out of date until the monitor refetches them: say so
+    (capabilities unknown, so work that needs the new file is accepted to wait
+    instead of refused as unrunnable in the second before the refetch), then ask
+    for the refetch. Best effort: without it the monitor still refetches when the
+    TTL runs out."""
+    readers = reader_ids()
+    ServerState.objects.filter(server_id__in=readers).update(capabilities_at=None)
     try:
-        request_models_refresh(reader_ids())
+        request_models_refresh(readers)
     except Exception as error:
         logger.warning("model lists not refreshed (%s)", type(error).__name__)

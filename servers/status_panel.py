@@ -4,14 +4,18 @@ server's detail card, rendered on the server and pushed through `comfyweb.live`.
 The monitor calls `publish_server()` whenever something visible about a server
 changed; pages subscribe to the "servers" topic (and "server" keyed by id).
 
-"In flight" on a server is shown as its active tasks (dispatched or running),
-counted by the tasks app (a `WorkSource`, registered in its AppConfig.ready) —
-the same count the dashboard's queue panel shows. The dashboard renders the two
-panels from one read (`table_context(inflight=...)`), and so that no update
-shows one newer than the other, the compact fleet panel is never pushed alone
-once a work source is registered: browsers get a refresh hint and fetch both.
-`ServerState.inflight` is the dispatcher's slot counter: equal but for the
-moment between claiming a slot and claiming the task, and not what people ask.
+A server's active tasks (dispatched or running), counted by the tasks app (a
+`WorkSource`, registered in its AppConfig.ready), show as two numbers: "in
+flight", the tasks holding one of its slots (their prompt is queued or running
+there), and "collecting", the tasks whose prompt has ended there and whose
+outputs are being fetched (their slot already went to the next prompt). Summed,
+they are what the dashboard's queue panel counts as dispatched + running. The
+dashboard renders the two panels from one read (`table_context(work=...)`), and
+so that no update shows one newer than the other, the compact fleet panel is
+never pushed alone once a work source is registered: browsers get a refresh
+hint and fetch both. `ServerState.inflight` is the dispatcher's slot counter:
+equal to "in flight" but for the moment between claiming a slot and claiming
+the task, and not what people ask.
 """
 
 from __future__ import annotations
@@ -34,10 +38,18 @@ COMPACT_TARGET = "fleet-panel"
 
 
 @dataclass(frozen=True)
+class ServerWork:
+    """Active tasks per server id, in two parts that never overlap."""
+
+    inflight: Mapping[int, int]  # holding a slot: the prompt is queued or running there
+    collecting: Mapping[int, int]  # prompt ended there, outputs still being fetched
+
+
+@dataclass(frozen=True)
 class WorkSource:
     """What the fleet panels need to know about tasks, from the app that has them."""
 
-    inflight: Callable[[], Mapping[int, int]]  # server id → its active tasks
+    work: Callable[[], ServerWork]
     panels_url: Callable[[], str]  # the partial with the compact panel and its queue panel
 
 
@@ -95,21 +107,23 @@ def summarize(servers) -> FleetSummary:
     )
 
 
-def table_context(servers=None, *, inflight: Mapping[int, int] | None = None) -> dict:
-    """`inflight`: server id → active tasks, when the caller read them together with
-    other numbers on the same page (the dashboard); else they are counted here."""
+def table_context(servers=None, *, work: ServerWork | None = None) -> dict:
+    """`work`: the tasks per server, when the caller read them together with other
+    numbers on the same page (the dashboard); else they are counted here."""
     servers = list(servers if servers is not None else servers_with_state())
     fleet = FleetSettings.load()
     window = timedelta(seconds=fleet.affinity_window)
     now = timezone.now()
-    if inflight is None and _work is not None:
-        inflight = _work.inflight()
+    if work is None and _work is not None:
+        work = _work.work()
     for server in servers:
         server.affinity_for = server.state.affinity_key(window, now) if server.state else None
-        if inflight is not None:
-            server.in_flight = inflight.get(server.pk, 0)
+        if work is not None:
+            server.in_flight = work.inflight.get(server.pk, 0)
+            server.collecting = work.collecting.get(server.pk, 0)
         else:  # nobody counts tasks (the tasks app is not installed): the slot counter
             server.in_flight = server.state.inflight if server.state else 0
+            server.collecting = 0
     return {"servers": servers, "summary": summarize(servers), "fleet": fleet}
 
 

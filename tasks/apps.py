@@ -21,11 +21,11 @@ class TasksConfig(AppConfig):
         topics.register(task_updates.task_topic)
         topics.register(task_updates.team_tasks_topic)
         topics.register(queue_panel.topic)
-        # The fleet panels show a server's in-flight work as its active tasks, and
-        # the dashboard's comes with the queue panel (tasks/queue_panel.py).
+        # The fleet panels show a server's active tasks, and the dashboard's comes
+        # with the queue panel (tasks/queue_panel.py).
         status_panel.use_work_source(
             status_panel.WorkSource(
-                inflight=queue.inflight_by_server,
+                work=queue.server_work,
                 panels_url=lambda: reverse("tasks:queue_panel"),
             )
         )

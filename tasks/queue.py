@@ -26,6 +26,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from servers.requirements import Requirements, requirements_from_graph
+from servers.status_panel import ServerWork
 from tasks import enqueue
 from tasks.models import Priority, QueuePause, Status, Task
 from tasks.transitions import transition
@@ -143,13 +144,13 @@ class WorkCounts:
     sit beside "0 dispatched, 0 running" for the same moment.
     """
 
-    # (team, status, server or None, priority or None, count)
-    rows: tuple[tuple[int, str, int | None, int | None, int], ...]
+    # (team, status, server while active or None, slot held, priority or None, count)
+    rows: tuple[tuple[int, str, int | None, bool, int | None, int], ...]
 
     def by_status(self, team_ids: Iterable[int] | None = None) -> dict[str, int]:
         teams = None if team_ids is None else set(team_ids)
         counts = dict.fromkeys(Status.values, 0)
-        for team, status, _server, _priority, n in self.rows:
+        for team, status, _server, _slot_held, _priority, n in self.rows:
             if teams is None or team in teams:
                 counts[status] = counts.get(status, 0) + n
         return counts
@@ -157,38 +158,37 @@ class WorkCounts:
     def pending_by_priority(self, team_ids: Iterable[int] | None = None) -> dict[int, int]:
         teams = None if team_ids is None else set(team_ids)
         counts: dict[int, int] = {}
-        for team, _status, _server, priority, n in self.rows:
+        for team, _status, _server, _slot_held, priority, n in self.rows:
             if priority is not None and (teams is None or team in teams):
                 counts[priority] = counts.get(priority, 0) + n
         return counts
 
-    def inflight_by_server(self) -> dict[int, int]:
-        """Server id → its prompts there (tasks holding a slot), every team's."""
-        counts: dict[int, int] = {}
-        for _team, _status, server, _priority, n in self.rows:
+    def server_work(self) -> ServerWork:
+        """Every team's active tasks per server: holding a slot, or collecting."""
+        inflight: dict[int, int] = {}
+        collecting: dict[int, int] = {}
+        for _team, _status, server, slot_held, _priority, n in self.rows:
             if server is not None:
+                counts = inflight if slot_held else collecting
                 counts[server] = counts.get(server, 0) + n
-        return counts
+        return ServerWork(inflight=inflight, collecting=collecting)
 
 
 def work_counts() -> WorkCounts:
-    on_server = Case(
-        When(status__in=Status.active(), slot_held=True, then=F("server_id")), default=None
-    )
+    on_server = Case(When(status__in=Status.active(), then=F("server_id")), default=None)
     waiting = Case(When(status=Status.PENDING, then=F("priority")), default=None)
     rows = (
         Task.objects.order_by()
         .annotate(on_server=on_server, waiting=waiting)
-        .values_list("team_id", "status", "on_server", "waiting")
+        .values_list("team_id", "status", "on_server", "slot_held", "waiting")
         .annotate(n=Count("pk"))
     )
     return WorkCounts(tuple(rows))
 
 
-def inflight_by_server() -> dict[int, int]:
-    """Server id → its prompts there (the fleet panel's "in flight", outside the
-    dashboard): tasks holding one of its slots, as `ServerState.inflight` counts."""
-    return _active_by_server(slot_held=True)
+def server_work() -> ServerWork:
+    """Active tasks per server (the fleet panels' numbers, outside the dashboard)."""
+    return ServerWork(inflight=_active_by_server(slot_held=True), collecting=collecting_by_server())
 
 
 def _active_by_server(*, slot_held: bool) -> dict[int, int]:

@@ -44,7 +44,7 @@ def context(user, work: queue.WorkCounts | None = None) -> dict:
 def dashboard_context(user) -> dict:
     """The queue panel's and the fleet panel's context from one read of the counts."""
     work = queue.work_counts()
-    return status_panel.table_context(inflight=work.inflight_by_server()) | context(user, work)
+    return status_panel.table_context(work=work.server_work()) | context(user, work)
 
 
 def render_panels(user) -> list[tuple[str, str]]:

@@ -21,8 +21,9 @@ from library.readers import library_changed
 from library.requests import request_download
 from servers.models import ServerKind
 from servers.monitor.refresh import KEY
-from tests.factories import make_server
+from tests.factories import capable_state, make_server, trivial_graph
 from tests.range_server import MiB
+from workflows.runnable import Unrunnable, require_runnable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,6 +74,22 @@ def test_a_completed_download_has_the_servers_that_read_the_library_refetch(rang
     assert stamps["container-1"] is not None
     assert stamps["static-1"] is None
     assert stamps["local-off"] is None
+
+
+def test_work_needing_a_model_just_downloaded_is_accepted_before_the_monitor_refetches(
+    range_server, fetch
+):
+    make_server("local-3", kind=ServerKind.LOCAL, state=capable_state())
+    graph = trivial_graph()
+    graph["1"]["inputs"]["ckpt_name"] = "fresh.safetensors"
+    with pytest.raises(Unrunnable):
+        require_runnable([graph])
+
+    fetch(range_server(MiB).url("fresh.safetensors"), "checkpoints")
+
+    # The monitor has not read the server's model list again: until it does, the
+    # list is unknown, so the work waits for it instead of being refused.
+    require_runnable([graph])
 
 
 def test_a_failed_refresh_request_is_only_a_warning(monkeypatch, caplog):

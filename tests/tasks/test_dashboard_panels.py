@@ -12,7 +12,7 @@ import pytest
 
 from servers.models import ServerState
 from tasks.models import Status
-from tasks.transitions import transition
+from tasks.transitions import free_slot, transition
 from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,33 @@ def test_fleet_in_flight_is_the_tasks_the_queue_panel_counts(client):
     html = client.get("/").content.decode()
     assert fleet_inflight(html, "gpu-1") == (2, 2)
     assert (queue_count(html, "Dispatched"), queue_count(html, "Running")) == (1, 1)
+
+
+def fleet_collecting(html: str, server: str) -> int:
+    row = re.search(rf'data-server="{server}">(.*?)</li>', html, re.S)
+    shown = re.search(r"<span data-collecting>(\d+)</span> collecting outputs", row.group(1))
+    return int(shown.group(1)) if shown else 0
+
+
+def test_a_task_whose_outputs_are_collected_shows_as_collecting_not_in_a_slot(client):
+    team = make_team()
+    server = make_server(name="gpu-1", max_inflight=1)
+    client.force_login(make_user(team=team, staff=True))
+    task = make_task(
+        team, dispatched_to=server, status=Status.RUNNING, graph=shared_workflow("empty_save")
+    )
+    assert free_slot(task.pk, task.prompt_id)
+    make_task(
+        team, dispatched_to=server, status=Status.RUNNING, graph=shared_workflow("empty_save")
+    )
+
+    html = client.get("/").content.decode()
+    # The freed slot runs the next prompt while the first one's outputs are fetched.
+    assert fleet_inflight(html, "gpu-1") == (1, 1)
+    assert fleet_collecting(html, "gpu-1") == 1
+    assert on_server(html) == 2
+    servers_page = client.get(f"/servers/{server.pk}/").content.decode()
+    assert "1 of 1 tasks, and 1 whose outputs are being collected" in servers_page
 
 
 def test_a_refresh_brings_both_panels_from_one_read(client):
