@@ -31,10 +31,12 @@ Makespan for the client-side policies = the last prompt's execution_success
 
 Each job is EmptyImage → SlowProgress(steps, seconds_per_step) → SaveImage with
 1-6 s of nominal work (steps * seconds_per_step); a server of speed s runs it in
-work * time scale / s. From the simulators' /history (execution_start and
-execution_success timestamps) the time above the lower bound is split into the
-speed-weighted idle capacity before each server's first prompt, between its
-prompts and after its last one, plus the simulators' own overhead.
+work * time scale / s. Jobs of one workflow share their seconds_per_step (what a
+model and an image size set) and differ in steps, as runs of one template do.
+From the simulators' /history (execution_start and execution_success timestamps)
+the time above the lower bound is split into the speed-weighted idle capacity
+before each server's first prompt, between its prompts and after its last one,
+plus the simulators' own overhead.
 
 Exits non-zero only on errors (a process that does not start, a failed task, a
 run past its deadline), never on a figure.
@@ -116,7 +118,7 @@ class Job:
         return {
             "1": {
                 "class_type": "EmptyImage",
-                "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": self.index},
+                "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
             },
             "2": {
                 "class_type": "SlowProgress",
@@ -135,13 +137,16 @@ class Job:
 
 
 def make_jobs(count: int, seed: int, workflows: int) -> list[Job]:
+    """Jobs of 1-6 s of nominal work, as runs of `workflows` templates that differ
+    in their step counts: each workflow has its own cost per step (as a model and
+    image size would set it), and a job's work is its steps times that cost."""
     rng = random.Random(seed)
+    per_step = [round(0.1 + 0.2 * w / max(1, workflows - 1), 3) for w in range(workflows)]
     jobs = []
     for index in range(count):
-        work = rng.uniform(1.0, 6.0)
-        steps = rng.randint(5, 25)
-        per_step = max(0.04, round(work / steps, 2))
-        jobs.append(Job(index, steps, per_step, index % workflows))
+        workflow = index % workflows
+        steps = max(1, round(rng.uniform(1.0, 6.0) / per_step[workflow]))
+        jobs.append(Job(index, steps, per_step[workflow], workflow))
     return jobs
 
 

@@ -6,7 +6,14 @@ from django.http import HttpRequest
 from django.shortcuts import redirect
 
 from servers.containers import admin as containers_admin  # noqa: F401 (registers them)
-from servers.models import BalancerDecision, FailureRecord, FleetSettings, Server, ServerState
+from servers.models import (
+    BalancerDecision,
+    FailureRecord,
+    FleetSettings,
+    Server,
+    ServerSpeed,
+    ServerState,
+)
 from servers.probe import probe_many
 
 
@@ -104,6 +111,20 @@ class FailureRecordAdmin(RecordAdmin):
 class BalancerDecisionAdmin(RecordAdmin):
     list_display = ["at", "chosen", "mode", "reason"]
     list_filter = ["mode", "chosen"]
+
+
+@admin.register(ServerSpeed)
+class ServerSpeedAdmin(RecordAdmin):
+    list_display = [
+        "server",
+        "key",
+        "seconds_per_unit",
+        "last_seconds_per_unit",
+        "samples",
+        "updated_at",
+    ]
+    list_filter = ["server"]
+    search_fields = ["key", "server__name"]
 
 
 @admin.register(FleetSettings)

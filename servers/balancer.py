@@ -11,7 +11,15 @@ The rules, in order:
    (`inflight < max_inflight`) that can run the task: every node class and every
    model file the graph names is in the server's catalogue, and the task's tags
    are a subset of the server's. Every other server gets a reason.
-2. Lowest effective load first: `(inflight + queue_running + queue_pending) / weight`.
+2. Earliest predicted finish first, when the task comes with predictions
+   (`Requirements.seconds`: its run time on each server, from measured speeds,
+   `servers.speed`): a server's finish is the work already on it
+   (`ServerSnapshot.backlog`) plus the task's run time there. A full server
+   counts too: when it would still finish the task first, the task waits for it
+   (`Decision.planned_on`) rather than go to a slower free one — near the end
+   of a batch a slow server is left idle instead of being handed the last long
+   job. Without predictions, lowest effective load first:
+   `(inflight + queue_running + queue_pending) / weight`.
 3. Affinity: a server that was sent a prompt with the same affinity key (the same
    model files from the same workflow version, whatever the parameter values)
    within the affinity window keeps it (its models are likely still in VRAM)
@@ -20,7 +28,9 @@ The rules, in order:
    affinity server wins while
    `load < best_load + 1 / weight`. With equal weights of 1 and whole prompt
    counts this is a tie-break; a fast server (weight 2) keeps its workflow
-   while it is less than one prompt (0.5 load) behind.
+   while it is less than one prompt (0.5 load) behind. By predicted finish,
+   affinity only breaks ties: the measured run times already include the
+   model loads that switching costs.
 4. Configured priority (lower first), then least recently used (never used
    first), then the lowest id, so equal inputs always give equal answers.
 
@@ -51,6 +61,8 @@ HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 # Long lists in reasons are cut here; the full sets stay in the snapshot.
 _LIST_LIMIT = 5
+# How the reason of a server that can run the task but has no free slot starts.
+FULL = "full:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +90,8 @@ class ServerSnapshot:
     last_affinity_key: str = ""
     last_affinity_at: datetime | None = None
     load_checked_at: datetime | None = None
+    # Predicted seconds until the prompts already on it are done (by predicted finish).
+    backlog: float = 0.0
 
     @property
     def load(self) -> float:
@@ -113,10 +127,16 @@ class Candidate:
     priority: int
     affinity: bool
     last_used_at: datetime | None
+    # By predicted finish: the task's run time there and when it would be done.
+    seconds: float | None = None
+    finish: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for BalancerDecision.candidates and log lines."""
-        return {
+        predicted = {}
+        if self.finish is not None and self.seconds is not None:
+            predicted = {"seconds": round(self.seconds, 3), "finish": round(self.finish, 3)}
+        return predicted | {
             "server": self.name,
             "id": self.server_id,
             "load": round(self.load, 4),
@@ -142,6 +162,9 @@ class Decision:
     candidates: tuple[Candidate, ...] = ()
     # Server name -> why it was not a candidate.
     excluded: Mapping[str, str] = field(default_factory=dict)
+    # Waiting for this full server, predicted to finish the task before any free one.
+    planned_on: int | None = None
+    planned_finish: float | None = None
 
     @property
     def waiting(self) -> bool:
@@ -171,12 +194,18 @@ def choose(
 
     excluded: dict[str, str] = {}
     candidates: list[Candidate] = []
+    full: list[Candidate] = []  # able, but no free slot
     for server in fleet:
         why = _why_not(server, requirements, now, strict=True)
         if why is None:
             candidates.append(_candidate(server, requirements, policy, now))
         else:
             excluded[server.name] = why
+            if why.startswith(FULL):
+                full.append(_candidate(server, requirements, policy, now))
+    later = _sooner_when_free(full, candidates)
+    if later is not None:
+        return _planned(later, candidates, excluded)
     if not candidates:
         return _waiting(_nobody_can(fleet, requirements, excluded), excluded)
     ranked = _rank(candidates)
@@ -212,6 +241,37 @@ def single_server(servers: Iterable[ServerSnapshot], error: str) -> Decision:
             reason=f"{label}: using the primary {primary.name}",
         )
     return Decision(server_id=None, server_name=None, mode="waiting", reason=reason)
+
+
+def _sooner_when_free(full: list[Candidate], free: list[Candidate]) -> Candidate | None:
+    """The full server predicted to finish the task before every free one, if any."""
+    timed = [c for c in full if c.finish is not None]
+    if not timed:
+        return None
+    best = min(timed, key=_order)
+    if any(c.finish is None or _order(c) <= _order(best) for c in free):
+        return None
+    return best
+
+
+def _planned(server: Candidate, free: list[Candidate], excluded: Mapping[str, str]) -> Decision:
+    assert server.finish is not None
+    reason = f"waiting for {server.name}: predicted to finish it in {_secs(server.finish)}"
+    if free:
+        best_free = min(free, key=_order)
+        assert best_free.finish is not None
+        reason += f", sooner than {best_free.name} (free, {_secs(best_free.finish)})"
+    else:
+        reason += ", sooner than any other server"
+    return Decision(
+        server_id=None,
+        server_name=None,
+        mode="waiting",
+        reason=reason,
+        excluded=excluded,
+        planned_on=server.server_id,
+        planned_finish=server.finish,
+    )
 
 
 def _waiting(reason: str, excluded: Mapping[str, str]) -> Decision:
@@ -299,7 +359,7 @@ def _why_not(
     if gaps := _capability_gaps(server, requirements, strict=strict):
         return "; ".join(gaps)
     if server.inflight >= server.max_inflight:
-        return f"full: {server.inflight}/{server.max_inflight} in flight"
+        return f"{FULL} {server.inflight}/{server.max_inflight} in flight"
     return None
 
 
@@ -370,9 +430,12 @@ def _candidate(
         )
         == requirements.affinity_key
     )
+    seconds = requirements.seconds.get(server.id)
     return Candidate(
         server_id=server.id,
         name=server.name,
+        seconds=seconds,
+        finish=None if seconds is None else server.backlog + seconds,
         load=server.load,
         slot=server.slot,
         inflight=server.inflight,
@@ -392,11 +455,15 @@ def _lru(when: datetime | None) -> tuple[int, datetime | None]:
 
 
 def _order(c: Candidate) -> tuple[Any, ...]:
-    return (c.load, not c.affinity, c.priority, _lru(c.last_used_at), c.server_id)
+    # Predicted finish when there is one (a candidate without sorts after all that have).
+    by_finish = (0, c.finish) if c.finish is not None else (1, 0.0)
+    return (*by_finish, c.load, not c.affinity, c.priority, _lru(c.last_used_at), c.server_id)
 
 
 def _rank(candidates: list[Candidate]) -> list[Candidate]:
     ranked = sorted(candidates, key=_order)
+    if ranked[0].finish is not None:
+        return ranked  # by predicted finish: affinity is a tie-break (see rule 3)
     best_load = ranked[0].load
     # The first affinity server in load order that is less than one of its own
     # slots behind the best keeps its workflow.
@@ -413,6 +480,8 @@ def _why_chosen(ranked: Sequence[Candidate], excluded: int) -> str:
         others = f" ({excluded} excluded)" if excluded else ""
         return f"{chosen.name}: the only candidate{others}, load {_num(chosen.load)}"
     runner = ranked[1]
+    if chosen.finish is not None:
+        return _why_sooner(chosen, runner)
     if chosen.affinity and chosen.load > runner.load:
         return (
             f"{chosen.name}: keeps its workflow, load {_num(chosen.load)} is within one slot "
@@ -432,6 +501,22 @@ def _why_chosen(ranked: Sequence[Candidate], excluded: int) -> str:
     if _lru(chosen.last_used_at) < _lru(runner.last_used_at):
         return f"{tied} and on priority, least recently used"
     return f"{tied}, priority and last use; lower id"
+
+
+def _why_sooner(chosen: Candidate, runner: Candidate) -> str:
+    assert chosen.finish is not None
+    assert chosen.seconds is not None
+    ahead = chosen.finish - chosen.seconds
+    queued = f" after {_secs(ahead)} of work ahead" if ahead > 0 else ""
+    reason = (
+        f"{chosen.name}: predicted to finish first, in {_secs(chosen.finish)} "
+        f"({_secs(chosen.seconds)} to run{queued})"
+    )
+    if runner.finish is None:
+        return f"{reason}; no prediction for {runner.name}"
+    if runner.finish == chosen.finish:
+        return f"{reason}; tied with {runner.name}"
+    return f"{reason}; next {runner.name} in {_secs(runner.finish)}"
 
 
 def _nobody_can(
@@ -524,6 +609,10 @@ def _listing(items: Iterable[str]) -> str:
 
 def _num(value: float) -> str:
     return f"{value:.3g}"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else _age(timedelta(seconds=seconds))
 
 
 def _age(delta: timedelta) -> str:

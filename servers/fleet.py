@@ -10,12 +10,13 @@ import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
-from servers import balancer
+from servers import balancer, speed
 from servers.balancer import Decision, Policy, ServerSnapshot
 from servers.containers import autoscale
 from servers.containers.models import ContainerPool
@@ -99,35 +100,129 @@ def pick_server(
     affinity_key: str = "",
     record: bool = True,
     avoid: Collection[int] = (),
-    refused_by: Mapping[int, str] | None = None,
+    refused_by: Mapping[int, str] = MappingProxyType({}),
 ) -> Decision:
-    """Choose the server for `graph` now; record and log why (B9).
-
-    `avoid`: ids of servers a retried task failed on; they are chosen only when
-    no other server could run the task at all (one that is merely full is
-    waited for: dispatch prefers another server).
-    `refused_by`: server id -> why its node catalogue rejects the graph (see
-    `Requirements.refused_by`); those servers are never chosen.
-
-    If the balancer itself raises, the primary alone is used (B6, single-server
-    mode) and the error is logged with its traceback.
-    """
-    requirements = requirements_from_graph(
-        graph, workflow_key=workflow_key, affinity_key=affinity_key, tags=tags
+    """Choose the server for `graph` now, by load (no predictions); see `Plan.pick`."""
+    return Plan.load().pick(
+        graph,
+        tags=tags,
+        workflow_key=workflow_key,
+        affinity_key=affinity_key,
+        record=record,
+        avoid=avoid,
+        refused_by=refused_by,
     )
-    if refused_by:
-        requirements = dataclasses.replace(requirements, refused_by=refused_by)
-    now = timezone.now()
-    servers = snapshot(now)
-    try:
-        decision = _choose_avoiding(servers, requirements, policy(), now, avoid)
-    except Exception as error:
-        logger.exception("balancer failed; single-server mode")
-        decision = balancer.single_server(servers, f"{type(error).__name__}: {error}")
-    if record:
-        _record(decision, requirements.workflow_key, now)
-    _log(decision, requirements.workflow_key)
-    return decision
+
+
+class Plan:
+    """The fleet as one dispatch pass sees it: read once, then kept up to date in
+    memory as the pass claims slots and plans tasks onto busy servers, so every
+    pick of the pass is made against the work already given out.
+
+    With `backlog` (server id -> predicted seconds of work already on it, which
+    the caller counts from its active tasks) the balancer places each task where
+    it is predicted to finish first (`servers.speed`); without, by load.
+    The database stays the judge: a slot claimed here is still claimed with a
+    conditional UPDATE, so a plan read a moment ago never overfills a server.
+    """
+
+    def __init__(
+        self,
+        servers: list[ServerSnapshot],
+        policy: Policy,
+        speeds: speed.SpeedTable | None,
+        backlog: Mapping[int, float] | None = None,
+    ) -> None:
+        self.speeds = speeds
+        self.policy = policy
+        backlog = backlog or {}
+        self.servers = {
+            s.id: dataclasses.replace(s, backlog=backlog.get(s.id, 0.0)) for s in servers
+        }
+
+    @classmethod
+    def load(cls, *, predicting: bool = False) -> Plan:
+        servers = snapshot()
+        speeds = None
+        if predicting:
+            speeds = speed.SpeedTable.load({s.id: s.weight for s in servers if s.enabled})
+        return cls(servers, policy(), speeds)
+
+    def with_backlog(self, backlog: Mapping[int, float]) -> Plan:
+        return Plan(list(self.servers.values()), self.policy, self.speeds, backlog)
+
+    def seconds(self, server_id: int, work: speed.Work) -> float:
+        """Predicted run time of `work` on the server (0 when not predicting)."""
+        return self.speeds.seconds(server_id, work) if self.speeds is not None else 0.0
+
+    def pick(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        tags: Iterable[str] = (),
+        workflow_key: str | None = None,
+        affinity_key: str = "",
+        record: bool = True,
+        avoid: Collection[int] = (),
+        refused_by: Mapping[int, str] = MappingProxyType({}),
+        work: speed.Work | None = None,
+    ) -> Decision:
+        """Choose the server for `graph`; record and log why (B9).
+
+        `avoid`: ids of servers a retried task failed on; they are chosen only when
+        no other server could run the task at all (one that is merely full is
+        waited for: dispatch prefers another server).
+        `refused_by`: server id -> why its node catalogue rejects the graph (see
+        `Requirements.refused_by`); those servers are never chosen.
+        `work`: the graph's `speed.Work`, if the caller has it already.
+
+        If the balancer itself raises, the primary alone is used (B6, single-server
+        mode) and the error is logged with its traceback.
+        """
+        requirements = requirements_from_graph(
+            graph, workflow_key=workflow_key, affinity_key=affinity_key, tags=tags
+        )
+        seconds: dict[int, float] = {}
+        if self.speeds is not None:
+            work = work or speed.Work.of(graph)
+            seconds = {sid: self.speeds.seconds(sid, work) for sid in self.servers}
+        requirements = dataclasses.replace(requirements, refused_by=refused_by, seconds=seconds)
+        now = timezone.now()
+        servers = list(self.servers.values())
+        try:
+            decision = _choose_avoiding(servers, requirements, self.policy, now, avoid)
+        except Exception as error:
+            logger.exception("balancer failed; single-server mode")
+            decision = balancer.single_server(servers, f"{type(error).__name__}: {error}")
+        if decision.planned_on is None:  # a plan is remade every pass: not worth a row
+            if record:
+                _record(decision, requirements.workflow_key, now)
+            _log(decision, requirements.workflow_key)
+        return decision
+
+    def claimed(self, server_id: int, seconds: float) -> None:
+        """A slot of the server went to a task predicted to run `seconds` there."""
+        server = self.servers.get(server_id)
+        if server is not None:
+            self.servers[server_id] = dataclasses.replace(
+                server, inflight=server.inflight + 1, backlog=server.backlog + seconds
+            )
+
+    def planned(self, server_id: int, seconds: float) -> None:
+        """A task waits for the (full) server: later picks of the pass count it there."""
+        server = self.servers.get(server_id)
+        if server is not None:
+            self.servers[server_id] = dataclasses.replace(server, backlog=server.backlog + seconds)
+
+    def reread(self, server_id: int) -> None:
+        """A claim on the server lost (another dispatcher took the slot): read how
+        many of its slots are taken again."""
+        server = self.servers.get(server_id)
+        if server is None:
+            return
+        taken = ServerState.objects.filter(server_id=server_id).values_list("inflight", flat=True)
+        inflight = next(iter(taken), server.max_inflight)
+        self.servers[server_id] = dataclasses.replace(server, inflight=inflight)
 
 
 def _choose_avoiding(
@@ -148,7 +243,7 @@ def _choose_avoiding(
 
 
 def _busy_elsewhere(decision: Decision) -> bool:
-    return any(reason.startswith("full:") for reason in decision.excluded.values())
+    return any(reason.startswith(balancer.FULL) for reason in decision.excluded.values())
 
 
 def capacity_for(requirements: Requirements) -> list[str]:

@@ -318,3 +318,23 @@ class BalancerDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} → {self.chosen or 'none'}: {self.reason}"
+
+
+class ServerSpeed(models.Model):
+    """How long a server takes per unit of one kind of work, measured (`servers.speed`)."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="speeds")
+    key = models.CharField(max_length=64, help_text="servers.speed.speed_key_of the graph")
+    seconds_per_unit = models.FloatField(help_text="running mean, seconds per sampling step")
+    last_seconds_per_unit = models.FloatField()
+    samples = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "key"], name="server_speed_per_key")
+        ]
+        ordering = ["server", "-updated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.seconds_per_unit:.3f} s/step ({self.key})"

@@ -39,6 +39,8 @@ class Requirements:
     # Server id -> why its node catalogue rejects the graph's inputs. Judged
     # outside the balancer (`workflows.runnable`), which has no graph validation.
     refused_by: Mapping[int, str] = field(default_factory=dict, compare=False, hash=False)
+    # Server id -> predicted seconds to run it there (`servers.speed`); empty: rank by load.
+    seconds: Mapping[int, float] = field(default_factory=dict, compare=False, hash=False)
 
 
 # Loader inputs that name a model file, by input name, and the ComfyUI model

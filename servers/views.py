@@ -32,6 +32,7 @@ def server_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "server": server,
         "failures": server.failures.all()[:50],
         "decisions": server.decisions.all()[:20],
+        "speeds": server.speeds.all()[:20],
         "model_folders": sorted((k, v) for k, v in server.state.model_files.items() if v),
         "cache": server.state.event_stats.get("capabilities", {}),
         "event_counts": sorted(server.state.event_stats.get("by_type", {}).items()),

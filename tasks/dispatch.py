@@ -53,7 +53,7 @@ from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from servers import fleet
+from servers import fleet, speed
 from servers.comfyui import PromptRejected, ServerTimeout
 from servers.models import Server, ServerState
 from tasks import queue
@@ -81,6 +81,12 @@ LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
 # waits are skipped without asking again — no head-of-line blocking).
 CANDIDATES = 200
 MAX_WAITING_WORKFLOWS = 20
+# Tasks planned onto busy servers, per server, before a pass stops asking (see
+# `_claim_batch`); workflows whose `speed.Work` is remembered.
+PLANNED_PER_SERVER = 8
+WORKS_CACHED = 10_000
+# A running prompt past its predicted time still counts this share of it.
+OVERRUN_SHARE = 0.1
 # Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
 BUDGET_SECONDS = 120.0
 # Seconds a claimed task's `sending_until` lease lasts; renewed every third of it
@@ -203,23 +209,37 @@ def _claim_batch() -> list[Claimed]:
     # needs get the same answer, so later tasks like them are not asked about.
     waiting: set[tuple[str, frozenset[int]]] = set()
     servers: dict[int, _ServerInfo] = {}
+    plan = fleet.Plan.load(predicting=True)
+    plan = plan.with_backlog(_backlog(plan))
+    # Tasks planned onto busy servers in a row: past this many, the free slots left
+    # are on servers no task of this pass wants, and the rest are not asked about.
+    planned, planned_limit = 0, PLANNED_PER_SERVER * max(1, len(plan.servers))
     # The fleet's node catalogues, read once per pass: a server whose catalogue
     # rejects a graph's inputs is not offered it (it would fail, not retry).
     catalogues: runnable.FleetView | None = None
     for task in queue.next_candidates(CANDIDATES):
         if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
+        if planned >= planned_limit:
+            break
         avoid = frozenset(failed_servers(task.pk))
         if task.workflow_key and (task.workflow_key, avoid) in waiting:
             continue
         catalogues = catalogues or runnable.FleetView.load()
-        decision = fleet.pick_server(
+        work = work_of(task)
+        decision = plan.pick(
             task.graph,
             workflow_key=task.workflow_key,
             affinity_key=task.affinity_key,
             avoid=avoid,
             refused_by=catalogues.refusals(task.graph, task.workflow_key),
+            work=work,
         )
+        if decision.planned_on is not None:
+            # A busy server will finish it first: it waits for that one.
+            plan.planned(decision.planned_on, plan.seconds(decision.planned_on, work))
+            planned += 1
+            continue
         if decision.waiting:
             waiting.add((task.workflow_key, avoid))
             _note_waiting(task, decision.reason)
@@ -230,9 +250,57 @@ def _claim_batch() -> list[Claimed]:
             continue
         servers[info.id] = info
         claim = _claim(task, info, decision)
-        if claim is not None:
-            claimed.append(claim)
+        if claim is None:
+            plan.reread(info.id)
+            continue
+        plan.claimed(info.id, plan.seconds(info.id, work))
+        planned = 0
+        claimed.append(claim)
     return claimed
+
+
+def work_of(task: Task) -> speed.Work:
+    """The task's `speed.Work`, computed once per workflow key (the same for every
+    graph of one key: seeds change neither size nor key)."""
+    if not task.workflow_key:
+        return speed.Work.of(task.graph)
+    work = _works.get(task.workflow_key)
+    if work is None:
+        if len(_works) >= WORKS_CACHED:
+            _works.clear()
+        work = _works[task.workflow_key] = speed.Work.of(task.graph)
+    return work
+
+
+_works: dict[str, speed.Work] = {}
+
+
+def _backlog(plan: fleet.Plan) -> dict[int, float]:
+    """Server id -> predicted seconds until the prompts on it now are done: each
+    running one's predicted time less what it has run, each waiting one's whole."""
+    now = timezone.now()
+    backlog: dict[int, float] = {}
+    on_servers = list(
+        Task.objects.filter(status__in=Status.active(), slot_held=True, server__isnull=False)
+        .order_by()
+        .values_list("pk", "server_id", "workflow_key", "started_at")
+    )
+    missing = [pk for pk, _sid, key, _at in on_servers if not key or key not in _works]
+    graphs = dict(Task.objects.filter(pk__in=missing).values_list("pk", "graph")) if missing else {}
+    for pk, server_id, key, started_at in on_servers:
+        if pk in graphs:
+            work = speed.Work.of(graphs[pk])
+            if key:
+                _works[key] = work
+        else:
+            work = _works[key]
+        seconds = plan.seconds(server_id, work)
+        if started_at is not None:
+            ran = (now - started_at).total_seconds()
+            # Past its prediction it is still running: count a little, not nothing.
+            seconds = max(seconds - ran, seconds * OVERRUN_SHARE)
+        backlog[server_id] = backlog.get(server_id, 0.0) + seconds
+    return backlog
 
 
 def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed | None:

@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from servers import speed
 from servers.comfyui import events
 from servers.monitor.work import WorkHooks
 from servers.requirements import Requirements
@@ -61,10 +62,23 @@ class Tracked:
     status: str
     started_at: datetime | None
     server: str
+    # The server's own clock (ms) at execution_start and execution_success, and the
+    # nodes it served from cache: how long the run took, for `servers.speed`.
+    run_started_ms: int | None = None
+    run_ended_ms: int | None = None
+    cached: frozenset[str] = frozenset()
 
     @property
     def task_id(self) -> int:
         return self.progress.task_id
+
+    def run_seconds(self) -> float | None:
+        """How long the server took, if it ran the work itself (no sampler cached)."""
+        if self.run_started_ms is None or self.run_ended_ms is None:
+            return None
+        if self.cached & speed.stepping_nodes(self.progress.graph):
+            return None
+        return (self.run_ended_ms - self.run_started_ms) / 1000
 
 
 class TaskEventHandler(WorkHooks):
@@ -163,12 +177,14 @@ class TaskEventHandler(WorkHooks):
         if tracked is None:
             return
         if isinstance(event, events.ExecutionStart):
+            tracked.run_started_ms = event.timestamp
             await self._start(tracked)
         elif isinstance(event, events.ExecutionError):
             await self._failed(tracked, event)
         elif isinstance(event, events.ExecutionInterrupted):
             await self._interrupted(tracked, event)
         elif isinstance(event, events.ExecutionSuccess):
+            tracked.run_ended_ms = event.timestamp
             tracked.progress.succeeded = True
             await self._progress_changed(tracked)
         elif isinstance(event, events.Executing) and event.finished:
@@ -178,6 +194,8 @@ class TaskEventHandler(WorkHooks):
         elif isinstance(event, PROGRESS_EVENTS):
             if tracked.status == Status.DISPATCHED:
                 await self._start(tracked)  # execution_start was missed
+            if isinstance(event, events.ExecutionCached):
+                tracked.cached |= frozenset(event.nodes)
             if isinstance(event, events.Executed):
                 names = [ref.filename for ref in event.files]
                 tracked.progress.record_outputs(event.node, names)
@@ -287,6 +305,10 @@ class TaskEventHandler(WorkHooks):
             )
             # The stored outputs take the preview's place on the page.
             await sync_to_async(previews.discard)(tracked.task_id)
+            seconds = tracked.run_seconds()
+            if seconds is not None:
+                work = speed.Work.of(tracked.progress.graph)
+                await database_sync_to_async(speed.observe)(tracked.server_id, work, seconds)
         elif not tracked.progress.ended:
             # Ended without success, error or interrupt that we saw: ask the server.
             await database_sync_to_async(enqueue.enqueue)(RECONCILE_JOB, tracked.server_id)
