@@ -12,3 +12,7 @@ cluster_started = Signal()
 # Sent (no arguments) by the container scheduler (`servers.containers.tending`) when
 # a pool's containers or its decision changed: the pages that show them listen.
 containers_changed = Signal()
+
+# Sent (no arguments) by `manage.py monitor` before it starts watching: the tasks
+# app dispatches from the monitor's process, which sees slots free first.
+monitor_started = Signal()

@@ -11,10 +11,10 @@ class TasksConfig(AppConfig):
         from django.urls import reverse
 
         from comfyweb import topics
-        from comfyweb.signals import cluster_started
+        from comfyweb.signals import cluster_started, monitor_started
         from servers import status_panel
         from servers.monitor import work
-        from tasks import enqueue, queue, queue_panel, task_updates
+        from tasks import dispatch_here, enqueue, queue, queue_panel, task_updates
         from tasks.execution import TaskEventHandler
         from tasks.transitions import task_transitioned
 
@@ -32,6 +32,8 @@ class TasksConfig(AppConfig):
         # The monitor hands execution events and its wake-ups to the tasks' handler.
         work.register(TaskEventHandler)
         cluster_started.connect(enqueue.cluster_started, dispatch_uid="tasks.cluster_started")
+        # The monitor sees slots free first: it dispatches itself (tasks/dispatch_here.py).
+        monitor_started.connect(dispatch_here.start, dispatch_uid="tasks.dispatch_here")
         task_transitioned.connect(
             task_updates.on_task_transitioned, dispatch_uid="tasks.task_updates"
         )

@@ -9,6 +9,7 @@ outputs and reconciliation can wake dispatch without importing it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
@@ -52,9 +53,15 @@ def enqueue(job: str, *args: Any, **options: Any) -> bool:
 def wake_dispatch() -> None:
     """Enqueue `tasks.jobs.dispatch` unless a run is already queued. Cheap; call freely.
 
+    In a process that dispatches itself (the monitor, `tasks.dispatch_here`) it
+    wakes that process's dispatch thread instead.
+
     Best effort, never raises: it runs after the work was saved (often on commit
     of a request), and the one-minute schedule dispatches what a lost wake-up missed.
     """
+    if _wake_here is not None:
+        _wake_here()
+        return
     try:
         fresh = cache.add(WAKE_KEY, 1, timeout=WAKE_TTL)
     except Exception:  # the cache is Redis, like the broker; enqueue anyway
@@ -64,6 +71,15 @@ def wake_dispatch() -> None:
         return
     if not enqueue(DISPATCH, group="dispatch"):
         woken()  # nothing is queued: the next wake-up must try again
+
+
+_wake_here: Callable[[], None] | None = None
+
+
+def dispatch_here(wake: Callable[[], None]) -> None:
+    """From now on this process dispatches itself: `wake_dispatch()` calls `wake`."""
+    global _wake_here
+    _wake_here = wake
 
 
 def cluster_started(**_: object) -> None:

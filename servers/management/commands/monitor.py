@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from comfyweb.signals import monitor_started
 from servers.monitor.monitor import DEFAULT_TICK, Monitor
 
 
@@ -40,5 +41,6 @@ class Command(BaseCommand):
         # would drown the monitor's own (selection-relevant) lines.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.stdout.write(f"monitor running (pid in heartbeat), tick {tick:g}s; Ctrl-C stops it")
+        monitor_started.send(sender=self.__class__)
         asyncio.run(run_until_signalled(Monitor(tick=tick)))
         self.stdout.write("monitor stopped")
