@@ -62,6 +62,7 @@ from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_a
 from tasks.enqueue import wake_dispatch
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
+    announcements_held,
     claim_slot,
     failed_servers,
     record,
@@ -108,11 +109,14 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
     started = time.monotonic()
     sent = 0
     while True:
-        claimed = claim_batch()
-        if not claimed:
-            return sent
-        with _sending(claimed):
-            outcomes = asyncio.run(send_all(claimed))
+        # Pages hear of the claims once the prompts are on their way (rendering
+        # them first would delay every prompt of the batch).
+        with announcements_held():
+            claimed = claim_batch()
+            if not claimed:
+                return sent
+            with _sending(claimed):
+                outcomes = asyncio.run(send_all(claimed))
         sent += settle(outcomes)
         if time.monotonic() - started > budget:
             wake_dispatch()

@@ -61,7 +61,9 @@ moves the task's current attempt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -152,8 +154,7 @@ def transition(
             # The change is committed whatever a listener does: each runs on its
             # own (send_robust logs what one raises) and none raises into the caller.
             transaction.on_commit(
-                lambda s=seen: task_transitioned.send_robust(
-                    sender=Task,
+                lambda s=seen: _announce(
                     task_id=task_id,
                     from_status=s["status"],
                     to_status=to_status,
@@ -164,6 +165,42 @@ def transition(
             )
         return True
     return False
+
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def announcements_held() -> Iterator[None]:
+    """Hold this thread's `task_transitioned` sends until the block ends.
+
+    Dispatch claims a batch and then sends it: the listeners (live pages, the
+    dashboard) render HTML for every claimed task, which must not stand between
+    a freed slot and its next prompt. They hear of the claims right after the
+    prompts are on their way, in order.
+    """
+    if getattr(_held, "queue", None) is not None:  # nested: the outer block sends
+        yield
+        return
+    _held.queue = []
+    try:
+        yield
+    finally:
+        queued, _held.queue = _held.queue, None
+        for announcement in queued:
+            _send(announcement)
+
+
+def _announce(**announcement: Any) -> None:
+    queue = getattr(_held, "queue", None)
+    if queue is not None:
+        queue.append(announcement)
+    else:
+        _send(announcement)
+
+
+def _send(announcement: Mapping[str, Any]) -> None:
+    task_transitioned.send_robust(sender=Task, **announcement)
 
 
 def _without_nul(value: Any) -> Any:
