@@ -218,6 +218,9 @@ def _claim_batch() -> list[Claimed]:
     # Tasks planned onto busy servers in a row: past this many, the free slots left
     # are on servers no task of this pass wants, and the rest are not asked about.
     planned, planned_limit = 0, PLANNED_PER_SERVER * max(1, len(plan.servers))
+    # Priority is served first: once a task waits for a busy server, tasks of a
+    # lower priority are not sent to the free ones it left.
+    waiting_priority: int | None = None
     # The fleet's node catalogues, read once per pass: a server whose catalogue
     # rejects a graph's inputs is not offered it (it would fail, not retry).
     catalogues: runnable.FleetView | None = None
@@ -226,7 +229,10 @@ def _claim_batch() -> list[Claimed]:
             break
         if planned >= planned_limit:
             break
-        avoid = frozenset(failed_servers(task.pk))
+        if waiting_priority is not None and task.priority < waiting_priority:
+            break  # a higher priority waits for a busy server: lower ones wait too
+        # Only a task that ran before can have failed somewhere (one query fewer each).
+        avoid = frozenset(failed_servers(task.pk)) if task.attempts else frozenset()
         if task.workflow_key and (task.workflow_key, avoid) in waiting:
             continue
         catalogues = catalogues or runnable.FleetView.load()
@@ -243,6 +249,7 @@ def _claim_batch() -> list[Claimed]:
             # A busy server will finish it first: it waits for that one.
             plan.planned(decision.planned_on, plan.seconds(decision.planned_on, work))
             planned += 1
+            waiting_priority = task.priority
             continue
         if decision.waiting:
             waiting.add((task.workflow_key, avoid))

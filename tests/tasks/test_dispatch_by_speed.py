@@ -15,7 +15,7 @@ from servers import speed
 from servers.models import ServerSpeed
 from servers.simulator import SimulatedComfyUI
 from tasks import dispatch
-from tasks.models import Status, Task
+from tasks.models import Priority, Status, Task
 from tests.factories import capable_state, make_server, make_task, make_team, shared_workflow
 from tests.monitoring import wait_until, watching
 from tests.simulator_thread import register
@@ -144,3 +144,16 @@ async def test_speeds_are_learned_from_the_runs_the_monitor_follows(tmp_path: pa
     # A server is never measured faster than it is: 0.2 s a step times its scale.
     assert fast_rate >= 0.2 * 0.05
     assert slow_rate >= 0.2 * 0.2
+
+
+def test_a_lower_priority_does_not_take_the_free_server_a_higher_one_waits_out(fleet):
+    team, _fast, slow = fleet
+    urgent = make_task(team, graph=job(20, nonce=2), priority=Priority.HIGH)  # waits for fast
+    low = make_task(team, graph=job(1, nonce=3), priority=Priority.LOW)  # fits slow at once
+
+    assert dispatch._claim_batch() == []
+
+    assert set(
+        Task.objects.filter(pk__in=[urgent.pk, low.pk]).values_list("status", flat=True)
+    ) == {Status.PENDING}
+    assert not Task.objects.filter(server=slow).exists()
