@@ -179,9 +179,7 @@ class Plan:
         If the balancer itself raises, the primary alone is used (B6, single-server
         mode) and the error is logged with its traceback.
         """
-        requirements = requirements_from_graph(
-            graph, workflow_key=workflow_key, affinity_key=affinity_key, tags=tags
-        )
+        requirements = _requirements(graph, workflow_key, affinity_key, tuple(tags))
         seconds: dict[int, float] = {}
         if self.speeds is not None:
             work = work or speed.Work.of(graph)
@@ -223,6 +221,29 @@ class Plan:
         taken = ServerState.objects.filter(server_id=server_id).values_list("inflight", flat=True)
         inflight = next(iter(taken), server.max_inflight)
         self.servers[server_id] = dataclasses.replace(server, inflight=inflight)
+
+
+_requirements_memo: dict[tuple[str, str, tuple[str, ...]], Requirements] = {}
+_REQUIREMENTS_KEPT = 4096
+
+
+def _requirements(
+    graph: Mapping[str, Any], workflow_key: str | None, affinity_key: str, tags: tuple[str, ...]
+) -> Requirements:
+    """`requirements_from_graph`, remembered by workflow key: graphs of one key
+    differ only in seeds, which change none of what a server must have."""
+    if not workflow_key:
+        return requirements_from_graph(graph, affinity_key=affinity_key, tags=tags)
+    memo = (workflow_key, affinity_key, tags)
+    found = _requirements_memo.get(memo)
+    if found is None:
+        if len(_requirements_memo) >= _REQUIREMENTS_KEPT:
+            _requirements_memo.clear()
+        found = requirements_from_graph(
+            graph, workflow_key=workflow_key, affinity_key=affinity_key, tags=tags
+        )
+        _requirements_memo[memo] = found
+    return found
 
 
 def _choose_avoiding(

@@ -230,7 +230,10 @@ def _complete(task: Task, stored: list[Output]) -> int:
         for output in stored:
             delete_output(output)
         return 0
-    wake_dispatch()  # its slot is free
+    if task.slot_held:
+        # Its slot was still held (the prompt's end went unseen): free now. Usually
+        # it was given back when the prompt ended, and dispatch woken then.
+        wake_dispatch()
     return len(stored)
 
 

@@ -20,6 +20,8 @@ so then the work is accepted and waits with its reason shown.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +102,31 @@ class FleetVerdict:
         }
 
 
+# (workflow key, catalogue) -> the catalogue's answer, across views: dispatch asks
+# about the same pending tasks pass after pass, and parsed catalogues are shared
+# (`servers.catalogues`), so an answer holds until either changes. The catalogue
+# object is kept with its answer, so a recycled id() never matches.
+_ANSWERS_KEPT = 4096
+_answers: OrderedDict[tuple[str, int], tuple[Any, ServerAnswer]] = OrderedDict()
+_answers_lock = threading.Lock()
+
+
+def _remembered_answer(key: str, catalogue: Any) -> ServerAnswer | None:
+    with _answers_lock:
+        entry = _answers.get((key, id(catalogue)))
+        if entry is None or entry[0] is not catalogue:
+            return None
+        _answers.move_to_end((key, id(catalogue)))
+        return entry[1]
+
+
+def _remember_answer(key: str, catalogue: Any, answer: ServerAnswer) -> None:
+    with _answers_lock:
+        _answers[(key, id(catalogue))] = (catalogue, answer)
+        while len(_answers) > _ANSWERS_KEPT:
+            _answers.popitem(last=False)
+
+
 class Unrunnable(ValidationError):
     """Submission refused: no enabled server can run one of the graphs."""
 
@@ -116,8 +143,6 @@ class FleetView:
     ) -> None:
         self.servers = servers
         self.catalogues = catalogues_by_id
-        # (workflow key, id of a parsed catalogue) -> its answer, for `refusals`.
-        self._answers: dict[tuple[str, int], ServerAnswer] = {}
 
     @classmethod
     def load(cls) -> FleetView:
@@ -143,15 +168,15 @@ class FleetView:
         The balancer only knows class and model names; without this it could send
         a prompt to a server that refuses its inputs while another would run it.
         Graphs of one workflow key differ only in seeds (bounded at submission),
-        so each (key, catalogue) is validated once per view.
+        so each (key, catalogue) is validated once, and remembered across views.
         """
         key = workflow_key or workflow_key_of(graph)
         refused: dict[int, str] = {}
         for server_id, catalogue in self.catalogues.items():
-            memo = (key, id(catalogue))
-            answer = self._answers.get(memo)
+            answer = _remembered_answer(key, catalogue)
             if answer is None:
-                answer = self._answers[memo] = server_answer(graph, catalogue)
+                answer = server_answer(graph, catalogue)
+                _remember_answer(key, catalogue, answer)
             if not answer.accepted:
                 refused[server_id] = _shorten(answer.reasons)
         return refused
