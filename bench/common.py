@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -23,13 +24,14 @@ import psutil
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def setup_django(data_dir: pathlib.Path):
-    """Django on a fresh SQLite database in `data_dir`, with an embedded Redis.
+def setup_django(data_dir: pathlib.Path, database_url: str | None = None):
+    """Django on a fresh database (SQLite in `data_dir` unless `database_url` names
+    one, e.g. from `throwaway_postgres`), with an embedded Redis.
 
     Returns the Redis process, for the caller to stop.
     """
     os.environ["COMFYWEB_DATA_DIR"] = str(data_dir)
-    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'bench.sqlite3'}"
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{data_dir / 'bench.sqlite3'}"
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comfyweb.settings")
@@ -44,6 +46,28 @@ def setup_django(data_dir: pathlib.Path):
     redis_process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
     call_command("migrate", verbosity=0)
     return redis_process
+
+
+@contextlib.contextmanager
+def throwaway_postgres(server_url: str, name: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database `name` on the server of `server_url` (any database
+    there to connect to), empty or a copy of `template`, dropped on the way out;
+    yields its URL."""
+    import psycopg
+
+    base, _, _ = server_url.rpartition("/")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        from django.db import connections
+
+        connections.close_all()  # Django's own connection would hold the drop up
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def trivial_graph(color: int) -> dict[str, Any]:
