@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from django.core.cache import cache
 from django.template.loader import render_to_string
@@ -35,8 +35,9 @@ from django.template.loader import render_to_string
 from comfyweb import live, topics
 from tasks import previews
 from tasks import waiting as waits
+from tasks.graph_facts import graph_of
 from tasks.models import Status, Task
-from tasks.progress import Numbers, TaskProgress, graph_size, node_class, node_title
+from tasks.progress import Numbers, TaskProgress, node_class, node_title
 from teams.models import Team
 from workflows.validation import node_order
 
@@ -82,6 +83,7 @@ class LiveProgress(TypedDict):
     """The progress numbers last pushed for one run, kept in the cache."""
 
     node: str
+    node_title: NotRequired[str]  # the list has no graph to look it up in (absent before #15)
     node_type: str
     value: int
     max: int
@@ -204,15 +206,19 @@ def progress_view_from_task(task: Task) -> ProgressView:
 
 
 def _view_of_task(task: Task, pushed: LiveProgress | None) -> ProgressView:
+    # In a list the row has no graph, only what its progress node needs of it.
+    graph, nodes_total = graph_of(task)
+    title = ""
     if pushed is not None:
         node, node_type = pushed["node"], pushed["node_type"]
         value, max_, done = pushed["value"], pushed["max"], pushed["nodes_done"]
+        title = pushed.get("node_title", "")
     else:
         node, node_type = task.progress_node, task.progress_node_type
         value, max_, done = task.progress_value, task.progress_max, task.progress_nodes_done
     numbers = Numbers(
         nodes_done=done,
-        nodes_total=graph_size(task.graph or {}),
+        nodes_total=nodes_total,
         value=value,
         max=max_,
         complete=task.status == Status.COMPLETED,
@@ -224,8 +230,8 @@ def _view_of_task(task: Task, pushed: LiveProgress | None) -> ProgressView:
         prompt_id=task.prompt_id,
         status=task.status,
         node=node,
-        title=node_title(task.graph, node) if node else "",
-        node_type=node_type or (node_class(task.graph, node) if node else ""),
+        title=title or (node_title(graph, node) if node else ""),
+        node_type=node_type or (node_class(graph, node) if node else ""),
         started_at=task.started_at,
         server=task.server.name if task.server_id and task.server else "",
     )
@@ -242,6 +248,7 @@ def _snapshot_key(task_id: int, prompt_id: str) -> str:
 def _live_part(view: ProgressView) -> LiveProgress:
     return {
         "node": view["node"],
+        "node_title": view["node_title"],
         "node_type": view["node_type"],
         "value": view["value"],
         "max": view["max"],

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import EmptyPage, Paginator
+from django.core.paginator import EmptyPage
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
@@ -24,11 +25,11 @@ from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
-from tasks import access, task_updates
+from tasks import access, listing, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_batch, cancel_task
+from tasks.models import Output, Task
 from tasks.models import Status as TaskStatus
-from tasks.models import Task
 from tasks.submission import submit_runs
 from teams.access import require
 from workflows.access import template_for, workflow_for
@@ -224,6 +225,14 @@ def _visible_tasks(user):
     )
 
 
+def _list_rows(tasks):
+    """A list page's rows, with their outputs (what `output_json` reads of them)."""
+    outputs = Output.objects.only(
+        "task_id", "original_name", "file", "content_type", "width", "height", "size"
+    )
+    return listing.rows(tasks).prefetch_related(Prefetch("outputs", queryset=outputs))
+
+
 def _one_source(payload: TaskIn) -> str:
     given = [
         name for name in ("workflow", "template", "graph") if getattr(payload, name) is not None
@@ -355,7 +364,7 @@ def list_tasks(
     page: int = Query(1, ge=1),
     page_size: int = Query(PAGE_SIZE, ge=1, le=200),
 ) -> dict[str, Any]:
-    tasks = _visible_tasks(request.user)
+    tasks = listing.visible_tasks(request.user)
     if status is not None:
         tasks = tasks.filter(status=status)
     if batch is not None:
@@ -364,7 +373,7 @@ def list_tasks(
         tasks = tasks.filter(priority=PRIORITIES[priority])
     if team is not None:
         tasks = tasks.filter(team_id=team)
-    paginator = Paginator(tasks.order_by("-created_at", "-pk"), page_size)
+    paginator = listing.TaskPaginator(tasks, page_size, rows_of=_list_rows)
     try:
         items = list(paginator.page(page))
     except EmptyPage:

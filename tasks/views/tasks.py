@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -17,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import access, previews, task_updates
+from tasks import access, listing, previews, task_updates
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
 from tasks.models import Batch, Priority, Status, Task
 from teams.models import Team
@@ -45,9 +44,8 @@ def _filters(request: HttpRequest) -> dict[str, str]:
 @login_required
 def task_list(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
-    tasks = Task.objects.for_user(request.user).select_related(
-        "server", "team", "template", "workflow_version__workflow", "submitter"
-    )
+    teams = list(Team.objects.for_user(request.user))
+    tasks = listing.visible_tasks(request.user, teams)
     if filters["status"]:
         tasks = tasks.filter(status=filters["status"])
     if filters["priority"]:
@@ -56,11 +54,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
         tasks = tasks.filter(team_id=int(filters["team"]))
     if filters["batch"]:
         tasks = tasks.filter(batch_id=int(filters["batch"]))
-    page = Paginator(tasks.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    teams = list(Team.objects.for_user(request.user))
-    submit_teams = {team.pk for team in teams if team.can_submit(request.user)}
+    page = listing.TaskPaginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
+    submit_teams = set(Team.objects.submittable_by(request.user).values_list("pk", flat=True))
     views = task_updates.progress_views(page)
     for task in page:
         task.progress_view = views[task.pk]
