@@ -1,7 +1,7 @@
 """Indexes the task list reads in order (#15): tasks newest first, for one team
-(task_team_newest) and for everyone (task_newest, covering the team and status
-it filters on). Their leading columns make the single-column indexes on team and
-created_at redundant, so those go (after the new ones exist)."""
+(task_team_newest) and for everyone (task_newest, which holds the team and
+status it filters on). The single-column indexes on team and created_at, which
+these lead with, go (after the new ones exist)."""
 
 import django.db.models.deletion
 import django.utils.timezone
@@ -21,9 +21,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="task",
-            index=models.Index(
-                fields=["-created_at", "-id"], include=("team", "status"), name="task_newest"
-            ),
+            index=models.Index(fields=["-created_at", "-id", "team", "status"], name="task_newest"),
         ),
         migrations.AlterField(
             model_name="task",
