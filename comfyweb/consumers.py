@@ -153,8 +153,8 @@ class Fanout:
                     async with asyncio.timeout(REJOIN_SECONDS):
                         event = await layer.receive(channel)
                 except (TimeoutError, RedisTimeoutError):
-                    # Ours, or the client's read timeout racing the layer's 5 s
-                    # blocking pop on an idle channel: read again.
+                    # Ours (time to join again), or Redis slower than the client's
+                    # read timeout (settings.CHANNEL_LAYER_READ_TIMEOUT): read again.
                     event = None
                 if time.monotonic() - joined_at > REJOIN_SECONDS / 2:
                     await layer.group_add(entry.name, channel)

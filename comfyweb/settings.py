@@ -64,10 +64,17 @@ EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
 if EMBEDDED_REDIS:
     REDIS_URL = f"unix://{EMBEDDED_REDIS_SOCKET}"
 
+# redis-py gives up reading after socket_timeout (5 s by default), and the layer
+# waits for a message with a 5 s blocking pop: on an idle channel the client timed
+# out first, every 5 s, failing the receive (a live socket closed with 1011).
+CHANNEL_LAYER_READ_TIMEOUT = 15.0  # seconds, above channels_redis's brpop_timeout (5 s)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "comfyweb:asgi"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT}],
+            "prefix": "comfyweb:asgi",
+        },
     }
 }
 CACHE_TIMEOUT = 5.0  # seconds

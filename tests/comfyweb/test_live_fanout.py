@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
 from comfyweb import live
 from comfyweb.consumers import Fanout
@@ -124,3 +125,14 @@ async def test_a_group_left_by_its_last_socket_is_joined_again_by_the_next():
     await live.apublish_fragment("health", "health-panel", "<section id='health-panel'/>")
     assert [m["target"] for m in await everything(second)] == ["health-panel"]
     await second.disconnect()
+
+
+async def test_an_idle_receive_outlasts_the_layers_blocking_pop():
+    """The layer waits for a message with a blocking pop of `brpop_timeout` (5 s); a
+    Redis client that stops reading as soon (redis-py's default) failed every idle
+    receive, and with it the socket or event stream behind it."""
+    layer = get_channel_layer()
+    async with live.listen("health") as listener:
+        with pytest.raises(TimeoutError):  # ours: not redis.exceptions.TimeoutError
+            async with asyncio.timeout(layer.brpop_timeout + 1.5):
+                await listener.receive()
