@@ -43,9 +43,10 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connections, transaction
@@ -237,12 +238,13 @@ def _claim_batch() -> list[Claimed]:
             continue
         catalogues = catalogues or runnable.FleetView.load()
         work = work_of(task)
+        graph = GraphOnDemand(task)  # what was learned of its workflow key needs no graph
         decision = plan.pick(
-            task.graph,
+            graph,
             workflow_key=task.workflow_key,
             affinity_key=task.affinity_key,
             avoid=avoid,
-            refused_by=catalogues.refusals(task.graph, task.workflow_key),
+            refused_by=catalogues.refusals(graph, task.workflow_key),
             work=work,
         )
         if decision.planned_on is not None:
@@ -268,6 +270,31 @@ def _claim_batch() -> list[Claimed]:
         planned = 0
         claimed.append(claim)
     return claimed
+
+
+class GraphOnDemand(Mapping[str, Any]):
+    """A candidate's graph, read from the database the first time it is looked at.
+
+    Candidates are read without their graphs (`queue.next_candidates`): a pass
+    asks about up to `CANDIDATES` tasks, and what it needs of a graph (its
+    requirements, the catalogues' answers, its work) is remembered by workflow
+    key, so most graphs are never looked at.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self._task = task
+
+    def _graph(self) -> Mapping[str, Any]:
+        return self._task.graph  # a deferred field: one query, then kept on the task
+
+    def __getitem__(self, key: str) -> Any:
+        return self._graph()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._graph())
+
+    def __len__(self) -> int:
+        return len(self._graph())
 
 
 def work_of(task: Task) -> speed.Work:

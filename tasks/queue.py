@@ -86,7 +86,10 @@ def clear(team: Team | None = None, *, by=None) -> int:
 
 
 def next_candidates(limit: int, *, now=None) -> list[Task]:
-    """Up to `limit` pending tasks that may be dispatched now, in dispatch order."""
+    """Up to `limit` pending tasks that may be dispatched now, in dispatch order.
+
+    Their graphs are read only when used (a deferred field): dispatch needs few.
+    """
     now = now or timezone.now()
     if limit <= 0 or is_paused(None):
         return []
@@ -105,7 +108,7 @@ def next_candidates(limit: int, *, now=None) -> list[Task]:
             order_by=[F("created_at").asc(), F("id").asc()],
         )
     ).order_by("-priority", "turn", "created_at", "id")
-    return list(ranked[:limit])
+    return list(ranked.defer("graph")[:limit])
 
 
 def pending_work() -> list[tuple[Requirements, int]]:

@@ -157,3 +157,19 @@ def test_a_lower_priority_does_not_take_the_free_server_a_higher_one_waits_out(f
         Task.objects.filter(pk__in=[urgent.pk, low.pk]).values_list("status", flat=True)
     ) == {Status.PENDING}
     assert not Task.objects.filter(server=slow).exists()
+
+
+def test_a_pass_reads_only_the_graphs_it_has_not_learned_from(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    team = make_team()
+    make_server("only", max_inflight=1, state=capable_state(node_classes=NODES))
+    for nonce in range(30):  # a seed sweep: one workflow key
+        make_task(team, graph=job(20, nonce=nonce))
+    assert len(dispatch._claim_batch()) == 1  # learns the key from the first graph it reads
+
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch._claim_batch() == []  # the server is full: all wait for it
+    graph_reads = [q["sql"] for q in queries if '"graph"' in q["sql"]]
+    assert graph_reads == []
