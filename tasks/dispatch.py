@@ -82,6 +82,7 @@ LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
 # (each waiting pick is a recorded balancer decision; tasks of a workflow that
 # waits are skipped without asking again — no head-of-line blocking).
 CANDIDATES = 200
+FIRST_CANDIDATES = 20
 MAX_WAITING_WORKFLOWS = 20
 # Tasks planned onto busy servers, per server, before a pass stops asking (see
 # `_claim_batch`); workflows whose `speed.Work` is remembered.
@@ -225,7 +226,7 @@ def _claim_batch() -> list[Claimed]:
     # The fleet's node catalogues, read once per pass: a server whose catalogue
     # rejects a graph's inputs is not offered it (it would fail, not retry).
     catalogues: runnable.FleetView | None = None
-    for task in queue.next_candidates(CANDIDATES):
+    for task in _candidates():
         if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
         if planned >= planned_limit:
@@ -270,6 +271,20 @@ def _claim_batch() -> list[Claimed]:
         planned = 0
         claimed.append(claim)
     return claimed
+
+
+def _candidates() -> Iterator[Task]:
+    """The pending tasks in dispatch order: the first few, then, if the pass gets
+    that far, the rest up to `CANDIDATES` (most passes fill a freed slot or two)."""
+    seen: set[int] = set()
+    for limit in (FIRST_CANDIDATES, CANDIDATES):
+        batch = queue.next_candidates(limit)
+        for task in batch:
+            if task.pk not in seen:
+                seen.add(task.pk)
+                yield task
+        if len(batch) < limit:
+            return
 
 
 class GraphOnDemand(Mapping[str, Any]):
