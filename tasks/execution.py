@@ -28,7 +28,7 @@ from servers import speed
 from servers.comfyui import events
 from servers.monitor.work import WorkHooks
 from servers.requirements import Requirements
-from tasks import enqueue, previews, queue, sweep, task_updates
+from tasks import dispatch_here, enqueue, previews, queue, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
@@ -299,6 +299,7 @@ class TaskEventHandler(WorkHooks):
         self._tracked.pop((tracked.server_id, tracked.prompt_id), None)
         self._stop_updates(tracked)
         if tracked.progress.succeeded:
+            dispatch_here.prompt_ended(tracked.task_id, tracked.prompt_id)
             # If the broker is away, the sweep (`tick`) queues the collection later.
             await database_sync_to_async(sweep.prompt_succeeded)(
                 tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress)
