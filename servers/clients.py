@@ -38,6 +38,8 @@ class Reachable(Protocol):
 class Profile:
     timeouts: Timeouts
     get_retries: int = 1
+    # How long an idle connection is kept for the next request (httpx's default: 5 s).
+    keepalive: float = 5.0
 
 
 # Short jobs answer a user or hold a task's state: they fail fast.
@@ -53,8 +55,11 @@ PROFILES: dict[str, Profile] = {
     # Downloads of a finished task's files: the client's defaults.
     "outputs": Profile(Timeouts()),
     # The monitor's health and queue checks and the on-demand probe: each check
-    # passes the fleet's timeouts per call and is itself the retry.
-    "check": Profile(Timeouts(), get_retries=0),
+    # passes the fleet's timeouts per call and is itself the retry. Its connection
+    # outlives the health interval (5 s by default, httpx's keep-alive too): else
+    # every check opened a new one (issue 15, goal 7). ComfyUI (aiohttp) keeps an
+    # idle one 75 s, and one it closed is not reused.
+    "check": Profile(Timeouts(), get_retries=0, keepalive=60.0),
 }
 
 
@@ -74,7 +79,7 @@ def client_for(
         get_retries=profile.get_retries,
         # Every client shares one TLS context: httpx would otherwise load the CA
         # bundle for each (~20-50 ms of CPU), once per task collected or probed.
-        transport=httpx.AsyncHTTPTransport(verify=_tls()),
+        transport=httpx.AsyncHTTPTransport(verify=_tls(), limits=_limits(profile.keepalive)),
     )
 
 
@@ -85,6 +90,13 @@ def _catalogue(fleet: FleetSettings | None) -> Profile:
     # gets a little longer than a health check. An explicit user action: no retry.
     timeouts = Timeouts(connect=fleet.health_timeout, read=max(fleet.health_timeout, 15.0))
     return Profile(timeouts, get_retries=0)
+
+
+def _limits(keepalive: float) -> httpx.Limits:
+    """httpx's default limits (100 connections, 20 kept idle), with this keep-alive."""
+    return httpx.Limits(
+        max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive
+    )
 
 
 @functools.cache

@@ -161,7 +161,12 @@ class Server(models.Model):
     @property
     def client_id(self) -> str:
         """The WebSocket client id every prompt we send here carries (stable per deployment)."""
-        return f"comfyweb-{FleetSettings.load().deployment_id.hex[:12]}-{self.pk}"
+        return client_id_for(self.pk, FleetSettings.load().deployment_id)
+
+
+def client_id_for(server_id: int, deployment_id: uuid.UUID) -> str:
+    """`Server.client_id` without reading the fleet settings once per server."""
+    return f"comfyweb-{deployment_id.hex[:12]}-{server_id}"
 
 
 class NodeCatalogue(models.Model):

@@ -1,8 +1,11 @@
 """The fleet's live panels: the Servers table, the dashboard's compact panel and a
 server's detail card, rendered on the server and pushed through `comfyweb.live`.
 
-The monitor calls `publish_server()` whenever something visible about a server
-changed; pages subscribe to the "servers" topic (and "server" keyed by id).
+The monitor calls `publish_servers()` with the servers whose visible state
+changed (one tick's worth at a time): their rows, the compact panel's hint and
+their detail cards go out from one read, and the whole table only when servers
+came, went or changed places (the row ids on the page are then not the table's).
+Pages subscribe to the "servers" topic (and "server" keyed by id).
 
 A server's active tasks (dispatched or running), counted by the tasks app (a
 `WorkSource`, registered in its AppConfig.ready), show as two numbers: "in
@@ -20,7 +23,8 @@ the task, and not what people ask.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -63,6 +67,10 @@ def use_work_source(source: WorkSource) -> None:
 
 def detail_target(server_id: int) -> str:
     return f"server-{server_id}-status"
+
+
+def row_target(server_id: int) -> str:
+    return f"server-{server_id}"
 
 
 @dataclass(frozen=True)
@@ -135,12 +143,23 @@ def render_compact(context: dict | None = None) -> str:
     return render_to_string("servers/compact.html", context or table_context())
 
 
+def render_row(server, context: dict) -> str:
+    return render_to_string("servers/list.html#server-row", context | {"server": server})
+
+
 def render_detail(server_id: int) -> str:
     server = servers_with_state().filter(pk=server_id).first()
     if server is None:
-        return f'<section id="{detail_target(server_id)}" class="card">Removed.</section>'
-    context = table_context([server]) | {"server": server}
-    return render_to_string("servers/detail.html#server-status", context)
+        return _removed(server_id)
+    return _render_detail(server, table_context([server]))
+
+
+def _render_detail(server, context: dict) -> str:
+    return render_to_string("servers/detail.html#server-status", context | {"server": server})
+
+
+def _removed(server_id: int) -> str:
+    return f'<section id="{detail_target(server_id)}" class="card">Removed.</section>'
 
 
 def publish_server(server_id: int) -> None:
@@ -154,6 +173,45 @@ def publish_server(server_id: int) -> None:
     live.publish_fragment(
         DETAIL_TOPIC, detail_target(server_id), render_detail(server_id), key=str(server_id)
     )
+
+
+# The row order last pushed whole from this process: while it holds, a changed
+# server's row replaces its own element on the page.
+_pushed_order: tuple[int, ...] | None = None
+_pushed_lock = threading.Lock()
+
+
+def publish_servers(server_ids: Collection[int]) -> None:
+    """Push the rows, the compact panel and the cards of these servers, from one read.
+
+    The cost grows with the servers that changed, not with the fleet: only their
+    rows are rendered, unless the table's rows are not the ones last pushed.
+    """
+    global _pushed_order
+    if not server_ids:
+        return
+    order = tuple(Server.objects.order_by("priority", "name").values_list("pk", flat=True))
+    with _pushed_lock:
+        whole = order != _pushed_order
+        _pushed_order = order
+    servers = servers_with_state()
+    if not whole and _work is not None:  # else the compact panel needs the whole fleet
+        servers = servers.filter(pk__in=server_ids)
+    context = table_context(servers)
+    if whole:
+        live.publish_fragment(TOPIC, ROWS_TARGET, render_rows(context))
+    else:
+        for server in context["servers"]:
+            live.publish_fragment(TOPIC, row_target(server.pk), render_row(server, context))
+    if _work is not None:  # comes with the queue panel, from one read
+        live.publish_refresh(TOPIC, COMPACT_TARGET, _work.panels_url())
+    else:
+        live.publish_fragment(TOPIC, COMPACT_TARGET, render_compact(context))
+    found = {server.pk: server for server in context["servers"]}
+    for server_id in server_ids:
+        server = found.get(server_id)
+        html = _removed(server_id) if server is None else _render_detail(server, context)
+        live.publish_fragment(DETAIL_TOPIC, detail_target(server_id), html, key=str(server_id))
 
 
 def _signed_in(user, key: str | None = None) -> bool:

@@ -3,12 +3,15 @@
 `/object_info` is ~0.5 MB, so it is fetched once per TTL, not on every check.
 Every check of a healthy server consults the cache: a hit skips the fetch, a
 miss (expired, never fetched, or invalidated because the server restarted)
-fetches again. Hit/miss counts go into `ServerState.event_stats`.
+fetches again. Hit/miss counts go into `ServerState.event_stats`. Each fetch
+lasts a random 80-100 % of the TTL, so that a fleet read together (the monitor
+started) is not read again all in the same minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,13 +61,23 @@ class _Entry:
     signature: tuple[object, ...] | None = None
     hits: int = 0
     misses: int = 0
+    lasts: float = 1.0  # the share of the TTL this fetch lasts
+
+
+def _spread() -> float:
+    return random.uniform(0.8, 1.0)  # noqa: S311 - spreading, not secrecy
 
 
 class CapabilityCache:
     """Freshness bookkeeping per server; the lists themselves live in ServerState."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        spread: Callable[[], float] = _spread,
+    ) -> None:
         self._clock = clock
+        self._spread = spread
         self._entries: dict[int, _Entry] = {}
 
     def _entry(self, server_id: int) -> _Entry:
@@ -78,7 +91,8 @@ class CapabilityCache:
             if entry.signature is not None and signature != entry.signature:
                 entry.fetched_at = None
             entry.signature = signature
-        fresh = entry.fetched_at is not None and self._clock() - entry.fetched_at < ttl
+        age = None if entry.fetched_at is None else self._clock() - entry.fetched_at
+        fresh = age is not None and age < ttl * entry.lasts
         if fresh:
             entry.hits += 1
         else:
@@ -86,7 +100,8 @@ class CapabilityCache:
         return fresh
 
     def stored(self, server_id: int) -> None:
-        self._entry(server_id).fetched_at = self._clock()
+        entry = self._entry(server_id)
+        entry.fetched_at, entry.lasts = self._clock(), self._spread()
 
     def invalidate(self, server_id: int) -> None:
         """The server restarted (or came back): fetch again on the next check."""

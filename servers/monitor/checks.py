@@ -1,4 +1,9 @@
-"""One health + load check of one server: `/system_stats` and `/queue` side by side."""
+"""One health + load check of one server: `/system_stats` and `/queue` side by side.
+
+The caller may pass the queue it already knows to be current (the server's event
+stream has announced no change since it was read): then only `/system_stats` is
+asked.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +46,11 @@ async def _bounded[T](call: Awaitable[T], seconds: float) -> tuple[T | None, str
 
 
 async def check_server(
-    client: ComfyUIClient, *, health_timeout: float, queue_timeout: float
+    client: ComfyUIClient,
+    *,
+    health_timeout: float,
+    queue_timeout: float,
+    known_queue: QueueState | None = None,
 ) -> CheckOutcome:
     started = time.perf_counter()
 
@@ -51,10 +60,13 @@ async def check_server(
         )
         return result, error, (time.perf_counter() - started) * 1000
 
-    (stats, health_error, elapsed), (queue, queue_error) = await asyncio.gather(
-        health(),
-        _bounded(client.get_queue(timeouts=_timeouts(queue_timeout)), queue_timeout),
-    )
+    if known_queue is not None:
+        (stats, health_error, elapsed), (queue, queue_error) = await health(), (known_queue, None)
+    else:
+        (stats, health_error, elapsed), (queue, queue_error) = await asyncio.gather(
+            health(),
+            _bounded(client.get_queue(timeouts=_timeouts(queue_timeout)), queue_timeout),
+        )
     return CheckOutcome(
         stats=stats,
         health_error=health_error,

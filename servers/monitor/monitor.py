@@ -3,11 +3,18 @@
 Every `tick` seconds it re-reads the fleet settings and the enabled servers
 (starting, restarting and stopping watchers to match), refetches the
 capabilities of servers another process asked about (`refresh.py`: a model
-download finished), writes each server's event statistics, renews its
-heartbeat in Redis, and calls the work hooks' `tick` (its periodic work:
-re-queueing dropped hand-offs, timers).
+download finished), writes the watchers' routine checks and the event
+statistics that changed, tells browsers of the servers whose visible state
+changed (in any process: in-flight counts, affinity), renews its heartbeat in
+Redis, and calls the work hooks' `tick` (its periodic work: re-queueing
+dropped hand-offs, timers).
 The watchers do the health/load checks and the event handling on their own
 schedules.
+
+A tick costs a bounded number of queries whatever the fleet's size: the
+server list, the settings, one write per distinct routine-check time, one
+read of every server's visible state, and one UPDATE per server whose
+statistics changed (or were last written `STATS_MAX_AGE` ago).
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 
@@ -36,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 # Admin edits show up within this many seconds (issue 4: "within a few seconds").
 DEFAULT_TICK = 2.0
+# A server's statistics that only aged (uptime, cache hit counts) are written this often,
+# give or take a random half, so that a fleet that started together does not write together.
+STATS_MAX_AGE = 60.0
+# What of the statistics counts as a change worth writing at once: all but these.
+_AGING_STATS = ("uptime_s", "updated_at", "capabilities")
 
 
 class Monitor:
@@ -59,6 +74,8 @@ class Monitor:
         )
         self.watchers: dict[int, ServerWatcher] = {}
         self._refresh_requests = RefreshRequests()
+        # Per server: what of its statistics was last written, and when to write it anyway.
+        self._stats_written: dict[int, tuple[dict[str, Any], float]] = {}
 
     @property
     def watched(self) -> dict[int, ServerSpec]:
@@ -100,15 +117,19 @@ class Monitor:
         stopping = [self.watchers.pop(sid) for sid in changes.stop]
         await asyncio.gather(*(watcher.stop() for watcher in stopping), return_exceptions=True)
         for watcher in stopping:
+            self._stats_written.pop(watcher.server_id, None)
             if watcher.server_id not in wanted:
                 self.shared.capabilities.forget(watcher.server_id)
                 self.shared.publisher.forget(watcher.server_id)
         for spec in changes.rename:
             self.watchers[spec.id].spec = spec
-        for spec in changes.start:
+        # Many at once (the monitor starts, a fleet is added) are first checked over one
+        # health interval, not all in the same instant; one alone is checked at once.
+        spread = self.shared.tunables.health_interval / len(changes.start) if changes.start else 0
+        for index, spec in enumerate(changes.start):
             watcher = ServerWatcher(spec, self.shared)
             try:
-                await watcher.start()
+                await watcher.start(first_check_in=index * spread)
             except Exception:
                 logger.exception("could not start watching server %s", spec.name)
                 await watcher.stop()
@@ -124,13 +145,31 @@ class Monitor:
                 watcher.check_now()
 
     async def flush_stats(self) -> None:
-        for watcher in list(self.watchers.values()):
-            sid = watcher.server_id
+        """Routine checks and changed statistics, written; visible changes, published."""
+        routine = self.shared.routine.take()
+        if routine:
+            for sid in await database_sync_to_async(state.write_routine_checks)(routine):
+                if (watcher := self.watchers.get(sid)) is not None:
+                    watcher.write_in_full()
+        changed = self._changed_stats()
+        if changed:
+            await database_sync_to_async(state.write_event_stats_many)(changed)
+        await self.shared.publisher.refresh_many(
+            list(self.watchers), affinity_window=self.shared.tunables.affinity_window
+        )
+
+    def _changed_stats(self) -> dict[int, dict[str, Any]]:
+        now = time.monotonic()
+        changed = {}
+        for sid, watcher in self.watchers.items():
             stats = event_stats(watcher.stream_stats, self.shared.capabilities.counts(sid))
-            await database_sync_to_async(state.write_event_stats)(sid, stats)
-            await self.shared.publisher.refresh(
-                sid, affinity_window=self.shared.tunables.affinity_window
-            )
+            material = {k: v for k, v in stats.items() if k not in _AGING_STATS}
+            written = self._stats_written.get(sid)
+            if written is None or written[0] != material or now >= written[1]:
+                changed[sid] = stats
+                due = now + STATS_MAX_AGE * random.uniform(0.5, 1.0)  # noqa: S311 - spreading
+                self._stats_written[sid] = (material, due)
+        return changed
 
     async def handler_tick(self) -> None:
         # The work's own periodic work (see `work.WorkHooks`).
@@ -143,6 +182,8 @@ class Monitor:
     async def close(self) -> None:
         watchers, self.watchers = list(self.watchers.values()), {}
         await asyncio.gather(*(watcher.stop() for watcher in watchers), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.shared.publisher.close()
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await clear_heartbeat()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from servers.models import Server
+from servers.models import FleetSettings, Server, client_id_for
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,18 @@ class ServerSpec:
 
 
 def enabled_servers() -> dict[int, ServerSpec]:
-    """Sync (ORM): every enabled server, by id."""
+    """Sync (ORM), two queries whatever the fleet's size: every enabled server, by id."""
+    deployment = FleetSettings.load().deployment_id
+    rows = Server.objects.enabled().values_list("pk", "name", "base_url", "auth_headers")
     return {
-        server.pk: ServerSpec(
-            id=server.pk,
-            name=server.name,
-            base_url=server.base_url,
-            client_id=server.client_id,
-            headers=tuple(sorted((server.auth_headers or {}).items())),
+        pk: ServerSpec(
+            id=pk,
+            name=name,
+            base_url=base_url,
+            client_id=client_id_for(pk, deployment),
+            headers=tuple(sorted((headers or {}).items())),
         )
-        for server in Server.objects.enabled()
+        for pk, name, base_url, headers in rows
     }
 
 

@@ -9,11 +9,13 @@ never overwritten with stale copies.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,6 +26,10 @@ from .checks import CheckOutcome
 from .tunables import Tunables
 
 logger = logging.getLogger(__name__)
+
+# Milliseconds the routine stamps wait for a row lock (PostgreSQL's deadlock check: 1 s).
+ROUTINE_LOCK_TIMEOUT = 100
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ def _close_open(server_id: int, now: datetime, kinds: tuple[str, ...] | None = N
     return records.update(recovered_at=now)
 
 
-def _system_fields(outcome: CheckOutcome) -> dict[str, Any]:
+def system_fields(outcome: CheckOutcome) -> dict[str, Any]:
+    """Pure: what a healthy check's /system_stats says (version, device, VRAM)."""
     stats = outcome.stats
     assert stats is not None
     fields: dict[str, Any] = {"comfyui_version": (stats.comfyui_version or "")[:40]}
@@ -64,16 +71,11 @@ def _system_fields(outcome: CheckOutcome) -> dict[str, Any]:
     return fields
 
 
-def _queue_fields(
-    server_id: int,
-    outcome: CheckOutcome,
-    now: datetime,
-    queue_remaining: int | None,
-    own_client_id: str | None,
+def load_fields(
+    outcome: CheckOutcome, queue_remaining: int | None, own_client_id: str | None
 ) -> dict[str, Any]:
+    """Pure: the server's own load as a check found it (B1)."""
     if outcome.queue is not None:
-        _close_open(server_id, now, (FailureKind.QUEUE,))
-
         # The balancer adds our in-flight prompts to the server's queue, so the
         # queue counted here is everybody else's: our own prompts would count twice.
         def others(items) -> int:
@@ -85,20 +87,32 @@ def _queue_fields(
             "queue_running": others(outcome.queue.running),
             "queue_pending": others(outcome.queue.pending),
             "queue_source": "queue",
-            "load_checked_at": now,
         }
     # B1: /queue failed but the server answers /system_stats, so it stays a
     # candidate. /system_stats carries no queue, so the load comes from the last
     # `status` event of our socket (ComfyUI's queue_remaining: running + pending);
     # without one, the previous counts stand.
-    FailureRecord.objects.create(
-        server_id=server_id, at=now, kind=FailureKind.QUEUE, reason=outcome.queue_error or "?"
-    )
-    fields: dict[str, Any] = {"queue_source": "system_stats", "load_checked_at": now}
+    fields: dict[str, Any] = {"queue_source": "system_stats"}
     if queue_remaining is not None:
         running = min(1, queue_remaining)
         fields |= {"queue_running": running, "queue_pending": queue_remaining - running}
     return fields
+
+
+def _queue_fields(
+    server_id: int,
+    outcome: CheckOutcome,
+    now: datetime,
+    queue_remaining: int | None,
+    own_client_id: str | None,
+) -> dict[str, Any]:
+    if outcome.queue is not None:
+        _close_open(server_id, now, (FailureKind.QUEUE,))
+    else:
+        FailureRecord.objects.create(
+            server_id=server_id, at=now, kind=FailureKind.QUEUE, reason=outcome.queue_error or "?"
+        )
+    return load_fields(outcome, queue_remaining, own_client_id) | {"load_checked_at": now}
 
 
 def record_success(
@@ -127,7 +141,7 @@ def record_success(
             "consecutive_failures": 0,
             "response_ms": outcome.response_ms,
         }
-        fields |= _system_fields(outcome)
+        fields |= system_fields(outcome)
         # Re-admission closes every open record (the history shows when it healed);
         # a healthy check closes the failed health checks that did not tip it over.
         _close_open(
@@ -202,5 +216,74 @@ def write_capabilities(
     )
 
 
+def _lock_timeout(milliseconds: int) -> None:
+    """For the rest of the current transaction (PostgreSQL; elsewhere a no-op)."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(milliseconds)}")
+
+
 def write_event_stats(server_id: int, stats: dict[str, Any]) -> None:
     ServerState.objects.filter(server_id=server_id).update(event_stats=stats)
+
+
+def write_event_stats_many(stats: Mapping[int, dict[str, Any]]) -> None:
+    """Several servers' event statistics, each in its own statement and commit: a
+    transaction holding many rows would deadlock with dispatch, whose claims lock
+    several servers' rows at once."""
+    for server_id, value in stats.items():
+        write_event_stats(server_id, value)
+
+
+@dataclass(frozen=True)
+class RoutineCheck:
+    """A healthy check that found what the last one written did: only its times are new."""
+
+    at: datetime  # whole seconds: checks of one tick share a few values, and one UPDATE each
+    next_check_in: float
+    response_ms: float | None  # whole milliseconds, as pages show it
+
+    @classmethod
+    def of(cls, at: datetime, next_check_in: float, response_ms: float | None) -> RoutineCheck:
+        whole = None if response_ms is None else float(round(response_ms))
+        return cls(at.replace(microsecond=0), next_check_in, whole)
+
+
+def write_routine_checks(checks: Mapping[int, RoutineCheck]) -> set[int]:
+    """Stamp routine checks, one UPDATE per distinct (time, delay, response time).
+
+    Only servers still healthy are stamped. Returns the servers that were not:
+    marked unhealthy or unknown by another process since (a container or local
+    instance gone), or deleted; their next check must be written in full.
+
+    The stamps wait at most `ROUTINE_LOCK_TIMEOUT` for a row another transaction
+    holds (dispatch's claims lock several servers' rows at once; this holds many
+    too): rather than deadlock with it, they give up, and the next checks stamp.
+    """
+    groups: dict[RoutineCheck, list[int]] = defaultdict(list)
+    for server_id, check in checks.items():
+        groups[check].append(server_id)
+    updated = 0
+    try:
+        with transaction.atomic():
+            _lock_timeout(ROUTINE_LOCK_TIMEOUT)
+            for check, server_ids in groups.items():
+                updated += ServerState.objects.filter(
+                    server_id__in=server_ids, health=Health.HEALTHY
+                ).update(
+                    last_checked_at=check.at,
+                    last_healthy_at=check.at,
+                    load_checked_at=check.at,
+                    next_check_at=check.at + timedelta(seconds=check.next_check_in),
+                    response_ms=check.response_ms,
+                )
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        logger.info("routine checks of %d servers not stamped: rows busy", len(checks))
+        return set()
+    if updated == len(checks):
+        return set()
+    healthy = ServerState.objects.filter(server_id__in=list(checks), health=Health.HEALTHY)
+    return set(checks) - set(healthy.values_list("server_id", flat=True))

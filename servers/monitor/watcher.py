@@ -1,11 +1,28 @@
 """One server, watched: its event stream and its health/load check loop.
 
 A `ServerWatcher` owns the server's `EventStream` (client id = `Server.client_id`)
-and an HTTP client. Its check loop polls `/system_stats` and `/queue` every
-`health_interval` while the server is healthy and on a backoff while it is
-unhealthy (B5), and at once when its event stream drops or comes back; its
-event loop feeds execution events to the handler and notes dropped and restored
-streams.
+and an HTTP client. Its check loop polls `/system_stats` every `health_interval`
+while the server is healthy and on a backoff while it is unhealthy (B5), and at
+once when its event stream drops or comes back; its event loop feeds execution
+events to the handler and notes dropped and restored streams.
+
+What a fleet of hundreds costs at rest is kept flat (issue 15, goal 7):
+
+- `/queue` is read with `/system_stats` unless the queue read last is known to
+  be current: the event stream has been up since and brought no `status`
+  message (ComfyUI broadcasts one on every change of its queue), and fewer than
+  `QUEUE_REREAD_CHECKS` checks have passed (a broken `/queue` still shows);
+- a healthy check that found what the last write said (health; version,
+  device and load; free VRAM to the tenth of a GB the pages show; no failure to
+  close) is a *routine* check: its times are written with every
+  other server's once a tick (`Shared.routine`), and nothing is published;
+  anything else is written, and looked at for browsers, at once. A routine
+  write that finds the server no longer healthy (another process marked it: a
+  container or local instance gone) makes the next check a full one, and a
+  full write happens at least every `FULL_WRITE_SECONDS` anyway;
+- node catalogues are fetched beside the check loop, at most
+  `CATALOGUE_FETCHES` at a time for the whole monitor, so a fleet that starts
+  (or restarts) together does not fetch them all at once.
 """
 
 from __future__ import annotations
@@ -13,9 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -28,6 +48,7 @@ from servers.comfyui import (
     Disconnected,
     Event,
     EventStream,
+    QueueState,
     Reconnected,
     Status,
     StreamStats,
@@ -40,14 +61,40 @@ from .capabilities import CapabilityCache, fetch_capabilities
 from .checks import CheckOutcome, check_server
 from .registry import ServerSpec
 from .tunables import Tunables
-from .visible_changes import ChangePublisher
+from .visible_changes import ChangePublisher, gigabytes
 from .work import WorkHooks, is_execution_event
 
 logger = logging.getLogger(__name__)
 
+# /queue is read at least every this many checks (once a minute at the default interval),
+# even when the event stream says it is unchanged.
+QUEUE_REREAD_CHECKS = 12
+# A healthy server's state is written in full at least this often (routine checks between).
+FULL_WRITE_SECONDS = 300.0
+# Node catalogues fetched at once, over the whole monitor.
+CATALOGUE_FETCHES = 4
+
 
 def default_stream_backoff() -> Backoff:
     return Backoff(base=0.5, cap=30.0)
+
+
+class RoutineChecks:
+    """Routine checks waiting for the monitor's next tick to be written together."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, state.RoutineCheck] = {}
+
+    def add(self, server_id: int, check: state.RoutineCheck) -> None:
+        self._pending[server_id] = check
+
+    def discard(self, server_id: int) -> None:
+        """A full write of this server supersedes its routine one."""
+        self._pending.pop(server_id, None)
+
+    def take(self) -> dict[int, state.RoutineCheck]:
+        pending, self._pending = self._pending, {}
+        return pending
 
 
 @dataclass
@@ -59,6 +106,10 @@ class Shared:
     handler: WorkHooks
     publisher: ChangePublisher
     stream_backoff: Callable[[], Backoff] = field(default=default_stream_backoff)
+    routine: RoutineChecks = field(default_factory=RoutineChecks)
+    catalogue_fetches: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CATALOGUE_FETCHES)
+    )
 
 
 class ServerWatcher:
@@ -78,7 +129,21 @@ class ServerWatcher:
         # ComfyUI's own count (running + pending) from the last `status` event:
         # the load figure when /queue fails (B1).
         self.queue_remaining: int | None = None
+        # The /queue answer read last, and whether the stream has since said it changed
+        # (or was not there to say): see the module docstring.
+        self._queue: QueueState | None = None
+        self._queue_changed = True
+        self._stream_up = False
+        # Started anywhere in the cycle: a fleet met at once does not re-read together.
+        self._checks_since_queue = random.randrange(QUEUE_REREAD_CHECKS)  # noqa: S311
+        # What the last full write said of a healthy server (None: write in full next
+        # time), when, and whether failure records it would close may be open.
+        self._written: dict[str, Any] | None = None
+        self._written_at = 0.0
+        self._records_may_be_open = True
+        self.first_check_in = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._catalogue_fetch: asyncio.Task[None] | None = None
         # Set by the event loop to run the next check now instead of after the delay.
         self._wake = asyncio.Event()
 
@@ -93,21 +158,26 @@ class ServerWatcher:
     def _log_extra(self, **fields: object) -> dict[str, object]:
         return {"server_id": self.spec.id, "server": self.spec.name, **fields}
 
-    async def start(self) -> None:
+    async def start(self, *, first_check_in: float = 0.0) -> None:
+        """Connect and start checking, the first check after `first_check_in` seconds
+        (the monitor spreads a fleet's first checks over a health interval)."""
+        self.first_check_in = first_check_in
         events = self._stream.listen()  # before start(): the first Connected included
         await self._stream.start()
         name = f"monitor {self.spec.name}"
         self._tasks = [
             asyncio.create_task(self._event_loop(events), name=f"{name} events"),
-            asyncio.create_task(self._check_loop(), name=f"{name} checks"),
+            asyncio.create_task(self._check_loop(first_check_in), name=f"{name} checks"),
         ]
         logger.info("watching server %s", self.spec.name, extra=self._log_extra())
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *filter(None, [self._catalogue_fetch])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks, self._catalogue_fetch = [], None
+        self._shared.routine.discard(self.spec.id)
         await self._stream.close()
         await self._client.aclose()
         logger.info("stopped watching server %s", self.spec.name, extra=self._log_extra())
@@ -124,7 +194,9 @@ class ServerWatcher:
             self._recheck_params = params
         return self._recheck
 
-    async def _check_loop(self) -> None:
+    async def _check_loop(self, first_check_in: float = 0.0) -> None:
+        if first_check_in > 0:
+            await self._sleep(first_check_in)
         while True:
             tunables = self._shared.tunables
             try:
@@ -148,17 +220,71 @@ class ServerWatcher:
 
     async def check_once(self, tunables: Tunables) -> float:
         """One health + load check, written to the database; returns the next delay."""
+        known_queue = self._known_queue()
         outcome = await check_server(
             self._client,
             health_timeout=tunables.health_timeout,
             queue_timeout=tunables.queue_timeout,
+            known_queue=known_queue,
         )
+        if known_queue is None:
+            self._queue = outcome.queue
+            if outcome.queue is None:  # unanswered: read it again next time
+                self._queue_changed = True
+        if outcome.healthy and self._routine(outcome):
+            self._backoff(tunables).reset()
+            delay = tunables.health_interval
+            self._shared.routine.add(
+                self.spec.id, state.RoutineCheck.of(timezone.now(), delay, outcome.response_ms)
+            )
+            assert outcome.stats is not None
+            self._refresh_capabilities(outcome.stats, tunables)
+            return delay
+        self._shared.routine.discard(self.spec.id)
         if outcome.healthy:
             delay = await self._healthy(outcome, tunables)
         else:
             delay = await self._failed(outcome, tunables)
-        await self._shared.publisher.refresh(self.spec.id, affinity_window=tunables.affinity_window)
+        self._shared.publisher.soon(self.spec.id, affinity_window=tunables.affinity_window)
         return delay
+
+    def _known_queue(self) -> QueueState | None:
+        """The queue read last if it is still current, else None (and read it now)."""
+        if (
+            self._queue is not None
+            and self._stream_up
+            and not self._queue_changed
+            and self._checks_since_queue < QUEUE_REREAD_CHECKS
+        ):
+            self._checks_since_queue += 1
+            return self._queue
+        # Cleared before asking: a change announced while /queue answers is read next time.
+        self._queue_changed = False
+        self._checks_since_queue = 0
+        return None
+
+    def write_in_full(self) -> None:
+        """Another process changed what the last write said: the next check writes all."""
+        self._written = None
+
+    def _figures(self, outcome: CheckOutcome) -> dict[str, Any]:
+        """What a check found, as compared with the last full write: free VRAM as pages
+        show it (a real GPU's moves by a few MB on every check)."""
+        figures = state.system_fields(outcome) | state.load_fields(
+            outcome, self.queue_remaining, self.spec.client_id
+        )
+        if "vram_free" in figures:
+            figures["vram_free"] = gigabytes(figures["vram_free"])
+        return figures
+
+    def _routine(self, outcome: CheckOutcome) -> bool:
+        """Whether this healthy check found just what the last full write said."""
+        return (
+            outcome.queue is not None
+            and not self._records_may_be_open
+            and time.monotonic() - self._written_at < FULL_WRITE_SECONDS
+            and self._written == self._figures(outcome)
+        )
 
     async def _healthy(self, outcome: CheckOutcome, tunables: Tunables) -> float:
         self._backoff(tunables).reset()
@@ -170,6 +296,12 @@ class ServerWatcher:
             queue_remaining=self.queue_remaining,
             own_client_id=self.spec.client_id,
         )
+        if transition.after == Health.HEALTHY:
+            # Written in full: open health (and, with /queue answered, queue) failures
+            # are closed now; a failed /queue has just been recorded as one.
+            self._written = self._figures(outcome) if outcome.queue is not None else None
+            self._written_at = time.monotonic()
+            self._records_may_be_open = outcome.queue is None
         extra = self._log_extra(health=Health.HEALTHY, response_ms=outcome.response_ms)
         if transition.readmitted:
             # It was down: probably restarted, with possibly other nodes and models.
@@ -186,10 +318,11 @@ class ServerWatcher:
                 extra=self._log_extra(queue_error=outcome.queue_error),
             )
         assert outcome.stats is not None
-        await self._refresh_capabilities(outcome.stats, tunables)
+        self._refresh_capabilities(outcome.stats, tunables)
         return delay
 
     async def _failed(self, outcome: CheckOutcome, tunables: Tunables) -> float:
+        self._written, self._records_may_be_open = None, True
         reason = outcome.health_error or "no answer"
         transition = await database_sync_to_async(state.record_failure)(
             self.spec.id, reason, tunables
@@ -221,28 +354,47 @@ class ServerWatcher:
             logger.info("server %s check failed: %s", self.spec.name, reason, extra=extra)
         return delay
 
-    async def _refresh_capabilities(self, stats: SystemStats, tunables: Tunables) -> None:
+    def _refresh_capabilities(self, stats: SystemStats, tunables: Tunables) -> None:
+        """Fetch the node catalogue beside the check loop when the cache misses."""
+        if self._catalogue_fetch is not None and not self._catalogue_fetch.done():
+            return  # one at a time; it counts as the lookup that started it
         cache = self._shared.capabilities
         if cache.lookup(self.spec.id, tunables.capabilities_ttl, stats):
             return
+        self._catalogue_fetch = asyncio.create_task(
+            self._fetch_capabilities(tunables), name=f"monitor {self.spec.name} catalogue"
+        )
+
+    async def _fetch_capabilities(self, tunables: Tunables) -> None:
+        cache = self._shared.capabilities
         try:
-            async with asyncio.timeout(max(tunables.health_timeout, 10.0)):
-                found = await fetch_capabilities(self._client)
+            async with self._shared.catalogue_fetches:
+                # The timeout starts once it is this server's turn.
+                async with asyncio.timeout(max(tunables.health_timeout, 10.0)):
+                    found = await fetch_capabilities(self._client)
         except (ComfyUIError, TimeoutError) as error:
             logger.warning(
                 "capabilities of server %s unavailable: %s",
                 self.spec.name,
-                error,
+                str(error) or type(error).__name__,
                 extra=self._log_extra(),
             )
             return
-        await database_sync_to_async(state.write_capabilities)(
-            self.spec.id, found.node_classes, found.model_files, timezone.now(), found.object_info
-        )
-        cache.stored(self.spec.id)
-        # The balancer holds back tasks for servers whose nodes and models it does not
-        # know yet (a newly added or restarted server): now it does, so look again.
-        await database_sync_to_async(self._shared.handler.server_can_take_work)(self.spec.id)
+        try:
+            await database_sync_to_async(state.write_capabilities)(
+                self.spec.id,
+                found.node_classes,
+                found.model_files,
+                timezone.now(),
+                found.object_info,
+            )
+            cache.stored(self.spec.id)
+            # The balancer holds back tasks for servers whose nodes and models it does not
+            # know yet (a newly added or restarted server): now it does, so look again.
+            await database_sync_to_async(self._shared.handler.server_can_take_work)(self.spec.id)
+        except Exception:
+            # A database hiccup: the next check misses the cache and tries again.
+            logger.exception("storing the capabilities of server %s failed", self.spec.name)
 
     # -- events ---------------------------------------------------------------------
 
@@ -257,19 +409,23 @@ class ServerWatcher:
                     logger.exception("event %s of server %s failed", event.type, self.spec.name)
 
     async def _on_event(self, event: Event) -> None:
+        if isinstance(event, Status | Disconnected | Connected | Reconnected):
+            self._queue_changed = True  # the queue /queue told changed, or may have unseen
         if isinstance(event, Status):
             self.queue_remaining = event.queue_remaining
         elif isinstance(event, Disconnected):
+            self._stream_up = False
             # A lost socket is the earliest sign of a dead server: check now
             # rather than up to a whole interval later (faster failover).
             self.check_now()
             await database_sync_to_async(state.record_stream_drop)(
                 self.spec.id, f"event stream lost: {event.reason}"
             )
-            await self._shared.publisher.refresh(
+            self._shared.publisher.soon(
                 self.spec.id, affinity_window=self._shared.tunables.affinity_window
             )
         elif isinstance(event, Connected | Reconnected):
+            self._stream_up = True
             if isinstance(event, Reconnected):
                 # ComfyUI may have restarted behind the gap: its nodes and models too.
                 self._shared.capabilities.invalidate(self.spec.id)

@@ -31,15 +31,35 @@ Run N servers in a child process (what `manage.py serve --demo N` uses)::
     python -m servers.simulator --count 3 --base-port 8188 [--host 127.0.0.1]
         [--time-scale 1.0] [--speed 1,2] [--data-dir DIR] [--failure-rate 0.0]
         [--models a.safetensors,b.safetensors;c.safetensors] [--node-seconds KSampler=0.05]
+        [--vram GB]
 
 It prints one line per server, ``comfyui-sim <n> http://127.0.0.1:<port>``,
 then ``ready``, and runs until SIGINT/SIGTERM. `--base-port 0` picks free ports.
+One process serves any number of servers, each on its own port with its own
+queue, history, sockets and data directory (500 start in about a second).
 `python manage.py comfyui_sim` takes the same options.
 """
 
 from __future__ import annotations
 
-from servers.simulator.config import SimulatorConfig
-from servers.simulator.server import SimulatedComfyUI
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from servers.simulator.config import SimulatorConfig
+    from servers.simulator.server import SimulatedComfyUI
 
 __all__ = ["SimulatedComfyUI", "SimulatorConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported when asked for: the pages' outage control (`control.py`) is part of
+    # this package, and the web, worker and monitor processes need no aiohttp.
+    if name == "SimulatedComfyUI":
+        from servers.simulator.server import SimulatedComfyUI
+
+        return SimulatedComfyUI
+    if name == "SimulatorConfig":
+        from servers.simulator.config import SimulatorConfig
+
+        return SimulatorConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -80,6 +80,10 @@ class SimulatorConfig:
     failure_rate: float = 0.0
     # Seed for the failure-rate and PreviewImage-name random generators.
     seed: int | None = None
+    # A GPU of this many bytes of VRAM, all free (an idle GPU's figure does not move);
+    # None: this machine's RAM, as ComfyUI reports a CPU device (it moves with the
+    # machine's use, on every simulated server of the machine at once).
+    vram: int | None = None
     # Awaited (with the executing prompt's client id) at the end of every
     # simulated stretch of work, before its result is reported. None runs freely;
     # the conformance replay holds the work there until it has done what the

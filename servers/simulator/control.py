@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from servers.simulator.routes_control import OUTAGE_PATH
-
+# Here, not in routes_control.py: the pages that call it need no aiohttp.
+OUTAGE_PATH = "/comfyweb-sim/outage"
 TIMEOUT = httpx.Timeout(5.0)
 
 

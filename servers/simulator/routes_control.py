@@ -14,9 +14,9 @@ import json
 
 from aiohttp import web
 
+from servers.simulator.control import OUTAGE_PATH
 from servers.simulator.keys import SIM_KEY
 
-OUTAGE_PATH = "/comfyweb-sim/outage"
 MAX_OUTAGE_SECONDS = 600
 
 routes = web.RouteTableDef()

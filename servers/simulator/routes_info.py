@@ -38,6 +38,7 @@ async def index(request: web.Request) -> web.Response:
 async def system_stats(request: web.Request) -> web.Response:
     sim = _sim(request)
     ram_total, ram_free = _memory()
+    device = _device(sim.config.vram, ram_total, ram_free)
     return web.json_response(
         {
             "system": {
@@ -53,19 +54,25 @@ async def system_stats(request: web.Request) -> web.Response:
                 "embedded_python": False,
                 "argv": ["main.py", "--cpu", "--listen", sim.host, "--port", str(sim.port)],
             },
-            "devices": [
-                {
-                    "name": "cpu",
-                    "type": "cpu",
-                    "index": None,
-                    "vram_total": ram_total,
-                    "vram_free": ram_free,
-                    "torch_vram_total": ram_total,
-                    "torch_vram_free": ram_free,
-                }
-            ],
+            "devices": [device],
         }
     )
+
+
+def _device(vram: int | None, ram_total: int, ram_free: int) -> dict[str, object]:
+    if vram is None:  # the recorded server ran on its CPU
+        name, kind, index, total, free = "cpu", "cpu", None, ram_total, ram_free
+    else:
+        name, kind, index, total, free = "cuda:0 Simulated GPU", "cuda", 0, vram, vram
+    return {
+        "name": name,
+        "type": kind,
+        "index": index,
+        "vram_total": total,
+        "vram_free": free,
+        "torch_vram_total": total,
+        "torch_vram_free": free,
+    }
 
 
 def _memory() -> tuple[int, int]:

@@ -73,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--failure-rate", type=float, default=0.0, help="probability that a prompt fails"
     )
     parser.add_argument(
+        "--vram",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="report a GPU with this much VRAM, all free, instead of this machine's RAM "
+        "(which moves with the machine's use, on every server at once)",
+    )
+    parser.add_argument(
         "--models-dir",
         type=pathlib.Path,
         default=None,
@@ -129,6 +137,8 @@ def _model_dirs(options: argparse.Namespace) -> dict[str, list[pathlib.Path]]:
 def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[SimulatedComfyUI]:
     if options.count < 1:
         raise ValueError("--count must be at least 1")
+    if options.vram is not None and options.vram <= 0:
+        raise ValueError("--vram must be positive")
     speeds = _speeds(options.speed)
     model_lists = None
     if options.models is not None:
@@ -148,6 +158,7 @@ def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[Simul
             model_dirs=model_dirs,
             node_seconds=_node_seconds(options.node_seconds),
             failure_rate=options.failure_rate,
+            vram=None if options.vram is None else int(options.vram * 2**30),
         )
         port = options.base_port + index if options.base_port else 0
         servers.append(

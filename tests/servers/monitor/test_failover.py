@@ -80,7 +80,9 @@ async def test_stopped_server_is_marked_unhealthy_loses_its_affinity_and_is_read
     state = await wait_until(lambda: state_of.get())
     assert state.unhealthy_since is not None
     assert (state.last_affinity_key, state.last_affinity_at) == ("", None)  # affinity ended
-    assert running.published.count(victim.pk) > published_before  # browsers told
+    await wait_until(  # browsers told (in the monitor's next batch of changes)
+        lambda: running.published.count(victim.pk) > published_before, what="published"
+    )
     # The others never wavered.
     others = [s for s in servers if s != victim]
     assert await wait_until(

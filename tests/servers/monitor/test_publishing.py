@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from comfyweb.consumers import LiveConsumer
 from servers.models import FailureRecord, Health, ServerState
-from servers.monitor.visible_changes import ChangePublisher, visible_fingerprint
-from tests.factories import make_user
+from servers.monitor.visible_changes import RATE_INTERVAL, ChangePublisher, visible_fingerprint
+from tests.clocks import FakeClock
+from tests.factories import make_server, make_user
 from tests.monitoring import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,10 +92,12 @@ async def test_browser_subscribed_to_servers_sees_a_server_go_down(
     victim = servers[2]
     row = f'id="server-{victim.pk}" class="health-unhealthy"'
     # The snapshot and any updates rendered before the failover come first; a
-    # guard timeout on each receive ends a hang.
+    # guard timeout on each receive ends a hang. The row comes alone, or in the
+    # whole table when it is the first the monitor pushes.
+    targets = {status_panel.ROWS_TARGET, status_panel.row_target(victim.pk)}
     while True:
         message = await communicator.receive_json_from(timeout=20)
-        if message.get("target") == status_panel.ROWS_TARGET and row in message["html"]:
+        if message.get("target") in targets and row in message["html"]:
             break
     await communicator.disconnect()
 
@@ -111,3 +114,69 @@ async def test_an_expired_affinity_is_a_visible_change(start_comfyui_sims, sim_s
     assert not await publisher.refresh(server.pk, affinity_window=120)
     assert await publisher.refresh(server.pk, affinity_window=30)  # the affinity ran out
     assert calls == [server.pk, server.pk]
+
+
+async def test_a_change_of_the_event_rate_alone_is_published_at_most_every_rate_interval(
+    start_comfyui_sims, sim_server
+):
+    (sim,) = await start_comfyui_sims(1)
+    server = await sim_server(sim)
+    calls: list[int] = []
+    clock = FakeClock()
+    publisher = ChangePublisher(calls.append, clock=clock)
+    state = ServerState.objects.filter(server=server)
+
+    def rate(value: float) -> None:
+        state.update(event_stats={"events_per_second": value})
+
+    await database_sync_to_async(rate)(1.0)
+    assert await publisher.refresh(server.pk)
+    await database_sync_to_async(rate)(2.0)
+    assert not await publisher.refresh(server.pk)  # the rate alone, too soon
+    await database_sync_to_async(state.update)(health=Health.UNHEALTHY)
+    assert await publisher.refresh(server.pk)  # anything else: at once, with the rate
+    await database_sync_to_async(rate)(3.0)
+    clock.advance(RATE_INTERVAL)
+    assert await publisher.refresh(server.pk)
+    assert calls == [server.pk] * 3
+
+
+async def test_servers_that_changed_together_are_looked_at_and_published_together(
+    start_comfyui_sims, sim_server
+):
+    sims = await start_comfyui_sims(3)
+    servers = [await sim_server(sim) for sim in sims]
+    calls: list[int] = []
+    publisher = ChangePublisher(calls.append)
+    for server in servers:
+        publisher.soon(server.pk)
+    await publisher.close()  # publishes what is waiting
+    assert sorted(calls) == sorted(s.pk for s in servers)
+
+
+@pytest.mark.skipif(not HAS_STATUS_PANEL, reason="servers.status_panel not there yet")
+def test_publishing_some_servers_renders_their_rows_not_the_whole_table(monkeypatch):
+    from servers import status_panel
+
+    sent: list[tuple[str, str]] = []
+
+    def record(topic: str, target: str, *args: object, **kwargs: object) -> None:
+        sent.append((topic, target))
+
+    monkeypatch.setattr(status_panel.live, "publish_fragment", record)
+    monkeypatch.setattr(status_panel.live, "publish_refresh", record)
+    monkeypatch.setattr(status_panel, "_pushed_order", None)
+    first, second = make_server("a-first"), make_server("b-second")
+
+    status_panel.publish_servers([first.pk])  # the first push: the whole table
+    assert (status_panel.TOPIC, status_panel.ROWS_TARGET) in sent
+    sent.clear()
+    status_panel.publish_servers([second.pk])  # the rows are the page's: one row
+    assert (status_panel.TOPIC, status_panel.row_target(second.pk)) in sent
+    assert (status_panel.TOPIC, status_panel.ROWS_TARGET) not in sent
+    assert (status_panel.TOPIC, status_panel.row_target(first.pk)) not in sent
+    assert (status_panel.DETAIL_TOPIC, status_panel.detail_target(second.pk)) in sent
+    sent.clear()
+    third = make_server("c-third")  # a new row: the whole table again
+    status_panel.publish_servers([third.pk])
+    assert (status_panel.TOPIC, status_panel.ROWS_TARGET) in sent
