@@ -117,7 +117,8 @@ COMFYWEB_MODELS_DIR = env_path("COMFYWEB_MODELS_DIR", DATA_DIR / "models")
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's runserver, without importing Twisted outside the web process.
+    "comfyweb.daphne_app.DaphneRunserverConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -75,7 +75,10 @@ def test_sigterm_to_the_whole_worker_group_stops_every_process(worker_environmen
     try:
         wait_for_line(log, "running.", leader, START_BOUND)
         members = [p for p in psutil.process_iter(["pid"]) if _group_of(p.pid) == group]
-        assert len(members) >= 5  # leader, sentinel, pusher, monitor, workers
+        # The qcluster process is the sentinel (no leader above it): it forked the
+        # pusher, the monitor and the two workers itself.
+        assert len(members) >= 5
+        assert all(p.ppid() == leader.pid for p in members if p.pid != leader.pid)
 
         os.killpg(group, signal.SIGTERM)
         assert leader.wait(timeout=STOP_BOUND) == 0
