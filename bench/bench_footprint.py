@@ -61,6 +61,7 @@ from bench.bench_makespan import (  # noqa: E402
     setup_django,
     wait_fleet_ready,
 )
+from bench.bench_makespan import _wait_healthz as wait_healthz  # noqa: E402
 from bench.common import Child, free_port  # noqa: E402
 
 QUICK = {"servers": 100, "prompts": 10, "window": 10.0, "settle": 10.0}
@@ -229,18 +230,6 @@ def _role(pid: int, root: int) -> str:
 
 def _row(name: str, count: int, size: Memory) -> str:
     return f"{name:<34} {count:>5} {size.rss:>8.1f} {size.pss:>8.1f} {size.uss:>8.1f}"
-
-
-def wait_healthz(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} never answered 200")
 
 
 # -- part B: the fleet -----------------------------------------------------------------------

@@ -48,6 +48,16 @@ def quiet_monitor() -> Monitor:
     return Monitor(handler=RecordingHandler(), on_visible_change=lambda _: None, heartbeat=False)
 
 
+async def checked_by_hand(server: Server) -> tuple[Monitor, ServerWatcher]:
+    """A monitor (not running) and a started watcher of `server` that the test checks."""
+    monitor = quiet_monitor()
+    await monitor.reload_settings()
+    spec = (await database_sync_to_async(enabled_servers)())[server.pk]
+    watcher = monitor.watchers[server.pk] = ServerWatcher(spec, monitor.shared)
+    await watcher.start(first_check_in=NEVER)
+    return monitor, watcher
+
+
 async def idle_tick_queries(count: int) -> list[str]:
     """A second tick over `count` healthy servers whose checks found nothing new."""
 
@@ -83,12 +93,8 @@ async def test_a_routine_check_is_written_with_the_tick_and_a_change_at_once(
 ):
     (sim,) = await start_comfyui_sims(1)
     server = await sim_server(sim)
-    monitor = quiet_monitor()
-    await monitor.reload_settings()
+    monitor, watcher = await checked_by_hand(server)
     tunables = monitor.shared.tunables
-    spec = (await database_sync_to_async(enabled_servers)())[server.pk]
-    watcher = monitor.watchers[server.pk] = ServerWatcher(spec, monitor.shared)
-    await watcher.start(first_check_in=NEVER)
     state_of = database_sync_to_async(lambda: ServerState.objects.get(server=server))
     try:
         await watcher.check_once(tunables)  # the first: written in full
@@ -121,12 +127,8 @@ async def test_queue_is_read_again_only_when_the_stream_says_it_changed(
 ):
     (sim,) = await start_comfyui_sims(1)
     server = await sim_server(sim)
-    monitor = quiet_monitor()
-    await monitor.reload_settings()
+    monitor, watcher = await checked_by_hand(server)
     tunables = monitor.shared.tunables
-    spec = (await database_sync_to_async(enabled_servers)())[server.pk]
-    watcher = monitor.watchers[server.pk] = ServerWatcher(spec, monitor.shared)
-    await watcher.start(first_check_in=NEVER)
     queue_failures = database_sync_to_async(
         lambda: FailureRecord.objects.filter(server=server, kind=FailureKind.QUEUE).count()
     )
