@@ -92,26 +92,10 @@ def policy() -> Policy:
     )
 
 
-def pick_server(
-    graph: Mapping[str, Any],
-    *,
-    tags: Iterable[str] = (),
-    workflow_key: str | None = None,
-    affinity_key: str = "",
-    record: bool = True,
-    avoid: Collection[int] = (),
-    refused_by: Mapping[int, str] = MappingProxyType({}),
-) -> Decision:
-    """Choose the server for `graph` now, by load (no predictions); see `Plan.pick`."""
-    return Plan.load().pick(
-        graph,
-        tags=tags,
-        workflow_key=workflow_key,
-        affinity_key=affinity_key,
-        record=record,
-        avoid=avoid,
-        refused_by=refused_by,
-    )
+def pick_server(graph: Mapping[str, Any], **options: Any) -> Decision:
+    """Choose the server for `graph` now, by load (no predictions): a one-off
+    `Plan.pick`, which documents the options."""
+    return Plan.load().pick(graph, **options)
 
 
 class Plan:
