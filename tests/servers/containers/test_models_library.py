@@ -160,7 +160,8 @@ def test_the_pages_show_where_the_library_is_mounted(client, library):
 
 
 def model_files(world: PoolDeployment, server_id: int) -> dict[str, list[str]] | None:
-    """The model lists the monitor recorded for the server (None before its first read)."""
+    """The model lists the monitor recorded for the server (None before its first read,
+    and again from a library change until the monitor has read them anew)."""
     code = (
         "import json; from servers.models import ServerState; "
         f"s = ServerState.objects.filter(server_id={server_id}).first(); "
@@ -196,6 +197,8 @@ def test_a_download_reaches_the_model_list_of_a_pools_server_long_before_its_ttl
             "the download completed",
         )
         world.wait(
-            lambda: "fresh.safetensors" in model_files(world, server_id)["checkpoints"],
+            lambda: (
+                "fresh.safetensors" in (model_files(world, server_id) or {}).get("checkpoints", [])
+            ),
             "the file in the server's model list",
         )
