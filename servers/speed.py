@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from servers.models import ServerSpeed
 from servers.requirements import SEED_INPUTS
 
 # Inputs that count work rather than change what a unit of it costs.
@@ -122,8 +123,6 @@ class SpeedTable:
 
     @classmethod
     def load(cls, weights: Mapping[int, float]) -> SpeedTable:
-        from servers.models import ServerSpeed
-
         rows = ServerSpeed.objects.filter(server_id__in=list(weights)).values_list(
             "server_id", "key", "seconds_per_unit"
         )
@@ -147,16 +146,11 @@ class SpeedTable:
             return at_weight_one / weight
         return DEFAULT_SECONDS_PER_UNIT / weight
 
-    def measured(self, server_id: int, key: str) -> bool:
-        return (server_id, key) in self.rates
-
 
 def observe(server_id: int, work: Work, seconds: float) -> None:
     """One prompt of `work` ran `seconds` on the server: fold it into its rate."""
     if not 0 < seconds < MAX_SECONDS:
         return
-    from servers.models import ServerSpeed
-
     rate = seconds / work.units
     if _fold(server_id, work.key, rate):
         return
@@ -175,8 +169,6 @@ def observe(server_id: int, work: Work, seconds: float) -> None:
 
 
 def _fold(server_id: int, key: str, rate: float) -> bool:
-    from servers.models import ServerSpeed
-
     return bool(
         ServerSpeed.objects.filter(server_id=server_id, key=key).update(
             seconds_per_unit=F("seconds_per_unit") * (1 - ALPHA) + rate * ALPHA,
