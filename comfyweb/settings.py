@@ -171,6 +171,8 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "comfyweb.context_processors.navigation",
             ],
+            # when, ago, elapsed, until, duration: one way to show time on every page.
+            "builtins": ["comfyweb.templatetags.times"],
         },
     }
 ]

@@ -21,6 +21,7 @@ from itertools import groupby
 from django.template.loader import render_to_string
 
 from comfyweb import topics
+from comfyweb.timefmt import duration
 from library import progress
 from library.models import ACTIVE_STATES, Download, ModelFile
 
@@ -39,20 +40,6 @@ class Row:
         fraction = progress.fraction(download)
         self.percent = None if fraction is None else round(fraction * 100, 1)
         self.eta_text = duration(progress.eta_seconds(download))
-
-
-def duration(seconds: float | None) -> str:
-    """'45 s', '3 min 20 s', '2 h 5 min'; '' for None."""
-    if seconds is None:
-        return ""
-    whole = max(round(seconds), 0)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def recent_downloads() -> list[Download]:

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.utils import timezone
 
+from comfyweb import timefmt
 from servers.containers.growth import pools_growing
 from tasks.models import QueuePause, Status, Task
 
@@ -91,5 +92,4 @@ def _paused(pause: QueuePause | None) -> str:
 def _backing_off(task: Task, now: datetime) -> str:
     if task.not_before is None or task.not_before <= now:
         return ""
-    seconds = max(1, round((task.not_before - now).total_seconds()))
-    return f"retrying after a failed attempt, in {seconds} s"
+    return f"retrying after a failed attempt, {timefmt.until(task.not_before, now)}"

@@ -12,7 +12,6 @@ from django.utils import timezone
 from library import store
 from library.enqueue import RUN_DOWNLOAD
 from library.models import Download, DownloadState, ModelFile
-from library.panel import duration
 from library.progress import publish_progress
 from tests.factories import make_user
 from tests.live_socket import connected_as
@@ -258,16 +257,6 @@ def test_the_navigation_links_the_models_page(client):
     client.force_login(make_user())
     navigation = client.get(PAGE).context["navigation"]
     assert {"label": "Models", "url": PAGE, "active": True} in navigation
-
-
-def test_durations_read_as_people_say_them():
-    assert [duration(s) for s in (None, 0, 44.6, 200, 7500)] == [
-        "",
-        "0 s",
-        "45 s",
-        "3 min 20 s",
-        "2 h 5 min",
-    ]
 
 
 @pytest.mark.django_db(transaction=True)
