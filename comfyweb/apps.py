@@ -9,9 +9,10 @@ class ComfyWebConfig(AppConfig):
     verbose_name = "ComfyWeb"
 
     def ready(self) -> None:
-        from comfyweb import health_panel, schedules, topics
+        from comfyweb import health_panel, job_names, schedules, topics
 
         topics.register(health_panel.topic)
+        job_names.rename()
         # Not sender=self: migrate signals only apps that have models, and this one
         # has none. The schedules are django_q's rows, made once its tables exist.
         post_migrate.connect(

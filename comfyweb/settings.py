@@ -103,7 +103,8 @@ Q_CLUSTER = {
     # did is on its own records (task timelines, downloads); failures are kept.
     "save_limit": -1,
     "ack_failures": True,
-    "label": "Jobs",
+    # The admin's heading over django-q's rows (comfyweb/job_names.py names the rows).
+    "label": "Background jobs",
 }
 # Prompts ComfyWeb keeps on the whole fleet at once (S7), whatever the servers' slots.
 COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=100_000)
