@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from api.forms import ApiTokenForm
 from api.models import ApiToken
-from comfyweb import health
+from comfyweb import health, health_log
 from tasks import queue_panel
 from teams.models import Team
 
@@ -26,7 +26,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     body = report.as_json()
     if not request.user.is_authenticated:
         body["components"] = {name: {"ok": c["ok"]} for name, c in body["components"].items()}
-    return JsonResponse(body, status=200 if report.ok else 503)
+    response = JsonResponse(body, status=200 if report.ok else 503)
+    health_log.warm_up.record(report, response)
+    return response
 
 
 @require_GET

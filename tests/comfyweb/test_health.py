@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.core.cache import cache
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
-from comfyweb import health
+from comfyweb import health, health_log
 from servers.monitor import heartbeat
+from tests.clocks import FakeClock
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -112,3 +115,47 @@ def test_dashboard_shows_the_health_panel(client, no_worker):
     assert 'id="health-panel"' in html
     assert 'data-component="worker"' in html
     assert "degraded" in html
+
+
+@pytest.fixture
+def warm_up(monkeypatch):
+    """A web process's warm-up on a clock the test moves."""
+    state = health_log.WarmUp(clock=FakeClock())
+    monkeypatch.setattr(health_log, "warm_up", state)
+    return state
+
+
+def _healthz_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "healthz" in r.getMessage() or r.name == "django.request"]
+
+
+def test_a_503_while_the_web_process_warms_up_is_logged_as_info_not_error(
+    client, warm_up, no_worker, monitor_heartbeat, caplog
+):
+    with caplog.at_level(logging.INFO):
+        assert client.get("/healthz").status_code == 503
+    [record] = _healthz_records(caplog)
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == "healthz 503: warming up, waiting for worker"
+
+
+def test_a_503_after_the_warm_up_window_is_an_error_naming_the_failing_components(
+    client, warm_up, no_worker, no_monitor, caplog
+):
+    client.get("/healthz")
+    warm_up.clock.advance(health_log.WARM_UP_SECONDS)
+    caplog.clear()
+    assert client.get("/healthz").status_code == 503
+    [record] = _healthz_records(caplog)
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == "healthz 503: degraded: worker, monitor"
+    assert record.failing == ["worker", "monitor"]
+
+
+def test_a_503_after_the_first_healthy_answer_is_an_error_at_once(
+    client, warm_up, worker_heartbeat, monitor_heartbeat, caplog
+):
+    assert client.get("/healthz").status_code == 200
+    cache.delete(heartbeat.KEY)
+    assert client.get("/healthz").status_code == 503
+    assert [r.levelno for r in _healthz_records(caplog)] == [logging.ERROR]
