@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, TypedDict
 
@@ -117,6 +118,45 @@ async def apublish_data(
 
 def publish_data(topic: str, event: str, data: Mapping[str, Any], key: str | None = None) -> None:
     _send(topic, key, _data(topic, event, data, key))
+
+
+# -- who listens -----------------------------------------------------------------------
+
+Group = tuple[str, str | None]  # (topic, key)
+
+
+async def awatched(*groups: Group) -> list[bool]:
+    """Whether anyone listens to each topic/key now: a web process's fan-out (one
+    member per process, whatever its number of sockets) or an API event stream.
+
+    Publishers render and send nothing for nobody: most tasks have no open page,
+    and rendering a task's fragments costs several queries. Skipping loses nothing:
+    a socket that subscribes later joins first and then reads the topic's snapshot,
+    which sees every change saved before the snapshot is taken. When Redis cannot
+    say (or the layer is not Redis), the answer is yes: publish as before."""
+    layer = get_channel_layer()
+    try:
+        # Members older than the layer's expiry are dropped by its own group_send.
+        since = int(time.time()) - layer.group_expiry
+        answers = []
+        for topic, key in groups:
+            group = group_name(topic, key)
+            connection = layer.connection(layer.consistent_hash(group))
+            # channels_redis keeps a group as a sorted set of channel -> join time.
+            members = await connection.zcount(layer._group_key(group), since, "+inf")
+            answers.append(members > 0)
+        return answers
+    except Exception:
+        return [True] * len(groups)
+
+
+def watched(*groups: Group) -> list[bool]:
+    """`awatched` from sync code (on the publisher loop, as sends are)."""
+    try:
+        answer = asyncio.run_coroutine_threadsafe(awatched(*groups), _publisher.get())
+        return answer.result(timeout=SEND_TIMEOUT)
+    except Exception:
+        return [True] * len(groups)
 
 
 # -- sending: best effort ---------------------------------------------------------------

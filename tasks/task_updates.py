@@ -378,12 +378,19 @@ async def apublish_progress(progress: ProgressView) -> None:
             await cache.aset(key, _live_part(progress), SNAPSHOT_TTL)
         except Exception:
             logger.warning("could not keep the live progress of task %s", task_id, exc_info=True)
-    html = render_part("progress", {"progress": progress})
-    await live.apublish_fragment(TASK_TOPIC, target(task_id, "progress"), html, key=str(task_id))
-    await live.apublish_fragment(
-        TEAM_TOPIC, row_target(task_id), render_row_state(progress), key=str(team_id)
+    detail_watched, rows_watched = await live.awatched(
+        (TASK_TOPIC, str(task_id)), (TEAM_TOPIC, str(team_id))
     )
-    await live.apublish_data(TASK_TOPIC, PROGRESS_EVENT, task_data(progress), key=str(task_id))
+    if detail_watched:
+        html = render_part("progress", {"progress": progress})
+        await live.apublish_fragment(
+            TASK_TOPIC, target(task_id, "progress"), html, key=str(task_id)
+        )
+        await live.apublish_data(TASK_TOPIC, PROGRESS_EVENT, task_data(progress), key=str(task_id))
+    if rows_watched:
+        await live.apublish_fragment(
+            TEAM_TOPIC, row_target(task_id), render_row_state(progress), key=str(team_id)
+        )
 
 
 async def apublish_preview(task_id: int) -> None:
@@ -406,13 +413,21 @@ def _publish_task(task_id: int) -> None:
     task = load_task(task_id)
     if task is None:
         return
-    context = task_context(task)
-    for part in PARTS:
-        html = render_part(part, context)
-        live.publish_fragment(TASK_TOPIC, target(task_id, part), html, key=str(task_id))
-    row = render_row_state(context["progress"])
-    live.publish_fragment(TEAM_TOPIC, row_target(task_id), row, key=str(task.team_id))
-    live.publish_data(TASK_TOPIC, STATUS_EVENT, task_data(context["progress"]), key=str(task_id))
+    detail_watched, rows_watched = live.watched(
+        (TASK_TOPIC, str(task_id)), (TEAM_TOPIC, str(task.team_id))
+    )
+    if detail_watched:
+        context = task_context(task)
+        for part in PARTS:
+            html = render_part(part, context)
+            live.publish_fragment(TASK_TOPIC, target(task_id, part), html, key=str(task_id))
+        progress = context["progress"]
+        live.publish_data(TASK_TOPIC, STATUS_EVENT, task_data(progress), key=str(task_id))
+    else:
+        progress = progress_view_from_task(task)
+    if rows_watched:
+        row = render_row_state(progress)
+        live.publish_fragment(TEAM_TOPIC, row_target(task_id), row, key=str(task.team_id))
 
 
 def announce_new_tasks(team_id: int) -> None:
