@@ -41,3 +41,4 @@ class TasksConfig(AppConfig):
         task_transitioned.connect(
             enqueue.container_slot_freed, dispatch_uid="tasks.container_slot_freed"
         )
+        queue.pause_changed.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_pause")

@@ -23,6 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, Count, F, Min, Q, When, Window
 from django.db.models.functions import RowNumber
+from django.dispatch import Signal
 from django.utils import timezone
 
 from servers.requirements import Requirements, requirements_from_graph
@@ -34,6 +35,10 @@ from teams.models import Team
 
 WAIT_WINDOW = timedelta(hours=1)
 THROUGHPUT_WINDOW = timedelta(minutes=10)
+
+# Sent after commit when a pause starts or ends: every dashboard's queue panel (its
+# state and its Pause/Resume buttons) changes, whoever paused, from a page or the API.
+pause_changed = Signal()
 
 
 def is_paused(team_id: int | None) -> bool:
@@ -50,10 +55,12 @@ def pause(team: Team | None = None, *, by=None, reason: str = "") -> QueuePause:
     `by=None` is the system itself (no permission check).
     """
     _check_control(team, by)
-    row, _ = QueuePause.objects.get_or_create(
+    row, created = QueuePause.objects.get_or_create(
         scope=QueuePause.scope_for(team.pk if team else None),
         defaults={"team": team, "paused_by": by, "reason": reason[:200]},
     )
+    if created:
+        transaction.on_commit(_announce_pause, robust=True)
     return row
 
 
@@ -65,6 +72,7 @@ def resume(team: Team | None = None, *, by=None) -> bool:
     ).delete()
     if deleted:
         transaction.on_commit(_wake, robust=True)
+        transaction.on_commit(_announce_pause, robust=True)
     return bool(deleted)
 
 
@@ -266,6 +274,10 @@ def _check_control(team: Team | None, by) -> None:
 
 def _wake() -> None:
     enqueue.wake_dispatch()
+
+
+def _announce_pause() -> None:
+    pause_changed.send(sender=QueuePause)
 
 
 def collecting_by_server() -> dict[int, int]:

@@ -11,6 +11,8 @@ rendered from one `queue.work_counts()` read, on the page and in every refresh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -24,18 +26,30 @@ TOPIC = "queue"
 TARGET = "queue-panel"
 
 
+@dataclass(frozen=True)
+class Control:
+    """One queue the user may pause: its Pause or Resume button shows which it is now."""
+
+    label: str
+    team_id: int | str  # "" is everyone's queue (queue_scope_for)
+    pause: QueuePause | None
+
+
 def context(user, work: queue.WorkCounts | None = None) -> dict:
     teams = list(Team.objects.for_user(user))
     team_ids = None if user.is_staff else [team.pk for team in teams]
     stats = queue.stats(team_ids, work=work)
     pauses = {p.team_id: p for p in QueuePause.objects.select_related("team", "paused_by")}
+    manageable = [t for t in teams if t.can_manage(user)]
+    controls = [Control("Everyone", "", pauses.get(None))] if user.is_staff else []
+    controls += [Control(t.name, t.pk, pauses.get(t.pk)) for t in manageable]
     return {
         "stats": stats,
         "statuses": [(s.label, stats["counts"].get(s.value, 0)) for s in Status],
         "priorities": [(p.label, stats["by_priority"].get(p.label.lower(), 0)) for p in Priority],
         "global_pause": pauses.get(None),
         "team_pauses": [pauses[t.pk] for t in teams if t.pk in pauses],
-        "manageable": [t for t in teams if t.can_manage(user)],
+        "controls": controls,
         # Whose tasks the counts are (the fleet panel's in-flight counts everyone's).
         "scope": "every team" if team_ids is None else ", ".join(t.name for t in teams),
     }

@@ -25,7 +25,7 @@ def test_servers_page_shows_each_server_with_health_and_load(client):
     assert 'class="health-healthy"' in html
     assert 'class="health-unhealthy"' in html
     assert "Simulated (demo)" in html
-    assert "1 / 3" in html  # running / pending
+    assert "1 running, 3 waiting" in html  # others' prompts on it
     assert 'id="server-test"' not in html  # only staff may test: no form to post
     assert '<body data-live="off">' in html  # ...and the staff-only cells stay hidden
 
@@ -72,7 +72,7 @@ def test_dashboard_has_the_compact_fleet_panel(client):
     client.force_login(make_user())
     html = client.get("/").content.decode()
     assert 'id="fleet-panel"' in html
-    assert "1/2 healthy" in html
+    assert "1 of 2 healthy" in html
 
 
 @pytest.mark.django_db
@@ -130,7 +130,7 @@ async def test_publish_server_pushes_rows_and_has_dashboards_refetch_the_compact
     await sync_to_async(client.force_login)(user)
     panels = (await sync_to_async(client.get)(hint["url"])).content.decode()
     assert 'id="fleet-panel"' in panels
-    assert "0/1 healthy" in panels
+    assert "0 of 1 healthy" in panels
     await communicator.disconnect()
 
 

@@ -18,13 +18,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SLOW_GRAPH = copy.deepcopy(SUBMIT_GRAPH)
 SLOW_GRAPH["2"]["inputs"]["nonce"] = 7
 
-# What the two panels say is on servers now: the fleet panel's "in flight" plus
+# What the two panels say is on servers now: the fleet panel's slots in use plus
 # "collecting outputs" (a prompt that ended gives its slot back before its
 # outputs are fetched) summed over its servers, and the queue panel's
 # dispatched + running.
 READ_PANELS = """() => {
   const fleet = [...document.querySelectorAll("#fleet-panel [data-server]")]
-    .map((row) => Number((row.textContent.match(/· (\\d+)\\/\\d+/) || [0, 0])[1])
+    .map((row) => Number((row.textContent.match(/(\\d+) of \\d+ slots? in use/) || [0, 0])[1])
       + Number(row.querySelector("[data-collecting]")?.textContent || 0))
     .reduce((a, b) => a + b, 0);
   const count = (label) => {

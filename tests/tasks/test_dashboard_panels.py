@@ -19,10 +19,10 @@ pytestmark = pytest.mark.django_db
 
 
 def fleet_inflight(html: str, server: str) -> tuple[int, int]:
-    """ "in flight" of one server in the fleet panel: (tasks, max)."""
+    """ "N of M slots in use" of one server in the fleet panel: (tasks, max)."""
     row = re.search(rf'data-server="{server}">(.*?)</li>', html, re.S)
     assert row, f"{server} is not in the fleet panel"
-    shown = re.search(r"(\d+)/(\d+) in flight", row.group(1))
+    shown = re.search(r"(\d+) of (\d+) slots? in use", row.group(1))
     assert shown, f"no in-flight count for {server}: {row.group(1)}"
     return int(shown.group(1)), int(shown.group(2))
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from comfyweb.consumers import LiveConsumer
-from tasks import queue_panel
+from tasks import queue, queue_panel
 from tasks.models import QueuePause, Status, Task
 from teams.models import Role
 from tests.factories import make_team, make_user
@@ -82,4 +84,52 @@ async def test_state_changes_send_dashboards_a_refresh_hint():
         "target": "queue-panel",
         "url": "/queue/panel",
     }
+    await communicator.disconnect()
+
+
+def _control_row(html: str, label: str) -> str:
+    row = re.search(rf'<div class="control-row" data-queue="{label}"(.*?)</div>', html, re.S)
+    assert row, f"no queue control for {label}"
+    return row.group(0)
+
+
+def test_pause_and_resume_buttons_show_the_queues_current_state(client):
+    ours = make_team("Ours")
+    client.force_login(make_user(team=ours, role=Role.ADMIN))
+    running = _control_row(client.get("/").content.decode(), "Ours")
+    assert 'data-state="running"' in running
+    assert ">Pause</button>" in running
+    assert "Resume" not in running
+
+    client.post("/queue/pause", {"team": ours.pk})
+    paused = _control_row(client.get("/queue/panel").content.decode(), "Ours")
+    assert 'data-state="paused"' in paused
+    assert ">Resume</button>" in paused
+    assert "Pause<" not in paused
+
+
+def test_members_get_no_queue_buttons_and_staff_get_everyones(client):
+    team = make_team("Ours")
+    client.force_login(make_user(team=team, role=Role.MEMBER))
+    assert 'class="control-row"' not in client.get("/").content.decode()
+    client.force_login(make_user(staff=True))
+    html = client.get("/").content.decode()
+    assert 'data-state="running"' in _control_row(html, "Everyone")
+    assert 'id="queue-pause"' in html  # the form its buttons submit, with the page's token
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_pausing_sends_dashboards_a_refresh_hint():
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = await sync_to_async(make_user)()
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"action": "subscribe", "topic": "queue"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
+    for _ in range(2):  # the snapshot: queue and fleet panels
+        await communicator.receive_json_from(timeout=5)
+
+    await sync_to_async(queue.pause)()
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "fragment.refresh"
+    await sync_to_async(queue.resume)()
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "fragment.refresh"
     await communicator.disconnect()
