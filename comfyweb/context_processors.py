@@ -21,7 +21,8 @@ class NavItem:
 # the bar never links to a page that does not exist yet.
 NAVIGATION = (
     NavItem("Dashboard", "dashboard"),
-    NavItem("Workflows", "workflows:workflows", ("workflows:", "tasks:workflow", "tasks:template")),
+    # Generate: the one way in to making pictures; its page leads to templates and workflows.
+    NavItem("Generate", "workflows:generate", ("workflows:", "tasks:workflow", "tasks:template")),
     NavItem("Tasks", "tasks:tasks", ("tasks:task", "tasks:batch")),
     NavItem("Gallery", "tasks:gallery", ("tasks:gallery", "tasks:output_detail")),
     NavItem("Servers", "servers:list", ("servers:",)),

@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "teams",
     "workflows",
     "tasks",
+    "onboarding",
 ]
 
 MIDDLEWARE = [

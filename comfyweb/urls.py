@@ -28,6 +28,7 @@ urlpatterns = [
     path("library/", include("library.urls")),
     path("", include("workflows.urls")),
     path("", include("tasks.urls")),
+    path("onboarding/", include("onboarding.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.
     path(

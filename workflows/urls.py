@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from workflows.views import templates, workflows
+from workflows.views import generate, templates, workflows
 
 app_name = "workflows"
 urlpatterns = [
+    path("generate/", generate.generate, name="generate"),
     path("workflows/", workflows.workflow_list, name="workflows"),
     path("workflows/new/", workflows.workflow_create, name="workflow_create"),
     path("workflows/<int:pk>/", workflows.workflow_detail, name="workflow_detail"),

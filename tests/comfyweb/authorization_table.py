@@ -363,6 +363,8 @@ PAGES: dict[str, list[Case]] = {
         page("GET", signed_in(OK_LIST)),
         page("POST", signed_in(OK_LIST)),  # no method check: a read
     ],
+    # Generate (#16): every template and workflow of the user's teams, one place to start.
+    "workflows:generate": [page("GET", signed_in(OK_LIST)), no_method("POST")],
     **{
         name: [
             page("GET", team_object("viewer", OK_LIST), ids={"pk": "template"}),
@@ -438,6 +440,11 @@ PAGES: dict[str, list[Case]] = {
         ]
         for name in ("tasks:output_file", "tasks:output_thumbnail")
     },
+    # The first-run checklist (#16): everyone hides their own.
+    "onboarding:dismiss": [
+        no_method("GET"),
+        page("POST", signed_in(ok(302, writes=True)), body=nothing),
+    ],
     # The queue: a team's admins control theirs, staff everyone's.
     "tasks:queue_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
     **{

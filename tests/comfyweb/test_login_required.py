@@ -82,8 +82,9 @@ def test_logout_needs_a_post_so_links_cannot_log_people_out(client):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("path", "current"),
-    [("/", "Dashboard"), ("/workflows/", "Workflows"), ("/templates/", "Workflows"),
-     ("/tasks/", "Tasks"), ("/gallery/", "Gallery"), ("/servers/", "Servers")],
+    [("/", "Dashboard"), ("/generate/", "Generate"), ("/workflows/", "Generate"),
+     ("/templates/", "Generate"), ("/tasks/", "Tasks"), ("/gallery/", "Gallery"),
+     ("/servers/", "Servers")],
 )  # fmt: skip
 def test_navigation_highlights_only_the_current_section(client, path, current):
     client.force_login(make_user())
