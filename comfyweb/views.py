@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from api.forms import ApiTokenForm
 from api.models import ApiToken
 from comfyweb import health, health_log
-from tasks import queue_panel
+from tasks import pictures, queue_panel
 from teams.models import Team
 
 
@@ -35,6 +35,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = queue_panel.dashboard_context(request.user)  # fleet and queue: one read
     context |= {"health": health.collect(), "teams": _teams_with_roles(request.user)}
+    context |= pictures.recent_results(request.user)
     return render(request, "comfyweb/dashboard.html", context)
 
 

@@ -14,13 +14,28 @@ from teams.models import Team
 from workflows.models import Template, Workflow
 
 
+def _any(model, label: str) -> forms.ModelChoiceField:
+    # "Any team", not Django's "---------": an empty choice means no filter.
+    return forms.ModelChoiceField(
+        queryset=model.objects.none(), required=False, empty_label=f"Any {label}"
+    )
+
+
+def _day(label: str) -> forms.DateField:
+    return forms.DateField(
+        label=label, required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+
 class GalleryFilter(forms.Form):
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False)
-    workflow = forms.ModelChoiceField(queryset=Workflow.objects.none(), required=False)
-    template = forms.ModelChoiceField(queryset=Template.objects.none(), required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *Status.choices], required=False)
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    team = _any(Team, "team")
+    workflow = _any(Workflow, "workflow")
+    template = _any(Template, "template")
+    status = forms.ChoiceField(
+        label="Task status", choices=[("", "Any status"), *Status.choices], required=False
+    )
+    since = _day("From")
+    until = _day("Until")
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -43,14 +58,17 @@ class GalleryQuery:
     form: GalleryFilter
 
 
-def gallery_for(user, params) -> GalleryQuery:
-    """Outputs `user` may see, narrowed by the valid filters in `params`."""
+def gallery_for(user, params, *, after: int = 0) -> GalleryQuery:
+    """Outputs `user` may see, narrowed by the valid filters in `params`; with
+    `after`, only those newer than that output (what arrived since a page loaded)."""
     form = GalleryFilter(params or None, user=user)
     outputs = (
         Output.objects.for_user(user)
         .select_related("task", "team", "task__template", "task__workflow_version__workflow")
         .order_by("-created_at", "-pk")
     )
+    if after:
+        outputs = outputs.filter(pk__gt=after)
     if form.is_valid():
         data = form.cleaned_data
         if data["team"]:

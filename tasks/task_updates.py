@@ -33,7 +33,7 @@ from django.core.cache import cache
 from django.template.loader import render_to_string
 
 from comfyweb import live, topics
-from tasks import previews
+from tasks import pictures, previews
 from tasks import waiting as waits
 from tasks.graph_facts import graph_of
 from tasks.models import Status, Task
@@ -394,8 +394,10 @@ async def apublish_progress(progress: ProgressView) -> None:
 
 
 async def apublish_preview(task_id: int) -> None:
-    html = render_part("preview", {"preview": preview_view(task_id)})
+    preview = preview_view(task_id)
+    html = render_part("preview", {"preview": preview})
     await live.apublish_fragment(TASK_TOPIC, target(task_id, "preview"), html, key=str(task_id))
+    await pictures.apublish_preview_thumb(preview)  # its small copy: list rows, dashboards
 
 
 def publish_task(task_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tasks.views import gallery, queue, submit, tasks
+from tasks.views import gallery, pictures, queue, submit, tasks
 
 app_name = "tasks"
 urlpatterns = [
@@ -22,6 +22,9 @@ urlpatterns = [
     path("outputs/<int:output_id>/thumbnail/", tasks.output_thumbnail, name="output_thumbnail"),
     path("gallery/", gallery.gallery, name="gallery"),
     path("gallery/<int:pk>/", gallery.output_detail, name="output_detail"),
+    path("gallery/items/", gallery.gallery_items, name="gallery_items"),
+    path("gallery/zip/", gallery.gallery_zip, name="gallery_zip"),
+    path("results/recent/", pictures.recent_results, name="recent_results"),
     path("queue/panel", queue.panel, name="queue_panel"),
     path("queue/pause", queue.pause, name="queue_pause"),
     path("queue/resume", queue.resume, name="queue_resume"),

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import access, listing, previews, task_updates
+from tasks import access, listing, pictures, previews, task_updates
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
 from tasks.models import Batch, Priority, Status, Task
 from teams.models import Team
@@ -57,8 +57,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
     page = listing.TaskPaginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
     submit_teams = set(Team.objects.submittable_by(request.user).values_list("pk", flat=True))
     views = task_updates.progress_views(page)
+    row_pictures = pictures.row_pictures(page)
     for task in page:
         task.progress_view = views[task.pk]
+        task.pictures = row_pictures[task.pk]
         task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
     batch = None
     if filters["batch"]:

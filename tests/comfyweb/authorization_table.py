@@ -433,6 +433,18 @@ PAGES: dict[str, list[Case]] = {
         page("GET", team_object("viewer", OK_LIST), ids={"pk": "output"}),
         no_method("POST", ids={"pk": "output"}),
     ],
+    # New outputs for the gallery's script (after=0: all of them) and the dashboard's
+    # recent results: lists, so only the stranger sees nothing of team A.
+    "tasks:gallery_items": [
+        page("GET", signed_in(OK_LIST), query=lambda ids: {"after": 0}),
+        no_method("POST"),
+    ],
+    "tasks:recent_results": [page("GET", signed_in(OK_LIST)), no_method("POST")],
+    # A zip of outputs: a read, so viewers may; another team's output is a 404.
+    "tasks:gallery_zip": [
+        no_method("GET"),
+        page("POST", team_object("viewer", OK_PAGE), body=lambda ids: {"ids": [ids["output"]]}),
+    ],
     **{
         name: [
             page("GET", team_object("viewer", OK_PAGE), ids={"output_id": "output"}),
@@ -682,6 +694,9 @@ OPERATIONS: dict[str, list[Case]] = {
     ],
     "GET /api/v1/outputs/{output_id}/file": [
         op(team_object("viewer", OK_API), ids={"output_id": "output"})
+    ],
+    "POST /api/v1/outputs/zip": [
+        op(team_object("viewer", OK_API), body=lambda ids: {"ids": [ids["output"]]})
     ],
     # The queue.
     "GET /api/v1/queue": [op(signed_in(OK_API))],

@@ -26,7 +26,9 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def make_output(team, *, workflow=None, template=None, status=Status.COMPLETED, age_days=0):
+def make_output(
+    team, *, workflow=None, template=None, status=Status.COMPLETED, age_days=0, metadata=None
+):
     version = None
     if workflow is not None:
         version = workflow.versions.first() or WorkflowVersion.objects.create(
@@ -35,8 +37,17 @@ def make_output(team, *, workflow=None, template=None, status=Status.COMPLETED, 
     task = Task.objects.create(
         team=team, graph=GRAPH, workflow_version=version, template=template, status=status
     )
-    output = Output(task=task, team=team, content_type="image/png", width=8, height=8)
-    output.file.save("ignored.png", ContentFile(_png()), save=False)
+    data = _png()
+    output = Output(
+        task=task,
+        team=team,
+        content_type="image/png",
+        width=8,
+        height=8,
+        size=len(data),
+        metadata=metadata or {},
+    )
+    output.file.save("ignored.png", ContentFile(data), save=False)
     output.thumbnail.save("ignored.webp", ContentFile(_png()), save=False)
     output.created_at = timezone.now() - timedelta(days=age_days)
     output.save()
@@ -99,3 +110,67 @@ def test_gallery_pages_through_many_outputs(client):
 def test_empty_gallery_says_how_to_fill_it(client):
     client.force_login(make_user(team=make_team()))
     assert "run a workflow and its outputs appear here" in client.get("/gallery/").content.decode()
+
+
+def test_filters_say_any_team_workflow_and_template_instead_of_dashes(client):
+    team = make_team()
+    client.force_login(make_user(team=team))
+    page = client.get("/gallery/").content.decode()
+    for label in ("Any team", "Any workflow", "Any template", "Any status"):
+        assert f">{label}</option>" in page
+    assert "---------" not in page
+    assert "Task status" in page
+    assert "From" in page
+    assert "Until" in page
+
+
+def test_each_tile_carries_the_seed_and_parameters_the_viewer_shows_beside_it(client):
+    team = make_team()
+    output = make_output(
+        team, metadata={"seeds": {"3": 123456789}, "params": {"prompt": "a red fox", "steps": 20}}
+    )
+    client.force_login(make_user(team=team))
+    page = client.get("/gallery/").content.decode()
+    tile = page[page.index(f'id="output-{output.pk}"') :]
+    assert f'data-full="/outputs/{output.pk}/file/"' in tile
+    assert f'data-download="/outputs/{output.pk}/file/?download=1"' in tile
+    assert 'data-seed="123456789"' in tile
+    assert "a red fox" in tile
+    assert f'value="{output.pk}" form="gallery-zip"' in tile
+
+
+def test_new_items_are_those_after_the_newest_shown_that_match_the_filters(client):
+    team = make_team()
+    portraits = Workflow.objects.create(team=team, name="Portraits")
+    shown = make_output(team)
+    newer_portrait = make_output(team, workflow=portraits)
+    newer_other = make_output(team)
+    client.force_login(make_user(team=team))
+
+    def arrived(query: str) -> list[int]:
+        page = client.get(f"/gallery/items/?{query}")
+        assert page.status_code == 200
+        return [o.pk for o in page.context["outputs"]]
+
+    assert arrived(f"after={shown.pk}") == [newer_other.pk, newer_portrait.pk]
+    assert arrived(f"after={shown.pk}&workflow={portraits.pk}") == [newer_portrait.pk]
+    assert arrived(f"after={newer_other.pk}") == []
+    # Nonsense in `after` is no filter, not an error.
+    assert len(arrived("after=-5")) == 3
+    assert len(arrived("after=99999999999999999999999")) == 3
+
+
+def test_another_teams_outputs_never_arrive_as_new_items(client):
+    ours, theirs = make_team(), make_team()
+    make_output(theirs)
+    client.force_login(make_user(team=ours))
+    assert client.get("/gallery/items/?after=0").context["outputs"].count() == 0
+    assert client.get(f"/gallery/items/?after=0&team={theirs.pk}").content.strip() == b""
+
+
+def test_the_gallery_listens_for_new_outputs_of_each_of_the_users_teams(client):
+    ours, theirs = make_team(), make_team()
+    client.force_login(make_user(team=ours))
+    page = client.get("/gallery/").content.decode()
+    assert f'id="outputs-new-{ours.pk}" hidden data-live-topic="team-pictures"' in page
+    assert f"outputs-new-{theirs.pk}" not in page
