@@ -28,3 +28,23 @@ def create_initial_admin() -> tuple[str, str] | None:
     team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
     Membership.objects.get_or_create(team=team, user=admin, defaults={"role": Role.ADMIN})
     return ADMIN_USERNAME, password
+
+
+def credentials_box(username: str, password: str, url: str) -> str:
+    """The one-time credentials as a plain framed message for the terminal.
+
+    Written to stdout by `serve`, never logged: log lines are kept and shipped, and
+    a password inside a JSON line among dozens of others is easy to miss.
+    """
+    lines = [
+        "ComfyWeb made its administrator account.",
+        "The password is shown only this once: note it now.",
+        "",
+        f"    username: {username}",
+        f"    password: {password}",
+        "",
+        f"Log in at {url}",
+    ]
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 
 PROJECT = Path(__file__).resolve().parents[1]
-CREDENTIALS = re.compile(r"username: (\S+) password: (\S+)")
+# Lines of the boxed first-run message (comfyweb.first_run.credentials_box).
+USERNAME = r"^\| +username: (\S+) +\|$"
+PASSWORD = r"^\| +password: (\S+) +\|$"
 
 
 def free_port() -> int:
@@ -31,6 +33,7 @@ class ServeProcess:
     url: str
     data_dir: Path | None = None  # where its database lives, for `manage()`
     lines: list[str] = field(default_factory=list)
+    healthz_statuses: list[int] = field(default_factory=list)  # what wait_healthy saw
     username: str = ""
     password: str = ""
 
@@ -49,12 +52,18 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}healthz", timeout=2).status_code == 200:
+                status = httpx.get(f"{self.url}healthz", timeout=2).status_code
+                self.healthz_statuses.append(status)
+                if status == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"{self.url}healthz never turned 200")
+
+    def stderr(self) -> str:
+        """What serve and its children logged (start_serve sends it to a file)."""
+        return (self.data_dir.parent / f"{self.data_dir.name}-stderr.log").read_text()
 
     def child_pid(self, name: str) -> int:
         matches = [re.search(rf"started {name} \(pid (\d+)\)", line) for line in self.lines]
@@ -78,13 +87,14 @@ def serve_env(data_dir: Path) -> dict[str, str]:
     }
 
 
-def start_serve(data_dir: Path) -> ServeProcess:
-    """`serve` as a fresh install would run it: SQLite and embedded Redis in data_dir."""
+def start_serve(data_dir: Path, *args: str, **env: str) -> ServeProcess:
+    """`serve` as a fresh install would run it: SQLite and embedded Redis in data_dir;
+    `args` are more options, `env` overrides variables (LOG_FORMAT="json")."""
     port = free_port()
-    env = serve_env(data_dir)
+    env = serve_env(data_dir) | env
     stderr = (data_dir.parent / f"{data_dir.name}-stderr.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        [sys.executable, "manage.py", "serve", "--port", str(port), *args],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.PIPE,
@@ -101,12 +111,12 @@ def _collect(serve: ServeProcess) -> None:
         serve.lines.append(line.rstrip("\n"))
 
 
-def launch(data_dir: Path) -> ServeProcess:
-    serve = start_serve(data_dir)
+def launch(data_dir: Path, *args: str, **env: str) -> ServeProcess:
+    serve = start_serve(data_dir, *args, **env)
     try:
-        match = serve.wait_for_line(CREDENTIALS.pattern)
-        serve.username, serve.password = match.group(1), match.group(2)
         serve.wait_for_line("ComfyWeb is running at")
+        serve.username = serve.wait_for_line(USERNAME).group(1)
+        serve.password = serve.wait_for_line(PASSWORD).group(1)
         serve.wait_healthy()
     except BaseException:
         # A fixture that fails before yielding gets no teardown: stop it here,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -10,7 +11,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.serve_process import launch, start_serve
+from comfyweb.management.commands.serve import first_free_port_run
+from tests.serve_process import PASSWORD, free_port, launch, manage, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +101,58 @@ def test_second_run_on_the_same_data_keeps_the_admin_and_prints_no_password(tmp_
             assert client.get("/").status_code == 200
     finally:
         second.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_serve(tmp_path_factory):
+    """A first run with two demo servers from a chosen port, logging JSON as `make run`."""
+    demo_port = first_free_port_run(free_port(), 2)
+    data_dir = tmp_path_factory.mktemp("demo-serve") / "data"
+    serve = start_serve(data_dir, "--demo", "2", "--demo-port", str(demo_port), LOG_FORMAT="json")
+    serve.demo_port = demo_port
+    try:
+        # Polled from the web's start, as a load balancer would: the worker and the
+        # monitor are usually not up yet, so /healthz answers 503 at first.
+        serve.wait_for_line(r"started web")
+        serve.wait_healthy()
+        serve.password = serve.wait_for_line(PASSWORD).group(1)
+        yield serve
+    finally:
+        serve.stop()
+
+
+def _json_log_lines(serve) -> list[dict]:
+    return [json.loads(line) for line in serve.stderr().splitlines() if line.startswith("{")]
+
+
+def test_first_run_prints_the_password_in_a_plain_box_and_never_in_a_log_line(demo_serve):
+    box = [line for line in demo_serve.lines if line.startswith(("+-", "| "))]
+    assert box[0] == box[-1] == "+" + "-" * (len(box[0]) - 2) + "+"
+    assert {len(line) for line in box} == {len(box[0])}
+    assert any(f"password: {demo_serve.password}" in line for line in box)
+    assert any(f"Log in at {demo_serve.url}" in line for line in box)
+    assert _json_log_lines(demo_serve)  # the logs are JSON, as under `make run`...
+    assert demo_serve.password not in demo_serve.stderr()  # ...and hold no password
+
+
+def test_demo_servers_listen_on_the_ports_from_demo_port(demo_serve):
+    ports = [demo_serve.demo_port, demo_serve.demo_port + 1]
+    for port in ports:
+        assert httpx.get(f"http://127.0.0.1:{port}/system_stats", timeout=5).status_code == 200
+    registered = manage(
+        demo_serve,
+        "shell",
+        "--verbosity=0",
+        "-c",
+        "from servers.models import Server; servers = Server.objects.filter(enabled=True); "
+        "print(*servers.order_by('name').values_list('base_url', flat=True))",
+    )
+    assert registered.split() == [f"http://127.0.0.1:{port}" for port in ports]
+
+
+def test_healthz_503s_while_serve_starts_are_logged_as_warming_up_not_as_errors(demo_serve):
+    logged = [r for r in _json_log_lines(demo_serve) if "healthz" in r["message"]]
+    assert not [r for r in logged if r["level"] == "ERROR"], logged
+    warming_up = [r for r in logged if r["message"].startswith("healthz 503: warming up")]
+    assert len(warming_up) == demo_serve.healthz_statuses.count(503)
+    assert {r["level"] for r in warming_up} <= {"INFO"}

@@ -3,8 +3,8 @@
 Starts the embedded Redis when REDIS_URL is unset, migrates, creates the first
 admin, then supervises the web server (daphne), the worker cluster (django-q2),
 the monitor and the launcher of local ComfyUI instances as child processes until
-Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI servers and registers them
-in the fleet as kind "simulated".
+Ctrl-C or SIGTERM. `--demo N` adds N simulated ComfyUI servers on consecutive
+ports from `--demo-port` and registers them in the fleet as kind "simulated".
 Production runs those processes separately (see README).
 """
 
@@ -20,12 +20,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from comfyweb import embedded_redis
-from comfyweb.first_run import create_initial_admin
+from comfyweb.first_run import create_initial_admin, credentials_box
 from comfyweb.supervisor import ChildSpec, Supervisor
 from servers import demo as demo_fleet
 
 MANAGE_PY = str(settings.BASE_DIR / "manage.py")
-DEMO_BASE_PORT = 8188  # ComfyUI's own default port
+# Far from ComfyUI's own 8188 (and below Linux's ephemeral ports), so a ComfyUI the
+# user runs on this machine keeps its port and is never mistaken for a demo server.
+DEMO_BASE_PORT = 18188
 
 
 class Command(BaseCommand):
@@ -39,14 +41,25 @@ class Command(BaseCommand):
             type=int,
             default=0,
             metavar="N",
-            help="also run N simulated ComfyUI servers on free ports from 8188 up",
+            help="also run N simulated ComfyUI servers",
+        )
+        parser.add_argument(
+            "--demo-port",
+            type=int,
+            default=None,
+            metavar="P",
+            help=f"the demo servers listen on P, P+1, ... (default: the first N free ports "
+            f"from {DEMO_BASE_PORT} up)",
         )
 
-    def handle(self, *args, host: str, port: int, demo: int, **options) -> None:
+    def handle(
+        self, *args, host: str, port: int, demo: int, demo_port: int | None, **options
+    ) -> None:
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port")
         if not 0 <= demo <= 32:
             raise CommandError(f"--demo {demo}: run between 0 and 32 simulated servers")
+        demo_port = demo_ports(demo_port, demo) if demo else 0
         socket_path = settings.EMBEDDED_REDIS_SOCKET
         if settings.EMBEDDED_REDIS and embedded_redis.is_answering(socket_path):
             raise CommandError(
@@ -64,29 +77,41 @@ class Command(BaseCommand):
                         infrastructure=True,
                     )
                 )
-            self._prepare_database()
-            demo_port = first_free_port_run(DEMO_BASE_PORT, demo) if demo else 0
-            if demo:
-                registered = demo_fleet.register(demo, demo_port)
-                self._announce("Demo servers: " + ", ".join(s.name for s in registered))
-            specs = [
-                self._web(host, port),
-                self._worker(),
-                ChildSpec("monitor", [sys.executable, MANAGE_PY, "monitor"], env=_child_env()),
-                # Owns the local ComfyUI instances; they outlive a web or worker restart.
-                ChildSpec("launcher", [sys.executable, MANAGE_PY, "launcher"], env=_child_env()),
-            ]
-            if demo:
-                argv = demo_fleet.simulator_argv(demo, demo_port, settings.DATA_DIR / "demo")
-                specs.append(ChildSpec("simulators", argv, env=_child_env()))
-            for spec in specs:
-                if not supervisor.stopping:
-                    supervisor.start(spec)
+            credentials = self._prepare_database()
+            try:
+                self._start_fleet(supervisor, host, port, demo, demo_port)
+            finally:
+                # Last, below the start-up lines, so it is not scrolled away; even when
+                # start-up was cut short, since the password exists nowhere else.
+                if credentials:
+                    self._announce("\n" + credentials_box(*credentials, _url(host, port)) + "\n")
             if not supervisor.stopping:
-                self._announce(f"ComfyWeb is running at {_url(host, port)} (Ctrl-C stops it)")
                 supervisor.watch()
 
-    def _prepare_database(self) -> None:
+    def _start_fleet(
+        self, supervisor: Supervisor, host: str, port: int, demo: int, demo_port: int
+    ) -> None:
+        if demo:
+            registered = demo_fleet.register(demo, demo_port)
+            self._announce("Demo servers: " + ", ".join(s.name for s in registered))
+        specs = [
+            self._web(host, port),
+            self._worker(),
+            ChildSpec("monitor", [sys.executable, MANAGE_PY, "monitor"], env=_child_env()),
+            # Owns the local ComfyUI instances; they outlive a web or worker restart.
+            ChildSpec("launcher", [sys.executable, MANAGE_PY, "launcher"], env=_child_env()),
+        ]
+        if demo:
+            argv = demo_fleet.simulator_argv(demo, demo_port, settings.DATA_DIR / "demo")
+            specs.append(ChildSpec("simulators", argv, env=_child_env()))
+        for spec in specs:
+            if not supervisor.stopping:
+                supervisor.start(spec)
+        if not supervisor.stopping:
+            self._announce(f"ComfyWeb is running at {_url(host, port)} (Ctrl-C stops it)")
+
+    def _prepare_database(self) -> tuple[str, str] | None:
+        """Migrate and make the first administrator: its credentials, on the first run."""
         # In a process of its own: loading every migration leaves ~20 MB behind in the
         # process that ran them, and this one stays up as long as ComfyWeb runs. In its
         # own session, as when it ran here: a Ctrl-C lets it finish, then stops serve.
@@ -96,13 +121,7 @@ class Command(BaseCommand):
         ).returncode
         if code != 0:
             raise CommandError(f"migrate failed (exit {code}); see its output above")
-        credentials = create_initial_admin()
-        if credentials:
-            username, password = credentials
-            self._announce(
-                "First run: created the administrator account "
-                f"(shown only this once) username: {username} password: {password}"
-            )
+        return create_initial_admin()
 
     def _web(self, host: str, port: int) -> ChildSpec:
         argv = [sys.executable, "-m", "daphne", "--bind", host, "--port", str(port)]
@@ -128,6 +147,19 @@ def _child_env() -> dict[str, str]:
         filter(None, [str(settings.BASE_DIR), env.get("PYTHONPATH")])
     )
     return env
+
+
+def demo_ports(requested: int | None, count: int) -> int:
+    """The first of `count` consecutive free loopback ports for the demo servers:
+    exactly from `requested` when given (or an error naming the busy one)."""
+    if requested is None:
+        return first_free_port_run(DEMO_BASE_PORT, count)
+    if not 0 < requested <= 65536 - count:
+        raise CommandError(f"--demo-port {requested}: {count} ports from it are not TCP ports")
+    for port in range(requested, requested + count):
+        if not _port_free(port):
+            raise CommandError(f"--demo-port {requested}: port {port} is in use")
+    return requested
 
 
 def first_free_port_run(start: int, count: int, *, limit: int = 200) -> int:
