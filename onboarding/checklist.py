@@ -46,7 +46,7 @@ def steps_for(user) -> list[Step]:
         Step(
             "template",
             "Make a template from it",
-            Template.objects.for_user(user).exists(),
+            template is not None,
             reverse("workflows:template_create", args=[workflow.pk])
             if workflow
             else reverse("workflows:workflows"),

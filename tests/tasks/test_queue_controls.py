@@ -6,11 +6,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from comfyweb.consumers import LiveConsumer
 from tasks import queue, queue_panel
 from tasks.models import QueuePause, Status, Task
 from teams.models import Role
 from tests.factories import make_team, make_user
+from tests.live_socket import connected_as
 
 pytestmark = pytest.mark.django_db
 
@@ -65,14 +65,17 @@ def test_panel_counts_only_the_users_teams(client):
     assert '<strong>1</strong><span class="muted small">Pending</span>' in html
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_state_changes_send_dashboards_a_refresh_hint():
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = await sync_to_async(make_user)()
-    assert (await communicator.connect())[0]
+async def _dashboard_socket() -> tuple[WebsocketCommunicator, list[dict]]:
+    """A dashboard's socket subscribed to the queue topic, and the snapshot it got."""
+    communicator = await connected_as(await sync_to_async(make_user)())
     await communicator.send_json_to({"action": "subscribe", "topic": "queue"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
-    snapshot = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+    return communicator, [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_state_changes_send_dashboards_a_refresh_hint():
+    communicator, snapshot = await _dashboard_socket()
     assert [m["target"] for m in snapshot] == [queue_panel.TARGET, "fleet-panel"]
 
     await sync_to_async(queue_panel.refresh_browsers)()
@@ -120,14 +123,7 @@ def test_members_get_no_queue_buttons_and_staff_get_everyones(client):
 
 @pytest.mark.django_db(transaction=True)
 async def test_pausing_sends_dashboards_a_refresh_hint():
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = await sync_to_async(make_user)()
-    assert (await communicator.connect())[0]
-    await communicator.send_json_to({"action": "subscribe", "topic": "queue"})
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
-    for _ in range(2):  # the snapshot: queue and fleet panels
-        await communicator.receive_json_from(timeout=5)
-
+    communicator, _ = await _dashboard_socket()
     await sync_to_async(queue.pause)()
     assert (await communicator.receive_json_from(timeout=5))["type"] == "fragment.refresh"
     await sync_to_async(queue.resume)()
