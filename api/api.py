@@ -8,6 +8,7 @@ from api.auth import api_auth, docs_auth
 from api.errors import install_handlers
 from api.parser import JsonObjectParser
 from api.routers import (
+    batches,
     docker_hosts,
     downloads,
     events,
@@ -58,6 +59,7 @@ ROUTERS = (
     workflows,
     templates,
     tasks,
+    batches,
     events,
     outputs,
     queue,

@@ -22,7 +22,8 @@ def task_for(user, pk: int) -> Task:
 
 
 def batch_for(user, pk: int) -> Batch:
-    return get_object_or_404(Batch.objects.filter(team__in=Team.objects.for_user(user)), pk=pk)
+    batches = Batch.objects.filter(team__in=Team.objects.for_user(user))
+    return get_object_or_404(batches.select_related("team", "submitter"), pk=pk)
 
 
 def output_for(user, pk: int) -> Output:

@@ -14,7 +14,15 @@ class TasksConfig(AppConfig):
         from comfyweb.signals import cluster_started, monitor_started
         from servers import status_panel
         from servers.monitor import work
-        from tasks import dispatch_here, enqueue, pictures, queue, queue_panel, task_updates
+        from tasks import (
+            batch_updates,
+            dispatch_here,
+            enqueue,
+            pictures,
+            queue,
+            queue_panel,
+            task_updates,
+        )
         from tasks.execution import TaskEventHandler
         from tasks.transitions import task_transitioned
 
@@ -22,6 +30,7 @@ class TasksConfig(AppConfig):
         topics.register(task_updates.team_tasks_topic)
         topics.register(queue_panel.topic)
         topics.register(pictures.topic)
+        topics.register(batch_updates.topic)
         # The fleet panels show a server's active tasks, and the dashboard's comes
         # with the queue panel (tasks/queue_panel.py).
         status_panel.use_work_source(
@@ -40,6 +49,9 @@ class TasksConfig(AppConfig):
         )
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
         task_transitioned.connect(pictures.on_task_transitioned, dispatch_uid="tasks.pictures")
+        task_transitioned.connect(
+            batch_updates.on_task_transitioned, dispatch_uid="tasks.batch_updates"
+        )
         task_transitioned.connect(
             enqueue.container_slot_freed, dispatch_uid="tasks.container_slot_freed"
         )

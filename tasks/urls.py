@@ -1,11 +1,11 @@
-"""URLs of the tasks app (namespace "tasks"): submitting, the task pages, the
-gallery and the queue controls."""
+"""URLs of the tasks app (namespace "tasks"): submitting, the task and batch pages
+(retry, run again, cancel), the gallery and the queue controls."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from tasks.views import gallery, pictures, queue, submit, tasks
+from tasks.views import batches, gallery, pictures, queue, rerun, submit, tasks
 
 app_name = "tasks"
 urlpatterns = [
@@ -17,7 +17,12 @@ urlpatterns = [
     path("tasks/<int:task_id>/", tasks.task_detail, name="task_detail"),
     path("tasks/<int:task_id>/cancel/", tasks.task_cancel, name="task_cancel"),
     path("tasks/<int:task_id>/preview/", tasks.task_preview, name="task_preview"),
-    path("tasks/batches/<int:batch_id>/cancel/", tasks.batch_cancel, name="batch_cancel"),
+    path("tasks/<int:task_id>/retry/", rerun.task_retry, name="task_retry"),
+    path("tasks/<int:task_id>/run-again/", rerun.task_run_again, name="task_run_again"),
+    path("tasks/batches/<int:batch_id>/", batches.batch_detail, name="batch_detail"),
+    path("tasks/batches/<int:batch_id>/cancel/", batches.batch_cancel, name="batch_cancel"),
+    path("tasks/batches/<int:batch_id>/retry/", rerun.batch_retry, name="batch_retry"),
+    path("tasks/batches/<int:batch_id>/run-again/", rerun.batch_run_again, name="batch_run_again"),
     path("outputs/<int:output_id>/file/", tasks.output_file, name="output_file"),
     path("outputs/<int:output_id>/thumbnail/", tasks.output_thumbnail, name="output_thumbnail"),
     path("gallery/", gallery.gallery, name="gallery"),

@@ -7,7 +7,7 @@ Submitting goes through the same steps as the workflow and template pages:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,17 +20,16 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from api import idempotency
-from api.errors import ERRORS, ApiError, invalid
+from api.errors import ERRORS, ApiError, ErrorOut, invalid
 from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
-from tasks import access, listing, task_updates
+from tasks import access, listing, rerun, task_updates
 from tasks import waiting as waits
-from tasks.cancel import cancel_batch, cancel_task
+from tasks.cancel import cancel_task
 from tasks.models import Output, Task
-from tasks.models import Status as TaskStatus
-from tasks.submission import submit_runs
+from tasks.submission import SubmitResult, submit_runs
 from teams.access import require
 from workflows.access import template_for, workflow_for
 from workflows.models import ParameterType, Template
@@ -154,11 +153,6 @@ class TaskCancelOut(TaskOut):
         description="canceled; requested (its server confirms later); finished (it had "
         "ended: nothing was canceled); unreachable (its server did not answer, retried later)"
     )
-
-
-class BatchCanceledOut(Schema):
-    batch: int
-    outcomes: dict[str, int] = Field(description="canceled / requested / finished / unreachable")
 
 
 def output_json(output) -> dict[str, Any]:
@@ -332,8 +326,8 @@ def _submit(request, payload: TaskIn) -> Status:
     team, runs, version, template, label = _runs(request, payload, source)
     if not team.can_submit(request.user):
         raise PermissionDenied("Your role in this team does not allow you to submit work.")
-    try:
-        result = submit_runs(
+    result = unless_unrunnable(
+        lambda: submit_runs(
             team=team,
             submitter=request.user,
             runs=runs,
@@ -343,10 +337,21 @@ def _submit(request, payload: TaskIn) -> Status:
             description=payload.description
             or f"{label}, {len(runs)} run{'s' if len(runs) != 1 else ''}",
         )
+    )
+    return _submitted(request, result)
+
+
+def unless_unrunnable[T](action: Callable[[], T]) -> T:
+    """`action()`; work no enabled server can run is a 400 of type `unrunnable`."""
+    try:
+        return action()
     except Unrunnable as refused:
         raise ApiError(
             400, refused.message, type="unrunnable", details=refused.verdict.as_json()
         ) from refused
+
+
+def _submitted(request, result: SubmitResult) -> Status:
     ids = [task.pk for task in result.tasks]
     tasks = sorted(_visible_tasks(request.user).filter(pk__in=ids), key=lambda t: ids.index(t.pk))
     return Status(
@@ -409,18 +414,59 @@ def cancel(request, task_id: PathId) -> dict[str, Any]:
     return task_json(task) | {"outcome": outcome}
 
 
-@router.post(
-    "/batches/{batch_id}/cancel",
-    response={200: BatchCanceledOut, **ERRORS},
-    summary="Cancel a batch",
-)
-def cancel_whole_batch(request, batch_id: PathId) -> dict[str, Any]:
-    batch = access.batch_for(request.user, batch_id)
-    require(batch.team.can_submit(request.user), "cancel tasks")
-    active = list(
-        batch.tasks.exclude(status__in=TaskStatus.finished()).values_list("pk", flat=True)
+# -- Retry and Run again (issue 16): `tasks.rerun`, as on the task page ------------------
+
+
+class RunAgainIn(Schema):
+    new_seeds: bool = Field(
+        False,
+        description="Draw fresh seeds (on the inputs a batch of the same submission would "
+        "re-seed) instead of running the stored graph with its own seeds.",
     )
-    outcomes = cancel_batch(batch.pk, by=request.user)
-    for pk in active:
-        task_updates.publish_task(pk)
-    return {"batch": batch.pk, "outcomes": outcomes}
+
+
+@router.post(
+    "/tasks/{task_id}/retry", response={200: TaskOut, **ERRORS, 409: ErrorOut}, summary="Retry"
+)
+def retry(request, task_id: PathId) -> dict[str, Any]:
+    """A failed or canceled task goes back to pending in place: the same task, graph and
+    seeds, its attempts counted afresh, its timeline kept. Any other state is a 409."""
+    task = access.task_for(request.user, task_id)
+    require(task.team.can_submit(request.user), "retry tasks")
+    if task.status not in rerun.RETRYABLE:
+        raise ApiError(
+            409, f"Task {task.pk} is {task.status}: only failed or canceled tasks are retried."
+        )
+    unless_unrunnable(lambda: rerun.retry([task.pk], by=request.user))
+    return task_json(get_object_or_404(_visible_tasks(request.user), pk=task_id))
+
+
+@router.post(
+    "/tasks/{task_id}/run-again",
+    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS},
+    summary="Run a task again",
+)
+def run_task_again(
+    request,
+    task_id: PathId,
+    payload: RunAgainIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+):
+    """A new task with this task's stored graph (seeds included, unless `new_seeds`),
+    team, workflow version, template and priority."""
+    task = access.task_for(request.user, task_id)
+    require(task.team.can_submit(request.user), "run tasks again")
+    return idempotency.once(
+        request,
+        idempotency_key,
+        SubmittedOut,
+        lambda: run_again_answer(request, [task.pk], new_seeds=bool(payload and payload.new_seeds)),
+    )
+
+
+def run_again_answer(request, task_ids: list[int], *, new_seeds: bool) -> Status:
+    """Run `task_ids` again (one task, or a batch's tasks): 201 with the new tasks."""
+    result = unless_unrunnable(
+        lambda: rerun.run_again(task_ids, by=request.user, new_seeds=new_seeds)
+    )
+    return _submitted(request, result)

@@ -11,18 +11,17 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import access, listing, pictures, previews, task_updates
-from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_batch, cancel_task
+from tasks import access, batches, listing, pictures, previews, rerun, task_updates
+from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_task
 from tasks.models import Batch, Priority, Status, Task
 from teams.models import Team
 
 PAGE_SIZE = 50
-FILTERS = ("status", "priority", "team", "batch")
+FILTERS = ("status", "priority", "team", "batch", "group")
 CANCEL_MESSAGES = {
     CANCELED: "Task {task.pk} is canceled.",
     FINISHED: "Task {task.pk} had already finished.",
@@ -38,6 +37,8 @@ def _filters(request: HttpRequest) -> dict[str, str]:
     for name in ("priority", "team", "batch"):
         if not values[name].isdigit():
             values[name] = ""
+    if values["group"] != "batch":  # the one grouping there is: by batch
+        values["group"] = ""
     return values
 
 
@@ -62,6 +63,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
         task.progress_view = views[task.pk]
         task.pictures = row_pictures[task.pk]
         task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
+    if filters["group"]:  # each batch's rows under a header with its summary
+        summaries = batches.summaries(t.batch_id for t in page if t.batch_id)
+        for task in page:
+            task.batch_summary = summaries.get(task.batch_id)
     batch = None
     if filters["batch"]:
         batch = Batch.objects.filter(team__in=teams, pk=int(filters["batch"])).first()
@@ -82,7 +87,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
 def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
     task = access.task_for(request.user, task_id)
     context = task_updates.task_context(task) | {
-        "can_cancel": task.status not in Status.finished() and task.team.can_submit(request.user),
+        # Cancel and Retry are on the page for whoever may submit, and shown while the
+        # live status allows them (static/js/task_actions.js).
+        "can_submit": task.team.can_submit(request.user),
+        "retryable": rerun.RETRYABLE,
         "run_again_url": run_again_url(task),
     }
     return render(request, "tasks/detail.html", context)
@@ -107,21 +115,6 @@ def task_cancel(request: HttpRequest, task_id: int) -> HttpResponse:
     task_updates.publish_task(task.pk)  # "cancel requested" shows at once
     messages.info(request, CANCEL_MESSAGES.get(outcome, UNKNOWN_OUTCOME).format(task=task))
     return _back(request, reverse("tasks:task_detail", args=[task.pk]))
-
-
-@login_required
-@require_POST
-def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = access.batch_for(request.user, batch_id)
-    if not batch.team.can_submit(request.user):
-        raise PermissionDenied("Viewers cannot cancel tasks.")
-    active = list(batch.tasks.exclude(status__in=Status.finished()).values_list("pk", flat=True))
-    totals = cancel_batch(batch.pk, by=request.user)
-    for task_id in active:
-        task_updates.publish_task(task_id)
-    count = sum(totals.values())
-    messages.info(request, f"Cancelling {count} task{pluralize(count)} of batch {batch.pk}.")
-    return _back(request, f"{reverse('tasks:tasks')}?{urlencode({'batch': batch.pk})}")
 
 
 def _back(request: HttpRequest, default: str) -> HttpResponse:
@@ -161,6 +154,11 @@ def output_thumbnail(request: HttpRequest, output_id: int) -> FileResponse:
 def task_preview(request: HttpRequest, task_id: int) -> HttpResponse:
     task = access.task_for(request.user, task_id)
     latest = previews.latest(task.pk)
+    if latest is None and "v" in request.GET:
+        # An <img> of a preview that was there (it has a version): the prompt ended
+        # since, and the push that replaces the img is on its way. Nothing to show,
+        # but no error either (a 404 is one in the console of every page showing it).
+        return HttpResponse(status=204, headers={"Cache-Control": "private, no-store"})
     if latest is None:
         raise Http404("No preview.")
     _, mime_type, image = latest

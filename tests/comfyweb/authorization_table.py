@@ -170,6 +170,14 @@ CANCELS = {
     **{state: ok(302) for state in ("completed", "failed", "canceled")},
 }
 
+# Retrying: a failed or canceled task goes back to the queue; any other is left as it is.
+RETRIES = {state: ok(302, writes=state in ("failed", "canceled")) for state in TASK_STATES}
+
+
+def live_parts(ids: dict[str, int]) -> dict[str, Any]:
+    return {"parts": "live"}
+
+
 OK_PAGE = ok(200)
 OK_LIST = ok(200, marker=True)
 WRITE = ok(302, writes=True)
@@ -423,6 +431,35 @@ PAGES: dict[str, list[Case]] = {
     "tasks:batch_cancel": [
         no_method("GET", ids={"batch_id": "batch"}),
         page("POST", team_object("member", WRITE), ids={"batch_id": "batch"}, body=nothing),
+    ],
+    # Batches as units and Retry / Run again (issue 16). The world's batch has a pending
+    # and a completed task: nothing in it to retry.
+    "tasks:batch_detail": [
+        page("GET", team_object("viewer", OK_LIST), ids={"batch_id": "batch"}),
+        page("GET", team_object("viewer", OK_PAGE), ids={"batch_id": "batch"}, query=live_parts),
+        no_method("POST", ids={"batch_id": "batch"}),
+    ],
+    "tasks:batch_retry": [
+        no_method("GET", ids={"batch_id": "batch"}),
+        page("POST", team_object("member", ok(302)), ids={"batch_id": "batch"}, body=nothing),
+    ],
+    "tasks:batch_run_again": [
+        no_method("GET", ids={"batch_id": "batch"}),
+        page("POST", team_object("member", WRITE), ids={"batch_id": "batch"}, body=nothing),
+    ],
+    "tasks:task_retry": [
+        no_method("GET", ids={"task_id": "failed"}),
+        *(
+            page("POST", team_object("member", retried), ids={"task_id": state}, label=state)
+            for state, retried in RETRIES.items()
+        ),
+    ],
+    "tasks:task_run_again": [
+        no_method("GET", ids={"task_id": "completed"}),
+        *(
+            page("POST", team_object("member", WRITE), ids={"task_id": state}, label=state)
+            for state in TASK_STATES
+        ),
     ],
     "tasks:gallery": [
         page("GET", signed_in(OK_LIST)),
@@ -685,6 +722,27 @@ OPERATIONS: dict[str, list[Case]] = {
     ],
     "POST /api/v1/batches/{batch_id}/cancel": [
         op(team_object("member", CHANGED), ids={"batch_id": "batch"})
+    ],
+    "GET /api/v1/batches/{batch_id}": [
+        op(team_object("viewer", OK_LIST), ids={"batch_id": "batch"})
+    ],
+    "POST /api/v1/batches/{batch_id}/retry": [
+        op(team_object("member", OK_API), ids={"batch_id": "batch"})  # nothing to retry
+    ],
+    "POST /api/v1/batches/{batch_id}/run-again": [
+        op(team_object("member", CREATED), ids={"batch_id": "batch"})
+    ],
+    "POST /api/v1/tasks/{task_id}/retry": [
+        op(
+            team_object("member", CHANGED if state in ("failed", "canceled") else ok(409)),
+            ids={"task_id": state},
+            label=state,
+        )
+        for state in TASK_STATES
+    ],
+    "POST /api/v1/tasks/{task_id}/run-again": [
+        op(team_object("member", CREATED), ids={"task_id": state}, label=state)
+        for state in TASK_STATES
     ],
     # A finished task: its stream opens with its state and ends (an unfinished one's
     # streams until it finishes). Only the status is checked, the body not read.

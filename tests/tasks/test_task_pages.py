@@ -14,6 +14,7 @@ from comfyweb import live
 from tasks import cancel, previews
 from tasks.models import Batch, Output, Priority, Status, Task, TaskEvent
 from tasks.submission import submit_runs
+from tasks.views import batches as batch_views
 from tasks.views import tasks as views
 from teams.models import Role
 from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
@@ -40,7 +41,7 @@ def cancels(monkeypatch):
         }
 
     monkeypatch.setattr(views, "cancel_task", cancel_task)
-    monkeypatch.setattr(views, "cancel_batch", cancel_batch)
+    monkeypatch.setattr(batch_views, "cancel_batch", cancel_batch)
     return calls
 
 
