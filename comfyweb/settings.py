@@ -232,6 +232,8 @@ MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "media/"
 
 LANGUAGE_CODE = "en-us"
+# The admin shows dates as every page does (comfyweb/timefmt.py), not as the locale would.
+FORMAT_MODULE_PATH = ["comfyweb.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.template import Context, Template
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from comfyweb import timefmt
 
@@ -85,3 +85,8 @@ def test_no_page_formats_a_date_or_a_span_its_own_way():
         if marker in path.read_text()
     ]
     assert offenders == []
+
+
+def test_djangos_own_displays_such_as_the_admins_use_the_same_format():
+    assert formats.date_format(NOW, "DATETIME_FORMAT") == timefmt.moment(NOW)
+    assert formats.date_format(NOW.date(), "DATE_FORMAT") == "2026-12-01"
