@@ -41,6 +41,8 @@ ALPHA = 0.3
 DEFAULT_SECONDS_PER_UNIT = 1.0
 # Durations outside this range are clock trouble, not speed.
 MAX_SECONDS = 24 * 3600.0
+# A running prompt past its predicted time still counts this share of it.
+OVERRUN_SHARE = 0.1
 
 
 def work_units(graph: Mapping[str, Any]) -> float:
@@ -145,6 +147,17 @@ class SpeedTable:
             )
             return at_weight_one / weight
         return DEFAULT_SECONDS_PER_UNIT / weight
+
+
+def remaining_seconds(predicted: float, ran: float, done: float = 0.0) -> float:
+    """What is left of a prompt predicted to take `predicted` seconds, `ran` seconds
+    after it started, `done` (0..1) of its work behind it. The prediction less the
+    time run, trusted less as the prompt's own pace (`ran` per `done`) shows."""
+    prior = max(predicted - ran, predicted * OVERRUN_SHARE)  # overran: still a little
+    if not 0 < done < 1 or ran <= 0:
+        return prior if done < 1 else 0.0
+    own_pace = ran * (1 - done) / done
+    return done * own_pace + (1 - done) * prior
 
 
 def observe(server_id: int, work: Work, seconds: float) -> None:

@@ -71,6 +71,7 @@ from tasks.transitions import (
     retry_or_fail,
     transition,
 )
+from tasks.work import work_of, works_of
 from workflows import runnable
 
 logger = logging.getLogger("tasks.dispatch")
@@ -85,11 +86,8 @@ CANDIDATES = 200
 FIRST_CANDIDATES = 20
 MAX_WAITING_WORKFLOWS = 20
 # Tasks planned onto busy servers, per server, before a pass stops asking (see
-# `_claim_batch`); workflows whose `speed.Work` is remembered.
+# `_claim_batch`).
 PLANNED_PER_SERVER = 8
-WORKS_CACHED = 10_000
-# A running prompt past its predicted time still counts this share of it.
-OVERRUN_SHARE = 0.1
 # Stay well inside django-q's job timeout (300 s); the job re-enqueues itself.
 BUDGET_SECONDS = 120.0
 # Seconds a claimed task's `sending_until` lease lasts; renewed every third of it
@@ -312,22 +310,6 @@ class GraphOnDemand(Mapping[str, Any]):
         return len(self._graph())
 
 
-def work_of(task: Task) -> speed.Work:
-    """The task's `speed.Work`, computed once per workflow key (the same for every
-    graph of one key: seeds change neither size nor key)."""
-    if not task.workflow_key:
-        return speed.Work.of(task.graph)
-    work = _works.get(task.workflow_key)
-    if work is None:
-        if len(_works) >= WORKS_CACHED:
-            _works.clear()
-        work = _works[task.workflow_key] = speed.Work.of(task.graph)
-    return work
-
-
-_works: dict[str, speed.Work] = {}
-
-
 def _backlog(plan: fleet.Plan) -> dict[int, float]:
     """Server id -> predicted seconds until the prompts on it now are done: each
     running one's predicted time less what it has run, each waiting one's whole."""
@@ -338,20 +320,13 @@ def _backlog(plan: fleet.Plan) -> dict[int, float]:
         .order_by()
         .values_list("pk", "server_id", "workflow_key", "started_at")
     )
-    missing = [pk for pk, _sid, key, _at in on_servers if not key or key not in _works]
-    graphs = dict(Task.objects.filter(pk__in=missing).values_list("pk", "graph")) if missing else {}
-    for pk, server_id, key, started_at in on_servers:
-        if pk in graphs:
-            work = speed.Work.of(graphs[pk])
-            if key:
-                _works[key] = work
-        else:
-            work = _works[key]
-        seconds = plan.seconds(server_id, work)
+    works = works_of((pk, key) for pk, _sid, key, _at in on_servers)
+    for pk, server_id, _key, started_at in on_servers:
+        if pk not in works:
+            continue  # deleted meanwhile
+        seconds = plan.seconds(server_id, works[pk])
         if started_at is not None:
-            ran = (now - started_at).total_seconds()
-            # Past its prediction it is still running: count a little, not nothing.
-            seconds = max(seconds - ran, seconds * OVERRUN_SHARE)
+            seconds = speed.remaining_seconds(seconds, (now - started_at).total_seconds())
         backlog[server_id] = backlog.get(server_id, 0.0) + seconds
     return backlog
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Case, Count, F, Min, Q, When, Window
+from django.db.models import Case, Count, F, Min, Q, QuerySet, When, Window
 from django.db.models.functions import RowNumber
 from django.dispatch import Signal
 from django.utils import timezone
@@ -98,9 +98,18 @@ def next_candidates(limit: int, *, now=None) -> list[Task]:
 
     Their graphs are read only when used (a deferred field): dispatch needs few.
     """
-    now = now or timezone.now()
-    if limit <= 0 or is_paused(None):
+    if limit <= 0:
         return []
+    return list(in_dispatch_order(now=now).defer("graph")[:limit])
+
+
+def in_dispatch_order(*, now=None) -> QuerySet[Task]:
+    """The pending tasks that may be dispatched now, in the order dispatch takes
+    them: priority, then the teams of one priority in turn, oldest first. None
+    while the whole queue is paused."""
+    now = now or timezone.now()
+    if is_paused(None):
+        return Task.objects.none()
     paused_teams = QueuePause.objects.filter(team__isnull=False).values("team_id")
     ready = (
         Task.objects.filter(status=Status.PENDING)
@@ -115,8 +124,8 @@ def next_candidates(limit: int, *, now=None) -> list[Task]:
             partition_by=[F("priority"), F("team_id")],
             order_by=[F("created_at").asc(), F("id").asc()],
         )
-    ).order_by("-priority", "turn", "created_at", "id")
-    return list(ranked.defer("graph")[:limit])
+    )
+    return ranked.order_by("-priority", "turn", "created_at", "id")
 
 
 def pending_work() -> list[tuple[Requirements, int]]:

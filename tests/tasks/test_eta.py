@@ -1,0 +1,144 @@
+"""ETA and queue position (issue 16): the forecast replays the fleet with measured speeds.
+
+The fleet here is built, not run: two servers whose speeds for the test's graph
+were measured (1 s and 3.5 s per step), so every expected time is arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from servers import speed
+from servers.models import Server, ServerSpeed
+from tasks import eta, queue
+from tasks.models import Priority, Status
+from tests.factories import make_server, make_task, make_team, shared_workflow
+
+pytestmark = pytest.mark.django_db
+
+
+def stepping(steps: int) -> dict:
+    graph = copy.deepcopy(shared_workflow("slow_progress"))
+    graph["2"]["inputs"] |= {"steps": steps}
+    return graph
+
+
+@pytest.fixture
+def fleet():
+    """A fast and a slow server, their speeds for `stepping` graphs measured."""
+    fast, slow = make_server("fast"), make_server("slow")
+    key = speed.speed_key_of(stepping(1))
+    for server, rate in ((fast, 1.0), (slow, 3.5)):
+        ServerSpeed.objects.create(
+            server=server, key=key, seconds_per_unit=rate, last_seconds_per_unit=rate, samples=3
+        )
+    return fast, slow
+
+
+def seconds_after(now, moment) -> float:
+    return (moment - now).total_seconds()
+
+
+def test_pending_tasks_are_placed_in_dispatch_order_where_they_would_finish_first(fleet):
+    now = timezone.now()
+    team = make_team()
+    tasks = [
+        make_task(team, graph=stepping(5), created_at=now + timedelta(seconds=i)) for i in range(4)
+    ]
+    urgent = make_task(
+        team, graph=stepping(5), priority=Priority.HIGH, created_at=now + timedelta(seconds=9)
+    )
+
+    estimates = eta.forecast([*tasks, urgent], now=now)
+
+    # The high-priority task is dispatched first, whatever its age.
+    assert [estimates[t.pk].queue_position for t in (urgent, *tasks)] == [1, 2, 3, 4, 5]
+    # 5 steps: 5 s on the fast server, 17.5 s on the slow one. The fast one takes
+    # the first three (done at 5, 10, 15 s); the fourth would end there at 20 s,
+    # on the slow one at 17.5 s; the fifth at 20 s on the fast one.
+    starts = [seconds_after(now, estimates[t.pk].starts_at) for t in (urgent, *tasks)]
+    ends = [estimates[t.pk].eta_seconds(now) for t in (urgent, *tasks)]
+    assert starts == pytest.approx([0, 5, 10, 0, 15])
+    assert ends == pytest.approx([5, 10, 15, 17.5, 20])
+
+
+def test_a_running_task_counts_its_own_pace_and_delays_what_waits_for_its_server(fleet):
+    fast, _slow = fleet
+    now = timezone.now()
+    # 20 steps: predicted 20 s on the fast server; 10 s in, only a quarter done.
+    running = make_task(
+        graph=stepping(20),
+        dispatched_to=fast,
+        status=Status.RUNNING,
+        started_at=now - timedelta(seconds=10),
+        progress_fraction=0.25,
+    )
+    waiting = make_task(graph=stepping(5), dispatched_to=fast, dispatched_at=now)
+    pending = make_task(graph=stepping(5))
+
+    estimates = eta.forecast([running, waiting, pending], now=now)
+
+    # The prediction says 10 s left, its pace so far 30 s; a quarter done, the
+    # prediction weighs three quarters: 15 s.
+    assert estimates[running.pk].eta_seconds(now) == pytest.approx(15)
+    # Queued on the same server (ComfyUI runs one prompt at a time): after it.
+    assert seconds_after(now, estimates[waiting.pk].starts_at) == pytest.approx(15)
+    assert estimates[waiting.pk].eta_seconds(now) == pytest.approx(20)
+    # The fast server is busy for 20 s: 25 s there, 17.5 s on the slow one.
+    assert estimates[pending.pk].eta_seconds(now) == pytest.approx(17.5)
+    assert estimates[pending.pk].queue_position == 1
+
+
+def test_a_task_whose_prompt_ended_is_due_now_and_frees_its_server(fleet):
+    fast, _slow = fleet
+    now = timezone.now()
+    collecting = make_task(
+        graph=stepping(20), dispatched_to=fast, status=Status.RUNNING, slot_held=False
+    )
+    pending = make_task(graph=stepping(5))
+    estimates = eta.forecast([collecting, pending], now=now)
+    assert estimates[collecting.pk].eta_seconds(now) == 0
+    assert estimates[pending.pk].eta_seconds(now) == pytest.approx(5)
+
+
+def test_without_a_server_that_takes_work_a_task_keeps_its_place_but_has_no_time(fleet):
+    Server.objects.update(enabled=False)
+    task = make_task(graph=stepping(5))
+    estimate = eta.forecast([task])[task.pk]
+    assert estimate.queue_position == 1
+    assert estimate.finishes_at is None
+    assert estimate.eta_seconds(timezone.now()) is None
+
+
+def test_a_paused_queue_gives_its_tasks_no_place_and_ended_tasks_cost_no_query(
+    fleet, django_assert_num_queries
+):
+    task = make_task(graph=stepping(5))
+    queue.pause()
+    assert eta.forecast([task]) == {}
+    done = make_task(status=Status.COMPLETED)
+    with django_assert_num_queries(0):
+        assert eta.forecast([done]) == {}
+
+
+def test_a_batch_is_expected_to_end_with_its_last_task(fleet):
+    now = timezone.now()
+    team = make_team()
+    batch = team.batches.create(description="three")
+    for i in range(3):
+        make_task(team, graph=stepping(5), batch=batch, created_at=now + timedelta(seconds=i))
+    # 5, 10 and 15 s on the fast server (the slow one would take 17.5 s).
+    assert seconds_after(now, eta.batch_finish(batch.pk, now=now)) == pytest.approx(15)
+
+
+def test_the_remaining_time_trusts_the_prompts_own_pace_as_it_progresses():
+    # Nothing done yet: the prediction less the time run (a little if overrun).
+    assert speed.remaining_seconds(20, 5) == 15
+    assert speed.remaining_seconds(20, 30) == pytest.approx(2)
+    # Half done in 5 s of a predicted 20: prediction 15 s, own pace 5 s, halfway.
+    assert speed.remaining_seconds(20, 5, 0.5) == pytest.approx(10)
+    assert speed.remaining_seconds(20, 5, 1.0) == 0
