@@ -105,7 +105,9 @@ def test_pause_and_resume_buttons_show_the_queues_current_state(client):
     assert "Resume" not in running
 
     client.post("/queue/pause", {"team": ours.pk})
-    paused = _control_row(client.get("/queue/panel").content.decode(), "Ours")
+    panel = client.get("/queue/panel").content.decode()
+    assert '<span class="badge degraded">paused for Ours</span>' in panel
+    paused = _control_row(panel, "Ours")
     assert 'data-state="paused"' in paused
     assert ">Resume</button>" in paused
     assert "Pause<" not in paused
