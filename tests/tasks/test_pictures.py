@@ -166,3 +166,15 @@ async def test_a_run_pushes_its_pictures_to_its_teams_pages_only(tmp_path: pathl
     assert await stranger.receive_nothing(timeout=0.3)
     await watcher.disconnect()
     await stranger.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_preview_asked_for_by_version_after_its_prompt_ended_is_nothing_not_an_error(client):
+    team = make_team()
+    task = make_task(team, status=Status.RUNNING)
+    client.force_login(make_user(team=team))
+    previews.discard(task.pk)
+    gone = client.get(f"/tasks/{task.pk}/preview/?v=123")
+    assert gone.status_code == 204
+    assert gone["Cache-Control"] == "private, no-store"
+    assert client.get(f"/tasks/{task.pk}/preview/").status_code == 404
