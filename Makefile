@@ -9,6 +9,8 @@ PYTHON ?= $(shell bin/find-python)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO ?= 3
+# First port of the demo servers; empty: serve picks free ports from 18188 up.
+DEMO_PORT ?=
 # Tests need a SECRET_KEY but no secret: DEBUG stays off as in production.
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DATA_DIR=$${COMFYWEB_DATA_DIR:-var/test}
 
@@ -16,27 +18,29 @@ TEST_ENV := SECRET_KEY=$${SECRET_KEY:-comfyweb-test-only-not-secret} COMFYWEB_DA
 
 help:
 	@echo "make run     start ComfyWeb on http://$(HOST):$(PORT) (SQLite, embedded Redis, $(DEMO) simulated ComfyUI servers)"
+	@echo "             (DEMO=N servers from DEMO_PORT=P; INSTALLER=pip installs without uv)"
 	@echo "make test    lint, migrations check and the whole test suite"
 	@echo "make lint    ruff check + ruff format --check + import-cycle check"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make sim-image  build the simulated ComfyUI image into both test Docker engines"
 
+# uv makes and fills the virtualenv (pip where uv cannot be had): see bin/venv.
 $(PY):
 	@test -n "$(PYTHON)" || { bin/find-python; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	bin/venv create $(PYTHON) $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	bin/venv install $(VENV) -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	bin/venv install $(VENV) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	DEBUG=$${DEBUG:-true} $(PY) manage.py serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo $(DEMO))
+	DEBUG=$${DEBUG:-true} $(PY) manage.py serve --host $(HOST) --port $(PORT) \
+		$(if $(DEMO),--demo $(DEMO)) $(if $(DEMO_PORT),--demo-port $(DEMO_PORT))
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check . bin/import-cycles
