@@ -122,6 +122,8 @@ class SpeedTable:
         self._by_key: dict[str, list[tuple[int, float]]] = {}
         for (server_id, key), rate in self.rates.items():
             self._by_key.setdefault(key, []).append((server_id, rate))
+        every = [(server_id, rate) for (server_id, _key), rate in self.rates.items()]
+        self._typical = self._at_weight_one(every) if every else DEFAULT_SECONDS_PER_UNIT
 
     @classmethod
     def load(cls, weights: Mapping[int, float]) -> SpeedTable:
@@ -141,12 +143,13 @@ class SpeedTable:
         weight = self.weights.get(server_id, 1.0)
         others = self._by_key.get(key)
         if others:
-            # What weight-1 would take, by the servers that ran it, then this one's weight.
-            at_weight_one = statistics.median(
-                rate * self.weights.get(sid, 1.0) for sid, rate in others
-            )
-            return at_weight_one / weight
-        return DEFAULT_SECONDS_PER_UNIT / weight
+            # What weight 1 would take, by the servers that ran it, then this one's weight.
+            return self._at_weight_one(others) / weight
+        # Work no server ran yet: the fleet's typical rate for any work, if known.
+        return self._typical / weight
+
+    def _at_weight_one(self, rates: list[tuple[int, float]]) -> float:
+        return statistics.median(rate * self.weights.get(sid, 1.0) for sid, rate in rates)
 
 
 def remaining_seconds(predicted: float, ran: float, done: float = 0.0) -> float:

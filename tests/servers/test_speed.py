@@ -43,10 +43,15 @@ def test_a_server_without_measurements_is_predicted_from_the_others_scaled_by_we
     assert table.seconds(1, work) == pytest.approx(1.0)  # measured
     assert table.seconds(2, work) == pytest.approx(4.0)  # 0.1 s at weight 4 -> 0.4 at 1
     assert table.seconds(3, work) == pytest.approx(8.0)
-    # Nothing measured for this kind of work anywhere: the default rate over the weight.
+    # This kind of work never ran anywhere: the fleet's typical rate for any work
+    # (0.4 s a unit at weight 1 here), over the weight.
     other = speed.Work("new", units=10)
-    assert table.seconds(2, other) == pytest.approx(10 * speed.DEFAULT_SECONDS_PER_UNIT)
-    assert table.seconds(1, other) == pytest.approx(10 * speed.DEFAULT_SECONDS_PER_UNIT / 4)
+    assert table.seconds(2, other) == pytest.approx(4.0)
+    assert table.seconds(1, other) == pytest.approx(1.0)
+    # Nothing measured at all: the default rate over the weight.
+    empty = speed.SpeedTable({}, weights={1: 4.0, 2: 1.0})
+    assert empty.seconds(2, other) == pytest.approx(10 * speed.DEFAULT_SECONDS_PER_UNIT)
+    assert empty.seconds(1, other) == pytest.approx(10 * speed.DEFAULT_SECONDS_PER_UNIT / 4)
 
 
 def test_a_measurement_overrides_a_wrong_weight():
