@@ -136,7 +136,7 @@ def _team_of(task_id: int) -> int | None:
 async def apublish_preview_thumb(preview: PreviewThumb) -> None:
     """A new preview of a running task: its small copy in list rows and on dashboards."""
     team_id = await database_sync_to_async(_team_of)(preview["task_id"])
-    if team_id is None:
+    if team_id is None or not (await live.awatched((TOPIC, str(team_id))))[0]:
         return
     html = render_to_string(f"{TEMPLATE}#preview-thumb", {"preview": preview})
     target = f"task-{preview['task_id']}-preview-thumb"
@@ -148,17 +148,21 @@ def on_task_transitioned(sender, task_id: int, from_status: str, to_status: str,
     outputs; dashboards refetch their recent results when a task starts or stops
     running; galleries hear of outputs once they are stored. Never raises."""
     try:
+        team_id = _team_of(task_id)
+        # Nobody of the team has a page open that shows pictures: nothing to render.
+        if team_id is None or not live.watched((TOPIC, str(team_id)))[0]:
+            return
         task = Task.objects.filter(pk=task_id).only("pk", "team_id", "status").first()
         if task is None:
             return
-        key = str(task.team_id)
+        key = str(team_id)
         context = {"pictures": row_pictures([task])[task.pk]}
         html = render_to_string(f"{TEMPLATE}#row-pictures", context)
         live.publish_fragment(TOPIC, row_target(task_id), html, key=key)
         if Status.RUNNING in (from_status, to_status) or to_status == Status.COMPLETED:
             live.publish_refresh(TOPIC, RECENT_TARGET, reverse("tasks:recent_results"), key=key)
         if to_status == Status.COMPLETED:
-            _announce_outputs(task_id, task.team_id)
+            _announce_outputs(task_id, team_id)
     except Exception:
         logger.exception("publishing the pictures of task %s failed", task_id)
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.browser import log_in, register_server, screenshot
 from tests.serve_process import manage
+from tests.servers.simulator.helpers import empty_image, slow_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,32 +20,12 @@ IMAGE_SIZE = 96
 
 
 def graph(nonce: int, *, steps: int = 2, seconds_per_step: float = 0.05) -> dict:
-    """A square of its own colour; the nonce is its seed (and keeps ComfyUI's cache out)."""
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {
-                "width": IMAGE_SIZE,
-                "height": IMAGE_SIZE,
-                "batch_size": 1,
-                "color": (nonce * 2654435761) % 0xFFFFFF,
-            },
-        },
-        "2": {
-            "class_type": "SlowProgress",
-            "inputs": {
-                "image": ["1", 0],
-                "steps": steps,
-                "seconds_per_step": seconds_per_step,
-                "nonce": nonce,
-                "preview": True,
-            },
-        },
-        "3": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["2", 0], "filename_prefix": "viewer"},
-        },
-    }
+    """A square of its own colour that sends previews; the nonce is its seed (and keeps
+    ComfyUI's cache out)."""
+    prompt = slow_prompt(steps, seconds_per_step, nonce)
+    prompt["1"] = empty_image(IMAGE_SIZE, IMAGE_SIZE, (nonce * 2654435761) % 0xFFFFFF)
+    prompt["2"]["inputs"]["preview"] = True
+    return prompt
 
 
 def test_pictures_inline_and_the_gallery_as_a_viewer(page, running_serve, simulator_thread):
