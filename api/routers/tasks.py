@@ -16,6 +16,7 @@ from django.core.paginator import EmptyPage
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
@@ -25,7 +26,7 @@ from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
-from tasks import access, listing, rerun, task_updates
+from tasks import access, eta, listing, rerun, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_task
 from tasks.models import Output, Task
@@ -128,6 +129,15 @@ class TaskOut(Schema):
         "backing off, no free or capable server), as its page shows; null when not known."
     )
     outputs: list[OutputOut]
+    queue_position: int | None = Field(
+        description="A pending task's place in the dispatch order (1: dispatched next); null "
+        "once on a server, or while held back (a paused queue, a retry's backoff)."
+    )
+    eta_seconds: float | None = Field(
+        description="Seconds until the task is expected to be done, from the servers' measured "
+        "speeds and the work ahead of it (`tasks.eta`); null once ended or when no server can "
+        "take work."
+    )
     created_at: datetime
     dispatched_at: datetime | None
     started_at: datetime | None
@@ -172,11 +182,15 @@ def task_json(
     progress: task_updates.ProgressView | None = None,
     *,
     waiting: Mapping[int, str] | None = None,
+    estimates: Mapping[int, eta.Estimate] | None = None,
 ) -> dict[str, Any]:
     """`progress`: the task's from `task_updates.progress_views` (a page of tasks at once);
-    `waiting`: reasons from `tasks.waiting.reasons` for the same page."""
+    `waiting`: reasons from `tasks.waiting.reasons` and `estimates` from `tasks.eta.forecast`
+    for the same page."""
     version = task.workflow_version
     progress = progress or task_updates.progress_view_from_task(task)
+    now = timezone.now()
+    estimate = (eta.forecast([task], now=now) if estimates is None else estimates).get(task.pk)
     return {
         "id": task.pk,
         "status": task.status,
@@ -203,6 +217,8 @@ def task_json(
         ),
         "waiting_reason": (waits.reasons([task]) if waiting is None else waiting).get(task.pk),
         "outputs": [output_json(o) for o in task.outputs.all()],
+        "queue_position": estimate.queue_position if estimate else None,
+        "eta_seconds": estimate.eta_seconds(now) if estimate else None,
         "created_at": task.created_at,
         "dispatched_at": task.dispatched_at,
         "started_at": task.started_at,
@@ -354,8 +370,13 @@ def unless_unrunnable[T](action: Callable[[], T]) -> T:
 def _submitted(request, result: SubmitResult) -> Status:
     ids = [task.pk for task in result.tasks]
     tasks = sorted(_visible_tasks(request.user).filter(pk__in=ids), key=lambda t: ids.index(t.pk))
+    estimates = eta.forecast(tasks)
     return Status(
-        201, {"tasks": [task_json(t) for t in tasks], "batch": result.batch and result.batch.pk}
+        201,
+        {
+            "tasks": [task_json(t, estimates=estimates) for t in tasks],
+            "batch": result.batch and result.batch.pk,
+        },
     )
 
 
@@ -385,8 +406,11 @@ def list_tasks(
         items = []  # past the end: an empty page, not an error, for simple loops
     progress = task_updates.progress_views(items)
     waiting = waits.reasons(items)
+    estimates = eta.forecast(items)
     return {
-        "items": [task_json(t, progress[t.pk], waiting=waiting) for t in items],
+        "items": [
+            task_json(t, progress[t.pk], waiting=waiting, estimates=estimates) for t in items
+        ],
         "count": paginator.count,
         "page": page,
         "pages": paginator.num_pages,

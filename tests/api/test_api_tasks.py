@@ -51,6 +51,8 @@ TASK_KEYS = {
     "error",
     "waiting_reason",
     "outputs",
+    "queue_position",
+    "eta_seconds",
     "created_at",
     "dispatched_at",
     "started_at",

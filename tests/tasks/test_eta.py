@@ -10,13 +10,15 @@ import copy
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
+from api.tokens import issue_token
 from servers import speed
 from servers.models import Server, ServerSpeed
 from tasks import eta, queue
 from tasks.models import Priority, Status
-from tests.factories import make_server, make_task, make_team, shared_workflow
+from tests.factories import make_server, make_task, make_team, make_user, shared_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +144,27 @@ def test_the_remaining_time_trusts_the_prompts_own_pace_as_it_progresses():
     # Half done in 5 s of a predicted 20: prediction 15 s, own pace 5 s, halfway.
     assert speed.remaining_seconds(20, 5, 0.5) == pytest.approx(10)
     assert speed.remaining_seconds(20, 5, 1.0) == 0
+
+
+def test_the_api_gives_each_task_its_place_and_eta_and_nothing_once_ended(fleet):
+    team = make_team()
+    user = make_user(team=team)
+    token = issue_token(user, "tests")[1]
+    now = timezone.now()
+    first = make_task(team, graph=stepping(5), created_at=now)
+    second = make_task(team, graph=stepping(5), created_at=now + timedelta(seconds=1))
+    done = make_task(team, status=Status.COMPLETED)
+
+    def get(path: str) -> dict:
+        response = Client().get(f"/api/v1/{path}", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    one = get(f"tasks/{second.pk}")
+    assert one["queue_position"] == 2
+    assert one["eta_seconds"] == pytest.approx(10, abs=1)  # after the first, on the fast one
+    listed = {item["id"]: item for item in get("tasks")["items"]}
+    assert listed[first.pk]["queue_position"] == 1
+    assert listed[first.pk]["eta_seconds"] == pytest.approx(5, abs=1)
+    assert listed[done.pk]["queue_position"] is None
+    assert listed[done.pk]["eta_seconds"] is None
