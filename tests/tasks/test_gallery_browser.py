@@ -75,6 +75,15 @@ def test_pictures_inline_and_the_gallery_as_a_viewer(page, running_serve, simula
     assert page.locator("#recent-results img[src*='/thumbnail/']").count() >= 3
     screenshot(page, "dashboard-recent-results.png")
 
+    # Its own page shows the preview in a panel of its own, at a size one can see.
+    page.goto(f"{serve.url}tasks/{slow}/")
+    panel_image = f"#task-{slow}-preview:not([hidden]) img.preview-image"
+    page.wait_for_selector(panel_image, timeout=30_000)
+    page.wait_for_function(f"() => document.querySelector('{panel_image}')?.complete")
+    width = page.evaluate(f"() => document.querySelector('{panel_image}').clientWidth")
+    assert 256 <= width <= 512
+    screenshot(page, "task-live-preview.png")
+
     # The gallery: open the newest image in the viewer.
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=serve.url)
     page.goto(f"{serve.url}gallery/")
