@@ -43,10 +43,16 @@ def context(user, batch: Batch) -> dict:
     }
 
 
-def render_parts(user, batch: Batch) -> list[tuple[str, str]]:
-    """(target, html) of every live part, for `user`."""
+def render_parts(user, batch: Batch, request=None) -> list[tuple[str, str]]:
+    """(target, html) of the live parts, for `user`. The actions are forms, which need
+    the request's CSRF token: only with a request (the page's refetch), not in the
+    socket's snapshot."""
     values = context(user, batch)
-    return [(target(batch.pk, part), render_to_string(f"{PAGE}#{part}", values)) for part in PARTS]
+    parts = PARTS if request is not None else tuple(p for p in PARTS if p != "actions")
+    return [
+        (target(batch.pk, part), render_to_string(f"{PAGE}#{part}", values, request=request))
+        for part in parts
+    ]
 
 
 def on_task_transitioned(sender, task_id: int, **kwargs) -> None:

@@ -21,7 +21,7 @@ PAGE_SIZE = 50
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = access.batch_for(request.user, batch_id)
     if request.GET.get("parts") == "live":  # what live.js fetches after a refresh hint
-        parts = batch_updates.render_parts(request.user, batch)
+        parts = batch_updates.render_parts(request.user, batch, request)
         return HttpResponse("\n".join(html for _, html in parts))
     page = listing.TaskPaginator(batch.tasks.all(), PAGE_SIZE).get_page(request.GET.get("page"))
     views = task_updates.progress_views(page)
