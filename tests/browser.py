@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,3 +62,17 @@ def register_server(page, serve, name: str, port: int) -> None:
     page.fill("input[name=base_url]", f"http://127.0.0.1:{port}")
     page.click("input[name=_save]")
     page.wait_for_selector("text=was added successfully")
+
+
+def upload_template(page, serve, workflow: str, template: str, graph: dict) -> None:
+    """Upload `graph` as a workflow and make a template of it with no parameters, as a
+    person does on the pages; ends on the template's submit form."""
+    page.goto(f"{serve.url}workflows/new/")
+    page.fill("input[name=name]", workflow)
+    page.fill("textarea[name=graph_text]", json.dumps(graph))
+    page.click("button:text('Save')")
+    page.wait_for_selector(f"h1:has-text('{workflow}')")
+    page.click("a:text('New template')")
+    page.fill("input[name=name]", template)
+    page.click("button:text('Save template')")
+    page.wait_for_selector("button[value=submit]")

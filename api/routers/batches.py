@@ -17,7 +17,7 @@ from pydantic import Field
 from api import idempotency
 from api.errors import ERRORS
 from api.idempotency import IdempotencyKey
-from api.routers.tasks import RunAgainIn, SubmittedOut, run_again_answer, unless_unrunnable
+from api.routers.tasks import RunAgainIn, SubmittedOut, run_again_once, unless_unrunnable
 from api.schemas import PathId, Ref, ref
 from tasks import access, batches, rerun, task_updates
 from tasks.cancel import cancel_batch
@@ -141,9 +141,4 @@ def run_batch_again(
     batch = access.batch_for(request.user, batch_id)
     require(batch.team.can_submit(request.user), "run tasks again")
     ids = list(batch.tasks.order_by("pk").values_list("pk", flat=True))
-    return idempotency.once(
-        request,
-        idempotency_key,
-        SubmittedOut,
-        lambda: run_again_answer(request, ids, new_seeds=bool(payload and payload.new_seeds)),
-    )
+    return run_again_once(request, ids, payload, idempotency_key)

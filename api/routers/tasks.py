@@ -480,17 +480,20 @@ def run_task_again(
     team, workflow version, template and priority."""
     task = access.task_for(request.user, task_id)
     require(task.team.can_submit(request.user), "run tasks again")
-    return idempotency.once(
-        request,
-        idempotency_key,
-        SubmittedOut,
-        lambda: run_again_answer(request, [task.pk], new_seeds=bool(payload and payload.new_seeds)),
-    )
+    return run_again_once(request, [task.pk], payload, idempotency_key)
 
 
-def run_again_answer(request, task_ids: list[int], *, new_seeds: bool) -> Status:
-    """Run `task_ids` again (one task, or a batch's tasks): 201 with the new tasks."""
-    result = unless_unrunnable(
-        lambda: rerun.run_again(task_ids, by=request.user, new_seeds=new_seeds)
-    )
-    return _submitted(request, result)
+def run_again_once(
+    request, task_ids: list[int], payload: RunAgainIn | None, key: str | None
+) -> Status:
+    """Run `task_ids` again (one task, or a batch's tasks): 201 with the new tasks, or
+    the first answer again for an `Idempotency-Key` seen before."""
+    new_seeds = bool(payload and payload.new_seeds)
+
+    def create() -> Status:
+        result = unless_unrunnable(
+            lambda: rerun.run_again(task_ids, by=request.user, new_seeds=new_seeds)
+        )
+        return _submitted(request, result)
+
+    return idempotency.once(request, key, SubmittedOut, create)

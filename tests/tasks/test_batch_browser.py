@@ -5,12 +5,11 @@ rest from the batch page, the batch run again, a batch canceled, the list groupe
 from __future__ import annotations
 
 import copy
-import json
 import re
 
 import pytest
 
-from tests.browser import log_in, register_server, screenshot
+from tests.browser import log_in, register_server, screenshot, upload_template
 from tests.tasks.test_submit_browser import SLOW_GRAPH as SUBMIT_GRAPH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,15 +47,7 @@ def test_a_batch_is_watched_retried_run_again_and_canceled_as_one_unit(
     page.goto(f"{running_serve.url}servers/")
     page.wait_for_selector("#server-rows tr:has-text('batch-1')[data-health='healthy']")
 
-    page.goto(f"{running_serve.url}workflows/new/")
-    page.fill("input[name=name]", "Batch squares")
-    page.fill("textarea[name=graph_text]", json.dumps(GRAPH))
-    page.click("button:text('Save')")
-    page.wait_for_selector("h1:has-text('Batch squares')")
-    page.click("a:text('New template')")
-    page.fill("input[name=name]", "Five squares")
-    page.click("button:text('Save template')")
-    page.wait_for_selector("button[value=submit]")
+    upload_template(page, running_serve, "Batch squares", "Five squares", GRAPH)
     page.fill("input[name=count]", "5")
     page.click("button[value=submit]")
     page.wait_for_url(re.compile(r"/tasks/"))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tests.browser import log_in, register_server, screenshot
+from tests.browser import log_in, register_server, screenshot, upload_template
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,16 +35,7 @@ def test_template_submit_shows_live_progress_and_lands_in_the_gallery(
     page.goto(f"{running_serve.url}servers/")
     page.wait_for_selector("#server-rows tr:has-text('render-1')[data-health='healthy']")
 
-    page.goto(f"{running_serve.url}workflows/new/")
-    page.fill("input[name=name]", "Slow green square")
-    page.fill("textarea[name=graph_text]", json.dumps(SLOW_GRAPH))
-    page.click("button:text('Save')")
-    page.wait_for_selector("h1:has-text('Slow green square')")
-
-    page.click("a:text('New template')")
-    page.fill("input[name=name]", "Green square")
-    page.click("button:text('Save template')")
-    page.wait_for_selector("button[value=submit]")
+    upload_template(page, running_serve, "Slow green square", "Green square", SLOW_GRAPH)
     screenshot(page, "template-submit-form.png")
 
     page.click("button[value=submit]")
