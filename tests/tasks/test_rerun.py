@@ -194,3 +194,15 @@ def test_retry_is_refused_when_no_server_can_run_the_graph_any_more():
     with pytest.raises(Unrunnable):
         rerun.retry([task.pk], by=make_user(team=team))
     assert Task.objects.get(pk=task.pk).status == Status.FAILED
+
+
+def test_a_task_run_from_a_workflow_runs_again_on_the_same_version():
+    team = make_team()
+    version = make_workflow(team, graph=trivial_graph(seed=11)).current_version
+    original = make_task(team, graph=version.graph, workflow_version=version)
+    add_version(version.workflow, trivial_graph(seed=12))
+
+    (again,) = rerun.run_again([original.pk], by=make_user(team=team)).tasks
+
+    assert (again.workflow_version, again.template) == (version, None)
+    assert again.graph["3"]["inputs"]["seed"] == 11
