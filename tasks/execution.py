@@ -336,6 +336,9 @@ class TaskEventHandler(WorkHooks):
     ) -> None:
         delay = coalescer.offer(key)
         if delay == 0.0:
+            late = self._timers.pop(key, None)  # an overdue trailing send, now this one
+            if late is not None:
+                late[0].cancel()
             await send(tracked)
         elif delay is not None:
             sender = _bound(send, tracked)

@@ -52,10 +52,14 @@ class Coalescer:
         self._trailing: set[Hashable] = set()
 
     def offer(self, key: Hashable) -> float | None:
-        if key in self._trailing:
-            return None
         now = self.clock()
         last = self._last.get(key)
+        if key in self._trailing:
+            if last is not None and now - last < self.interval:
+                return None
+            # The trailing send is overdue: its timer has not run (the caller's loop is
+            # busy with a burst of events). Send now; the caller drops that timer.
+            self._trailing.discard(key)
         if last is None or now - last >= self.interval:
             self._last[key] = now
             return 0.0

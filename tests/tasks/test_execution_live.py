@@ -40,7 +40,7 @@ async def test_a_run_is_pushed_to_the_task_page_and_the_team_list_only(tmp_path:
 
         def dispatched() -> Task:
             task = make_task(
-                team, dispatched_to=make_server(base_url=sim.base_url), graph=slow_graph(steps=6)
+                team, dispatched_to=make_server(base_url=sim.base_url), graph=slow_graph(steps=40)
             )
             return Task.objects.select_related("server").get(pk=task.pk)
 

@@ -36,6 +36,19 @@ def test_coalescer_lets_one_update_a_window_through_and_owes_one_trailing():
     assert coalescer.offer("other") == 0.0  # keys are independent
 
 
+def test_an_overdue_trailing_send_goes_with_the_next_update_when_its_timer_is_late():
+    # A burst of events handled without a pause: the trailing timer cannot run, so
+    # the first update after the window sends at once instead of waiting for it.
+    clock = FakeClock()
+    coalescer = Coalescer(0.1, clock)
+    assert coalescer.offer("t") == 0.0
+    clock.now += 0.03
+    assert coalescer.offer("t") == pytest.approx(0.07)
+    clock.now += 0.08  # past the window, the timer still not run
+    assert coalescer.offer("t") == 0.0
+    assert coalescer.offer("t") == pytest.approx(0.1)  # a new window, a new trailing
+
+
 def test_coalescer_over_a_simulated_second_sends_at_most_ten():
     clock = FakeClock()
     coalescer = Coalescer(0.1, clock)
