@@ -18,6 +18,7 @@ class TasksConfig(AppConfig):
             batch_updates,
             dispatch_here,
             enqueue,
+            eta_updates,
             pictures,
             queue,
             queue_panel,
@@ -31,6 +32,7 @@ class TasksConfig(AppConfig):
         topics.register(queue_panel.topic)
         topics.register(pictures.topic)
         topics.register(batch_updates.topic)
+        topics.register(eta_updates.topic)
         # The fleet panels show a server's active tasks, and the dashboard's comes
         # with the queue panel (tasks/queue_panel.py).
         status_panel.use_work_source(
@@ -48,6 +50,7 @@ class TasksConfig(AppConfig):
             task_updates.on_task_transitioned, dispatch_uid="tasks.task_updates"
         )
         task_transitioned.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_panel")
+        task_transitioned.connect(eta_updates.refresh_browsers, dispatch_uid="tasks.eta_updates")
         task_transitioned.connect(pictures.on_task_transitioned, dispatch_uid="tasks.pictures")
         task_transitioned.connect(
             batch_updates.on_task_transitioned, dispatch_uid="tasks.batch_updates"
@@ -56,3 +59,4 @@ class TasksConfig(AppConfig):
             enqueue.container_slot_freed, dispatch_uid="tasks.container_slot_freed"
         )
         queue.pause_changed.connect(queue_panel.refresh_browsers, dispatch_uid="tasks.queue_pause")
+        queue.pause_changed.connect(eta_updates.refresh_browsers, dispatch_uid="tasks.eta_pause")

@@ -318,10 +318,10 @@ def _backlog(plan: fleet.Plan) -> dict[int, float]:
     on_servers = list(
         Task.objects.filter(status__in=Status.active(), slot_held=True, server__isnull=False)
         .order_by()
-        .values_list("pk", "server_id", "workflow_key", "started_at")
+        .values_list("pk", "server_id", "speed_key", "work_units", "started_at")
     )
-    works = works_of((pk, key) for pk, _sid, key, _at in on_servers)
-    for pk, server_id, _key, started_at in on_servers:
+    works = works_of((pk, key, units) for pk, _sid, key, units, _at in on_servers)
+    for pk, server_id, _key, _units, started_at in on_servers:
         if pk not in works:
             continue  # deleted meanwhile
         seconds = plan.seconds(server_id, works[pk])

@@ -24,14 +24,16 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from servers import balancer, fleet, speed
+from servers import balancer, speed
+from servers.models import Server
 from tasks import queue
 from tasks.models import Status, Task
 from tasks.work import works_of
 
-# Pending tasks replayed one by one (times the servers they are weighed against);
-# the ones behind them are placed at the fleet's pace over those replayed.
-REPLAY_BUDGET = 200_000
+# Pending tasks replayed one by one, times the servers each is weighed against
+# (a list page's estimates cost ~10 ms of it); those behind are placed at the
+# fleet's pace over the replayed ones.
+REPLAY_BUDGET = 20_000
 
 
 UNFINISHED = (Status.PENDING, *Status.active())
@@ -58,8 +60,7 @@ def forecast(tasks: Iterable[Task], *, now: datetime | None = None) -> dict[int,
     wanted = {task.pk: task.status for task in tasks}
     if not any(status in UNFINISHED for status in wanted.values()):
         return {}
-    plan = fleet.Plan.load(predicting=True)
-    replay = _Replay(plan, now)
+    replay = _Replay.load(now)
     estimates = replay.servers_work()
     pending = {pk for pk, status in wanted.items() if status == Status.PENDING}
     if pending:
@@ -67,24 +68,56 @@ def forecast(tasks: Iterable[Task], *, now: datetime | None = None) -> dict[int,
     return {pk: estimates[pk] for pk in wanted if pk in estimates}
 
 
-def batch_finish(batch_id: int, *, now: datetime | None = None) -> datetime | None:
-    """When the batch's last unfinished task should be done (None: all done, or
-    not foreseeable)."""
+def batch_estimate(batch_id: int, *, now: datetime | None = None) -> Estimate | None:
+    """When the batch's last unfinished task should be done (None: every task has
+    ended; `finishes_at` None: not foreseeable now)."""
     unfinished = Task.objects.filter(batch_id=batch_id, status__in=UNFINISHED).only("pk", "status")
     estimates = forecast(list(unfinished), now=now)
+    if not estimates:
+        return None
     ends = [e.finishes_at for e in estimates.values()]
-    return None if not ends or None in ends else max(ends)
+    return Estimate(finishes_at=None if None in ends else max(ends))
+
+
+def all_done(*, now: datetime | None = None) -> datetime | None:
+    """When all the work there is now should be done: every prompt on a server and
+    the whole queue (None: nothing to do, or no server can take work)."""
+    now = now or timezone.now()
+    replay = _Replay.load(now)
+    ends = [e.finishes_at for e in replay.servers_work().values()]
+    last = queue.in_dispatch_order(now=now).reverse().values_list("pk", flat=True).first()
+    if last is not None:
+        ends += [e.finishes_at for e in replay.queue({last}).values()]
+        # A long task replayed early may end after the last one.
+        ends.append(replay.at(max(replay.free_at.values(), default=0.0)))
+    if not ends or None in ends:
+        return None
+    return max(ends)
 
 
 class _Replay:
-    def __init__(self, plan: fleet.Plan, now: datetime) -> None:
-        self.plan = plan
+    def __init__(self, speeds: speed.SpeedTable, taking_work: Iterable[int], now: datetime):
+        self.speeds = speeds
         self.now = now
-        self.free_at: dict[int, float] = {
-            s.id: 0.0  # seconds from now
-            for s in plan.servers.values()
-            if s.enabled and not s.draining and s.weight > 0 and s.health != balancer.UNHEALTHY
-        }
+        self.free_at: dict[int, float] = dict.fromkeys(taking_work, 0.0)  # seconds from now
+
+    @classmethod
+    def load(cls, now: datetime) -> _Replay:
+        """The servers that take work now and every server's speeds (two queries;
+        none of the catalogues dispatch reads: the forecast does not check them)."""
+        servers = list(
+            Server.objects.values_list("pk", "weight", "enabled", "draining", "state__health")
+        )
+        taking_work = [
+            pk
+            for pk, weight, enabled, draining, health in servers
+            if enabled and not draining and weight > 0 and health != balancer.UNHEALTHY
+        ]
+        weights = {pk: weight for pk, weight, *_ in servers}
+        return cls(speed.SpeedTable.load(weights), taking_work, now)
+
+    def seconds(self, server_id: int, work: speed.Work) -> float:
+        return self.speeds.seconds(server_id, work)
 
     def at(self, seconds: float) -> datetime:
         return self.now + timedelta(seconds=seconds)
@@ -96,18 +129,24 @@ class _Replay:
             Task.objects.filter(status__in=Status.active(), server__isnull=False)
             .order_by("started_at", "dispatched_at", "pk")  # running first, then queued
             .values_list(
-                "pk", "server_id", "workflow_key", "started_at", "progress_fraction", "slot_held"
+                "pk",
+                "server_id",
+                "speed_key",
+                "work_units",
+                "started_at",
+                "progress_fraction",
+                "slot_held",
             )
         )
-        works = works_of((pk, key) for pk, _sid, key, *_rest in rows)
+        works = works_of((pk, key, units) for pk, _sid, key, units, *_rest in rows)
         estimates: dict[int, Estimate] = {}
-        for pk, server_id, _key, started_at, done, slot_held in rows:
+        for pk, server_id, _key, _units, started_at, done, slot_held in rows:
             if not slot_held:  # its prompt ended: its outputs are being stored
                 estimates[pk] = Estimate(finishes_at=self.now)
                 continue
             if pk not in works:
                 continue  # deleted meanwhile
-            predicted = self.plan.seconds(server_id, works[pk])
+            predicted = self.seconds(server_id, works[pk])
             begins = self.free_at.get(server_id, 0.0)
             if started_at is not None:
                 ran = (self.now - started_at).total_seconds()
@@ -126,11 +165,11 @@ class _Replay:
         """Positions of the `wanted` pending tasks and, fleet permitting, their
         start and finish: the queue is read in dispatch order up to the last of
         them, replayed one by one within the budget, then at the fleet's pace."""
-        order: list[tuple[int, str]] = []
+        order: list[tuple[int, str, float]] = []
         positions: dict[int, int] = {}
-        rows = queue.in_dispatch_order(now=self.now).values_list("pk", "workflow_key")
-        for pk, key in rows.iterator(chunk_size=2000):
-            order.append((pk, key))
+        rows = queue.in_dispatch_order(now=self.now).values_list("pk", "speed_key", "work_units")
+        for pk, key, units in rows.iterator(chunk_size=2000):
+            order.append((pk, key, units))
             if pk in wanted:
                 positions[pk] = len(order)
                 if len(positions) == len(wanted):
@@ -142,11 +181,11 @@ class _Replay:
         estimates: dict[int, Estimate] = {}
         spent: dict[int, float] = dict.fromkeys(self.free_at, 0.0)  # replayed seconds
         placed: dict[int, int] = dict.fromkeys(self.free_at, 0)
-        for index, (pk, _key) in enumerate(order[:replayed], start=1):
+        for index, (pk, _key, _units) in enumerate(order[:replayed], start=1):
             work = works.get(pk)
             if work is None:
                 continue
-            seconds = {sid: self.plan.seconds(sid, work) for sid in self.free_at}
+            seconds = {sid: self.seconds(sid, work) for sid in self.free_at}
             server_id = min(self.free_at, key=lambda sid: self.free_at[sid] + seconds[sid])
             begins = self.free_at[server_id]
             self.free_at[server_id] = begins + seconds[server_id]
@@ -166,7 +205,7 @@ class _Replay:
                 estimates[pk] = _unforeseen(position)
                 continue
             begins = min(self.free_at.values()) + (position - replayed - 1) / tasks_per_second
-            fastest = min(self.plan.seconds(sid, works[pk]) for sid in self.free_at)
+            fastest = min(self.seconds(sid, works[pk]) for sid in self.free_at)
             estimates[pk] = Estimate(
                 finishes_at=self.at(begins + fastest),
                 starts_at=self.at(begins),

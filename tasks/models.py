@@ -80,6 +80,10 @@ class Task(models.Model):
     workflow_key = models.CharField(max_length=64, blank=True)
     # What its prompt leaves loaded on a server (servers.requirements.affinity_key_of).
     affinity_key = models.CharField(max_length=64, blank=True)
+    # What the graph weighs (servers.speed.Work), set when it is submitted: dispatch
+    # and the ETA read these instead of the graph. Blank key: not known (read the graph).
+    speed_key = models.CharField(max_length=16, blank=True)
+    work_units = models.FloatField(default=0.0)
     priority = models.IntegerField(choices=Priority.choices, default=Priority.NORMAL)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     batch = models.ForeignKey(

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from servers.containers import tending
 from servers.requirements import affinity_key_of, workflow_key_of
-from tasks import enqueue, queue_panel, task_updates
+from tasks import enqueue, queue_panel, task_updates, work
 from tasks.models import Batch, Priority, Status, Task, TaskEvent
 from workflows.runnable import require_runnable
 from workflows.templating import Run
@@ -83,6 +83,7 @@ def submit_runs(
                 graph=run.graph,
                 workflow_key=workflow_key_of(run.graph),
                 affinity_key=affinity_key_of(run.graph, version_id),
+                **work.fields_of(run.graph),
                 priority=priority,
                 status=Status.PENDING,
                 batch=batch,

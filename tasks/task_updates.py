@@ -33,7 +33,7 @@ from django.core.cache import cache
 from django.template.loader import render_to_string
 
 from comfyweb import live, topics
-from tasks import pictures, previews
+from tasks import eta, pictures, previews
 from tasks import waiting as waits
 from tasks.graph_facts import graph_of
 from tasks.models import Status, Task
@@ -332,6 +332,7 @@ def task_context(task: Task) -> dict:
         "events": list(task.events.all()),
         "outputs": list(task.outputs.all()),
         "preview": preview_view(task.pk),
+        "estimate": eta.forecast([task]).get(task.pk),
     }
 
 

@@ -20,6 +20,7 @@ from servers.models import Server, ServerState
 from servers.requirements import affinity_key_of, workflow_key_of
 from servers.simulator import catalogue as sim_catalogue
 from servers.simulator.config import SimulatorConfig
+from tasks import work
 from tasks.models import Priority, Status, Task, TaskEvent
 from teams.models import Membership, Role, Team
 from workflows.models import ParameterType, Template, TemplateParameter, Workflow, WorkflowVersion
@@ -317,6 +318,7 @@ def make_task(
         graph=graph,
         workflow_key=fields.pop("workflow_key", None) or workflow_key_of(graph),
         affinity_key=fields.pop("affinity_key", None) or affinity_key_of(graph, None),
+        **({} if "speed_key" in fields else work.fields_of(graph)),
         priority=priority,
         status=status,
         created_at=created_at or timezone.now(),

@@ -100,8 +100,11 @@ export function connect() {
         return;
       }
       if (message.type === "fragment.update") swapFragment(message.target, message.html);
-      else if (message.type === "fragment.refresh" && document.getElementById(message.target))
-        scheduleRefresh(message.url);
+      else if (message.type === "fragment.refresh") {
+        // The element may name its own partial (e.g. the estimates of the tasks it shows).
+        const element = document.getElementById(message.target);
+        if (element) scheduleRefresh(element.dataset.refreshUrl || message.url);
+      }
     });
     socket.addEventListener("close", (event) => {
       setState("closed");

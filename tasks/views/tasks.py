@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from tasks import access, batches, listing, pictures, previews, rerun, task_updates
+from tasks import access, batches, eta, listing, pictures, previews, rerun, task_updates
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_task
 from tasks.models import Batch, Priority, Status, Task
 from teams.models import Team
@@ -59,9 +59,11 @@ def task_list(request: HttpRequest) -> HttpResponse:
     submit_teams = set(Team.objects.submittable_by(request.user).values_list("pk", flat=True))
     views = task_updates.progress_views(page)
     row_pictures = pictures.row_pictures(page)
+    estimates = eta.forecast(page)
     for task in page:
         task.progress_view = views[task.pk]
         task.pictures = row_pictures[task.pk]
+        task.estimate = estimates.get(task.pk)
         task.can_cancel = task.team_id in submit_teams and task.status not in Status.finished()
     if filters["group"]:  # each batch's rows under a header with its summary
         summaries = batches.summaries(t.batch_id for t in page if t.batch_id)
@@ -79,6 +81,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "query": urlencode({k: v for k, v in filters.items() if v}),
         "batch": batch,
         "can_cancel_batch": batch is not None and batch.team_id in submit_teams,
+        "eta_query": urlencode([("task", t.pk) for t in page if t.status not in Status.finished()]),
     }
     return render(request, "tasks/list.html", context)
 

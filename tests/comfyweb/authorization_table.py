@@ -477,6 +477,15 @@ PAGES: dict[str, list[Case]] = {
         no_method("POST"),
     ],
     "tasks:recent_results": [page("GET", signed_in(OK_LIST)), no_method("POST")],
+    # Expected times of the tasks and batch a page shows: ids of other teams are left out.
+    "tasks:eta_parts": [
+        page(
+            "GET",
+            signed_in(OK_PAGE),
+            query=lambda ids: {"task": ids["pending"], "batch": ids["batch"]},
+        ),
+        no_method("POST"),
+    ],
     # A zip of outputs: a read, so viewers may; another team's output is a 404.
     "tasks:gallery_zip": [
         no_method("GET"),

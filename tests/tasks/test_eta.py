@@ -134,7 +134,7 @@ def test_a_batch_is_expected_to_end_with_its_last_task(fleet):
     for i in range(3):
         make_task(team, graph=stepping(5), batch=batch, created_at=now + timedelta(seconds=i))
     # 5, 10 and 15 s on the fast server (the slow one would take 17.5 s).
-    assert seconds_after(now, eta.batch_finish(batch.pk, now=now)) == pytest.approx(15)
+    assert eta.batch_estimate(batch.pk, now=now).eta_seconds(now) == pytest.approx(15)
 
 
 def test_the_remaining_time_trusts_the_prompts_own_pace_as_it_progresses():
@@ -168,3 +168,36 @@ def test_the_api_gives_each_task_its_place_and_eta_and_nothing_once_ended(fleet)
     assert listed[first.pk]["eta_seconds"] == pytest.approx(5, abs=1)
     assert listed[done.pk]["queue_position"] is None
     assert listed[done.pk]["eta_seconds"] is None
+
+
+def test_a_page_fetches_the_estimates_of_its_own_teams_tasks_and_batch_only(fleet):
+    team = make_team()
+    member = make_user(team=team)
+    batch = team.batches.create(description="two")
+    ours = [make_task(team, graph=stepping(5), batch=batch) for _ in range(2)]
+    theirs = make_task(graph=stepping(5))
+    client = Client()
+    client.force_login(member)
+
+    ids = [ours[0].pk, ours[1].pk, theirs.pk]
+    html = client.get("/tasks/eta/", {"task": ids, "batch": batch.pk}).content.decode()
+
+    assert f'id="task-{ours[1].pk}-eta"' in html
+    assert "#3 in queue" in html  # teams take turns: the other team's first goes second
+    assert f'id="batch-{batch.pk}-eta"' in html
+    assert f"task-{theirs.pk}-eta" not in html  # another team's: as if it did not exist
+    for bad in ({"task": "x"}, {"task": list(range(1, 202))}, {"batch": [1, 2]}):
+        assert client.get("/tasks/eta/", bad).status_code == 400
+
+
+def test_the_task_page_and_list_show_a_pending_tasks_place_and_expected_finish(fleet):
+    team = make_team()
+    member = make_user(team=team)
+    task = make_task(team, graph=stepping(5))
+    client = Client()
+    client.force_login(member)
+    for url in (f"/tasks/{task.pk}/", "/tasks/"):
+        html = client.get(url).content.decode()
+        assert f'id="task-{task.pk}-eta"' in html
+        assert "#1 in queue" in html
+        assert 'data-live-topic="eta"' in html  # fetched again when the queue moves
