@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from comfyweb import live, topics
-from tasks import batches
+from tasks import batches, eta
 from tasks.models import Batch, Output, Task
 from teams.models import Team
 
@@ -40,6 +40,7 @@ def context(user, batch: Batch) -> dict:
         "outputs": outputs[:SHEET_LIMIT],
         "more_outputs": len(outputs) > SHEET_LIMIT,
         "can_submit": batch.team.can_submit(user),
+        "batch_estimate": eta.batch_estimate(batch.pk),
     }
 
 

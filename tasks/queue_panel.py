@@ -13,17 +13,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from comfyweb import live, topics
 from servers import status_panel
-from tasks import queue
+from tasks import eta, queue
 from tasks.models import Priority, QueuePause, Status
 from teams.models import Team
 
 TOPIC = "queue"
 TARGET = "queue-panel"
+ALL_DONE_KEY = "tasks:eta:all-done"
+ALL_DONE_TTL = 2  # seconds; the panel counts down in between
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,14 @@ def context(user, work: queue.WorkCounts | None = None) -> dict:
         "controls": controls,
         # Whose tasks the counts are (the fleet panel's in-flight counts everyone's).
         "scope": "every team" if team_ids is None else ", ".join(t.name for t in teams),
+        "all_done": all_done(),
     }
+
+
+def all_done():
+    """When the fleet should be through all its work (`tasks.eta.all_done`): one
+    forecast every ALL_DONE_TTL for every dashboard, which refetches on each change."""
+    return cache.get_or_set(ALL_DONE_KEY, eta.all_done, ALL_DONE_TTL)
 
 
 def dashboard_context(user) -> dict:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.urls import reverse
+from django.utils import timezone
 from ninja import Router, Schema
 from pydantic import Field
 
@@ -19,7 +20,7 @@ from api.errors import ERRORS
 from api.idempotency import IdempotencyKey
 from api.routers.tasks import RunAgainIn, SubmittedOut, run_again_once, unless_unrunnable
 from api.schemas import PathId, Ref, ref
-from tasks import access, batches, rerun, task_updates
+from tasks import access, batches, eta, rerun, task_updates
 from tasks.cancel import cancel_batch
 from tasks.models import Batch
 from tasks.models import Status as TaskStatus
@@ -60,6 +61,10 @@ class BatchOut(Schema):
     finished: int = Field(description="Tasks that ended: completed, failed or canceled.")
     done: bool = Field(description="Every task has ended.")
     progress: BatchProgressOut
+    eta_seconds: float | None = Field(
+        description="Seconds until its last unfinished task is expected to be done "
+        "(`tasks.eta`); null once every task has ended or when no server can take work."
+    )
     tasks_url: str = Field(description="Its tasks: the task list filtered by this batch.")
 
 
@@ -76,6 +81,8 @@ class BatchRetriedOut(Schema):
 
 
 def batch_json(batch: Batch) -> dict[str, Any]:
+    now = timezone.now()
+    estimate = eta.batch_estimate(batch.pk, now=now)
     return {
         "id": batch.pk,
         "team": ref(batch.team),
@@ -83,6 +90,7 @@ def batch_json(batch: Batch) -> dict[str, Any]:
         "submitter": batch.submitter.get_username() if batch.submitter else None,
         "created_at": batch.created_at,
         **batches.summary(batch.pk).as_json(),
+        "eta_seconds": estimate.eta_seconds(now) if estimate else None,
         "tasks_url": f"{reverse('api:list_tasks')}?batch={batch.pk}",
     }
 

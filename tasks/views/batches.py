@@ -7,9 +7,10 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from tasks import access, batch_updates, listing, task_updates
+from tasks import access, batch_updates, eta, listing, task_updates
 from tasks.cancel import cancel_batch
 from tasks.models import Status
 from teams.access import require
@@ -25,9 +26,15 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         return HttpResponse("\n".join(html for _, html in parts))
     page = listing.TaskPaginator(batch.tasks.all(), PAGE_SIZE).get_page(request.GET.get("page"))
     views = task_updates.progress_views(page)
+    estimates = eta.forecast(page)
     for task in page:
         task.progress_view = views[task.pk]
-    context = batch_updates.context(request.user, batch) | {"page_obj": page}
+        task.estimate = estimates.get(task.pk)
+    unfinished = [("task", t.pk) for t in page if t.status not in Status.finished()]
+    context = batch_updates.context(request.user, batch) | {
+        "page_obj": page,
+        "eta_query": urlencode([("batch", batch.pk), *unfinished]) if unfinished else "",
+    }
     return render(request, "tasks/batch.html", context)
 
 

@@ -201,3 +201,34 @@ def test_the_task_page_and_list_show_a_pending_tasks_place_and_expected_finish(f
         assert f'id="task-{task.pk}-eta"' in html
         assert "#1 in queue" in html
         assert 'data-live-topic="eta"' in html  # fetched again when the queue moves
+
+
+def test_a_batch_shows_when_it_should_be_done_on_its_page_and_in_the_api(fleet):
+    team = make_team()
+    member = make_user(team=team)
+    batch = team.batches.create(description="three")
+    for _ in range(3):
+        make_task(team, graph=stepping(5), batch=batch)
+    client = Client()
+    client.force_login(member)
+
+    html = client.get(f"/tasks/batches/{batch.pk}/").content.decode()
+    assert f'id="batch-{batch.pk}-eta"' in html
+    assert f"batch={batch.pk}" in html  # its refresh asks for the batch's estimate too
+    token = issue_token(member, "tests")[1]
+    answer = Client().get(f"/api/v1/batches/{batch.pk}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    # 5, 10 and 15 s on the fast server, the slow one taking 17.5 s each.
+    assert answer.json()["eta_seconds"] == pytest.approx(15, abs=1)
+
+
+def test_the_fleet_is_through_its_work_when_its_last_server_is(fleet):
+    fast, _slow = fleet
+    now = timezone.now()
+    make_task(graph=stepping(20), dispatched_to=fast, dispatched_at=now)  # 20 s on the fast
+    for i in range(2):
+        make_task(graph=stepping(5), created_at=now + timedelta(seconds=i))
+    # The fast server: 20 s, then 25 s; the slow one would take 17.5 s: the first
+    # pending goes there (done at 17.5 s), the second to the fast one (25 s).
+    assert seconds_after(now, eta.all_done(now=now)) == pytest.approx(25)
+    Server.objects.update(enabled=False)
+    assert eta.all_done(now=now) is None  # nobody to do it
