@@ -38,17 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_makespan import (  # noqa: E402
     START_TIMEOUT,
-    Child,
     _raise_interrupt,
-    _wait_healthz,
-    free_port,
     machine,
     make_jobs,
-    register_fleet,
-    serve_env,
-    setup_django,
+    serving,
     simulators,
-    wait_fleet_ready,
 )
 from bench.common import percentile  # noqa: E402
 
@@ -135,43 +129,31 @@ def summary(by_state: dict[str, Pairs]) -> list[str]:
 def run(options: argparse.Namespace, folder: pathlib.Path) -> list[str]:
     jobs = make_jobs(options.jobs, options.seed, options.workflows)
     lines: list[str] = []
-    with simulators(options.speed_list, options.time_scale, folder / "sims") as urls:
-        data_dir = folder / "data"
-        data_dir.mkdir(parents=True)
-        env = serve_env(data_dir)
-        port = free_port()
-        argv = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        serve = Child("serve", argv, env, folder / "serve.log")
-        try:
-            serve.wait_for(r"ComfyWeb is running at", timeout=START_TIMEOUT)
-            _wait_healthz(f"http://127.0.0.1:{port}/healthz")
-            setup_django(env)
-            from tasks.models import Task
-            from tasks.submission import submit_runs
-            from workflows.templating import Run
+    with (
+        simulators(options.speed_list, options.time_scale, folder / "sims") as urls,
+        serving(urls, options.speed_list, folder) as running,
+    ):
+        from tasks.models import Task
+        from tasks.submission import submit_runs
+        from workflows.templating import Run
 
-            team, user, _others = register_fleet(urls, options.speed_list)
-            wait_fleet_ready(len(urls))
-            work = sum(job.work for job in jobs) * options.time_scale / sum(options.speed_list)
-            for round_number, title in enumerate(ROUNDS):
-                # A fresh nonce per round: no simulator serves a prompt from its cache.
-                runs = [Run(_renonced(job.graph(), round_number * len(jobs)), {}) for job in jobs]
-                result = submit_runs(team=team, submitter=user, runs=runs, description=title)
-                deadline = time.monotonic() + START_TIMEOUT + 10 * work
-                guesses = watch_batch(result.batch.pk, len(jobs), options.every, deadline)
-                finished = {
-                    pk: at.timestamp()
-                    for pk, at in Task.objects.filter(batch_id=result.batch.pk).values_list(
-                        "pk", "finished_at"
-                    )
-                }
-                lines.append(f"  {title}:")
-                lines += summary(errors(guesses, finished))
-        except Exception:
-            print(f"serve's log (tail):\n{serve.stderr_tail()}", file=sys.stderr)
-            raise
-        finally:
-            serve.stop()
+        work = sum(job.work for job in jobs) * options.time_scale / sum(options.speed_list)
+        for round_number, title in enumerate(ROUNDS):
+            # A fresh nonce per round: no simulator serves a prompt from its cache.
+            runs = [Run(_renonced(job.graph(), round_number * len(jobs)), {}) for job in jobs]
+            result = submit_runs(
+                team=running.team, submitter=running.user, runs=runs, description=title
+            )
+            deadline = time.monotonic() + START_TIMEOUT + 10 * work
+            guesses = watch_batch(result.batch.pk, len(jobs), options.every, deadline)
+            finished = {
+                pk: at.timestamp()
+                for pk, at in Task.objects.filter(batch_id=result.batch.pk).values_list(
+                    "pk", "finished_at"
+                )
+            }
+            lines.append(f"  {title}:")
+            lines += summary(errors(guesses, finished))
     return lines
 
 

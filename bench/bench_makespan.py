@@ -467,9 +467,20 @@ def wait_batch(batch_id: int, total: int, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def run_comfyweb(
-    urls: list[str], speeds: list[float], jobs: list[Job], folder: pathlib.Path, deadline: float
-) -> Outcome:
+@dataclass
+class Serving:
+    """A running `serve` with the simulators registered as its fleet."""
+
+    serve: Child
+    team: Any
+    user: Any
+    others: int  # enabled servers in the database besides the bench's
+
+
+@contextlib.contextmanager
+def serving(urls: list[str], speeds: list[float], folder: pathlib.Path) -> Iterator[Serving]:
+    """`manage.py serve` on a fresh data directory, the simulators as its servers,
+    every one healthy with its catalogue read; stopped on the way out."""
     data_dir = folder / "data"
     data_dir.mkdir(parents=True)
     env = serve_env(data_dir)
@@ -482,21 +493,30 @@ def run_comfyweb(
         setup_django(env)
         team, user, others = register_fleet(urls, speeds)
         wait_fleet_ready(len(urls))
-        pids = _child_pids(serve)
-        outcome = _submit_and_wait(team, user, jobs, pids, deadline)
-        restarted = [name for name, pid in _child_pids(serve).items() if pids.get(name) != pid]
-        if restarted:
-            outcome.notes.append(f"restarted by serve during the run: {', '.join(restarted)}")
-        if others:
-            outcome.notes.append(f"{others} other enabled servers in DATABASE_URL's fleet")
-        outcome.spans = asyncio.run(read_spans(urls, set(outcome.completed)))
-        outcome.notes += _comfyweb_notes(outcome)
-        return outcome
+        yield Serving(serve, team, user, others)
     except Exception:
         print(f"serve's log (tail):\n{serve.stderr_tail()}", file=sys.stderr)
         raise
     finally:
         serve.stop()
+
+
+def run_comfyweb(
+    urls: list[str], speeds: list[float], jobs: list[Job], folder: pathlib.Path, deadline: float
+) -> Outcome:
+    with serving(urls, speeds, folder) as running:
+        pids = _child_pids(running.serve)
+        outcome = _submit_and_wait(running.team, running.user, jobs, pids, deadline)
+        restarted = [
+            name for name, pid in _child_pids(running.serve).items() if pids.get(name) != pid
+        ]
+        if restarted:
+            outcome.notes.append(f"restarted by serve during the run: {', '.join(restarted)}")
+        if running.others:
+            outcome.notes.append(f"{running.others} other enabled servers in DATABASE_URL's fleet")
+        outcome.spans = asyncio.run(read_spans(urls, set(outcome.completed)))
+        outcome.notes += _comfyweb_notes(outcome)
+        return outcome
 
 
 def _wait_healthz(url: str) -> None:

@@ -76,3 +76,25 @@ def upload_template(page, serve, workflow: str, template: str, graph: dict) -> N
     page.fill("input[name=name]", template)
     page.click("button:text('Save template')")
     page.wait_for_selector("button[value=submit]")
+
+
+def follow_checklist_step(page, serve, step: str) -> None:
+    """Open the dashboard and follow its first-run checklist's link for `step`."""
+    page.goto(serve.url)
+    page.click(f"#first-run-checklist [data-step='{step}'] a")
+
+
+def text_changes(page, selector: str) -> None:
+    """Until the browser rewrites the element's text (the ticker, not a reload)."""
+    before = page.inner_text(selector)
+    page.wait_for_function(
+        "([selector, before]) => document.querySelector(selector)?.textContent !== before",
+        arg=[selector, before],
+        timeout=15_000,
+    )
+
+
+def press(page, button: str) -> None:
+    """Click a form's button and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.click(button)

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.browser import log_in, screenshot
+from tests.browser import follow_checklist_step, log_in, screenshot, text_changes
 from tests.tasks.test_submit_browser import SLOW_GRAPH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -18,7 +18,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Ten steps of a second: running long enough to watch its elapsed time count.
 GRAPH = copy.deepcopy(SLOW_GRAPH)
 GRAPH["2"]["inputs"] |= {"seconds_per_step": 1.0, "nonce": 16}
-STEP = "#first-run-checklist [data-step='{}']"
 # What comfyweb/timefmt.py (and static/js/times.js) say under a minute.
 AGO = re.compile(r"^(just now|\d{1,2} s ago)$")
 ELAPSED = re.compile(r"^\d{1,2}\.\d s$")
@@ -31,21 +30,6 @@ def done_steps(page) -> dict[str, bool]:
     )
 
 
-def follow_step(page, serve, key: str) -> None:
-    page.goto(serve.url)
-    page.click(f"{STEP.format(key)} a")
-
-
-def text_changes(page, selector: str) -> None:
-    """Wait until the browser rewrites the element's text (the ticker, not a reload)."""
-    before = page.inner_text(selector)
-    page.wait_for_function(
-        "([selector, before]) => document.querySelector(selector).textContent !== before",
-        arg=[selector, before],
-        timeout=15_000,
-    )
-
-
 def test_checklist_ticks_off_each_step_and_relative_times_tick(page, own_serve, simulator_thread):
     serve = own_serve
     log_in(page, serve)
@@ -53,7 +37,7 @@ def test_checklist_ticks_off_each_step_and_relative_times_tick(page, own_serve, 
     assert "0 of 4 done" in page.inner_text("#first-run-checklist")
     screenshot(page, "first-run-checklist-empty.png")
 
-    follow_step(page, serve, "server")  # the admin's add-server form
+    follow_checklist_step(page, serve, "server")  # the admin's add-server form
     page.fill("input[name=name]", "render-1")
     page.fill("input[name=base_url]", f"http://127.0.0.1:{simulator_thread.port}")
     page.click("input[name=_save]")
@@ -61,7 +45,7 @@ def test_checklist_ticks_off_each_step_and_relative_times_tick(page, own_serve, 
     page.goto(serve.url)
     assert done_steps(page)["server"] is True
 
-    follow_step(page, serve, "workflow")
+    follow_checklist_step(page, serve, "workflow")
     page.fill("input[name=name]", "First square")
     page.fill("textarea[name=graph_text]", json.dumps(GRAPH))
     page.click("button:text('Save')")
@@ -70,7 +54,7 @@ def test_checklist_ticks_off_each_step_and_relative_times_tick(page, own_serve, 
     assert done_steps(page) == {"server": True, "workflow": True, "template": False, "run": False}
     screenshot(page, "first-run-checklist-half.png")
 
-    follow_step(page, serve, "template")
+    follow_checklist_step(page, serve, "template")
     page.fill("input[name=name]", "First template")
     page.click("button:text('Save template')")
     page.wait_for_selector("button[value=submit]")
@@ -82,7 +66,7 @@ def test_checklist_ticks_off_each_step_and_relative_times_tick(page, own_serve, 
     page.goto(serve.url)
     assert done_steps(page)["template"] is True
 
-    follow_step(page, serve, "run")
+    follow_checklist_step(page, serve, "run")
     page.click("button[value=submit]")
     page.wait_for_url(re.compile(r"/tasks/"))
     created = "table.tasks time[data-tick='ago']"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.browser import log_in, register_server, screenshot, upload_template
+from tests.browser import log_in, press, register_server, screenshot, upload_template
 from tests.tasks.test_submit_browser import SLOW_GRAPH as SUBMIT_GRAPH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,12 +26,6 @@ SUMMARY = "[id^='batch-'][id$='-summary']"
 def wait_done(page, state: str) -> None:
     """Until the batch page's live summary says every task ended, the batch as `state`."""
     page.wait_for_selector(f"{SUMMARY}[data-done='true'][data-state='{state}']", timeout=DONE)
-
-
-def press(page, button: str) -> None:
-    """Click a form's button and wait for the page it leads to."""
-    with page.expect_navigation():
-        page.click(button)
 
 
 def click_and_confirm(page, button: str) -> None:

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.browser import log_in, screenshot
+from tests.browser import follow_checklist_step, log_in, press, screenshot, text_changes
 from tests.tasks.test_submit_browser import SLOW_GRAPH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -21,30 +21,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # its expected finish count down.
 GRAPH = copy.deepcopy(SLOW_GRAPH)
 GRAPH["2"]["inputs"] |= {"steps": 40, "seconds_per_step": 0.1, "nonce": 1}
-STEP = "#first-run-checklist [data-step='{}']"
 BATCH_URL = re.compile(r"/tasks/batches/(\d+)/$")
 TASK_URL = re.compile(r"/tasks/(\d+)/$")
 DONE = 90_000
-
-
-def follow_step(page, serve, key: str) -> None:
-    page.goto(serve.url)
-    page.click(f"{STEP.format(key)} a")
-
-
-def text_changes(page, selector: str) -> None:
-    """Until the browser rewrites the element's text (the ticker, not a reload)."""
-    before = page.inner_text(selector)
-    page.wait_for_function(
-        "([selector, before]) => document.querySelector(selector)?.textContent !== before",
-        arg=[selector, before],
-        timeout=15_000,
-    )
-
-
-def press(page, button: str) -> None:
-    with page.expect_navigation():
-        page.click(button)
 
 
 def test_a_new_user_goes_from_an_empty_dashboard_to_a_retried_batch(
@@ -55,7 +34,7 @@ def test_a_new_user_goes_from_an_empty_dashboard_to_a_retried_batch(
     assert "0 of 4 done" in page.inner_text("#first-run-checklist")
     screenshot(page, "new-user-1-empty-dashboard.png")
 
-    follow_step(page, serve, "server")  # the admin's add-server form
+    follow_checklist_step(page, serve, "server")  # the admin's add-server form
     page.fill("input[name=name]", "render-1")
     page.fill("input[name=base_url]", f"http://127.0.0.1:{simulator_thread.port}")
     page.click("input[name=_save]")
@@ -63,13 +42,13 @@ def test_a_new_user_goes_from_an_empty_dashboard_to_a_retried_batch(
     page.goto(f"{serve.url}servers/")
     page.wait_for_selector("#server-rows tr:has-text('render-1')[data-health='healthy']")
 
-    follow_step(page, serve, "workflow")
+    follow_checklist_step(page, serve, "workflow")
     page.fill("input[name=name]", "Squares")
     page.fill("textarea[name=graph_text]", json.dumps(GRAPH))
     page.click("button:text('Save')")
     page.wait_for_selector("h1:has-text('Squares')")
 
-    follow_step(page, serve, "template")
+    follow_checklist_step(page, serve, "template")
     page.fill("input[name=name]", "Square")
     page.click("button:text('Save template')")
     page.wait_for_selector("button[value=submit]")
@@ -78,7 +57,7 @@ def test_a_new_user_goes_from_an_empty_dashboard_to_a_retried_batch(
     screenshot(page, "new-user-2-checklist.png")
 
     # A batch of 5 from the checklist's last step; its page shows when it should end.
-    follow_step(page, serve, "run")
+    follow_checklist_step(page, serve, "run")
     page.fill("input[name=count]", "5")
     page.click("button[value=submit]")
     page.wait_for_url(re.compile(r"/tasks/"))
