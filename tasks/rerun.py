@@ -34,7 +34,7 @@ from servers.containers import tending
 from tasks import enqueue
 from tasks.models import Status, Task
 from tasks.submission import SubmitResult, submit_runs
-from tasks.transitions import _FRESH_ATTEMPT, transition
+from tasks.transitions import FRESH_ATTEMPT, transition
 from workflows.models import ParameterType
 from workflows.runnable import require_runnable
 from workflows.templating import Run, fresh_seed, parameters_of, seed_inputs
@@ -43,7 +43,7 @@ RETRYABLE = (Status.FAILED, Status.CANCELED)
 # What the ended run left behind, which the next one must not show: what a failed
 # attempt's automatic retry clears, plus what only a finished task has.
 _FRESH_RUN: dict[str, Any] = {
-    **_FRESH_ATTEMPT,
+    **FRESH_ATTEMPT,
     "attempts": 0,
     "not_before": None,
     "cancel_requested": False,

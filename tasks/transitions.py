@@ -261,7 +261,7 @@ def record(task_id: int, message: str, data: Mapping[str, Any] | None = None) ->
 
 
 # Fields a task's earlier attempt leaves behind that the next attempt must not show.
-_FRESH_ATTEMPT: Mapping[str, Any] = {
+FRESH_ATTEMPT: Mapping[str, Any] = {
     "server": None,
     "prompt_id": "",
     "progress_node": "",
@@ -322,7 +322,7 @@ def retry_or_fail(
             delay = backoff_delay(attempts - 1)
             to = Status.PENDING
             message = f"attempt {attempts} failed, retry in {delay:.1f} s: {reason}"
-            fields = {**_FRESH_ATTEMPT, "not_before": timezone.now() + timedelta(seconds=delay)}
+            fields = {**FRESH_ATTEMPT, "not_before": timezone.now() + timedelta(seconds=delay)}
             data = {**data, "retry_in": round(delay, 2)}
         if transition(
             task_id,
@@ -356,7 +356,7 @@ def put_back(task_id: int, *, reason: str, where: Mapping[str, Any]) -> str | No
             to, message, fields = Status.CANCELED, f"canceled ({reason})", {}
         else:
             to, message = Status.PENDING, f"{reason}; back in the queue, not counted as a run"
-            fields = {**_FRESH_ATTEMPT, "not_before": None}
+            fields = {**FRESH_ATTEMPT, "not_before": None}
         if transition(
             task_id,
             Status.DISPATCHED,
