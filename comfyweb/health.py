@@ -96,26 +96,47 @@ def check_redis() -> ComponentHealth:
 
 
 def check_worker() -> ComponentHealth:
-    """django-q2 clusters refresh a stat key in Redis every half second (3 s expiry)."""
+    """django-q2 clusters refresh a stat key in Redis every half second (3 s expiry);
+    every cluster alive is listed, whichever machine it runs on."""
 
     def probe() -> tuple[str, dict[str, Any]]:
-        from django_q.brokers import get_broker
-        from django_q.status import Stat
-
-        broker = get_broker()
-        try:
-            clusters = [stat for stat in Stat.get_all(broker) if stat.status != "Stopped"]
-        finally:
-            broker.connection.close()
+        clusters = worker_clusters()
         if not clusters:
             raise WorkerMissing("no worker cluster heartbeat")
-        workers = sum(len(stat.workers) for stat in clusters)
+        workers = sum(cluster["workers"] for cluster in clusters)
         return f"{len(clusters)} cluster(s), {workers} worker(s)", {
-            "clusters": len(clusters),
+            "clusters": clusters,
             "workers": workers,
         }
 
     return _timed("worker", probe)
+
+
+def worker_clusters() -> list[dict[str, Any]]:
+    """The running qclusters, from django-q2's own stat keys: id, host, pid, state,
+    workers and the age of the last heartbeat."""
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+    from django_q.status import Stat
+
+    broker = get_broker()
+    try:
+        stats = [stat for stat in Stat.get_all(broker) if stat.status != "Stopped"]
+    finally:
+        broker.connection.close()
+    now = timezone.now()
+    clusters = [
+        {
+            "id": str(stat.cluster_id),
+            "host": stat.host,
+            "pid": stat.pid,
+            "status": stat.status,
+            "workers": len(stat.workers),
+            "age_s": round(max(0.0, (now - stat.timestamp).total_seconds()), 1),
+        }
+        for stat in stats
+    ]
+    return sorted(clusters, key=lambda cluster: cluster["id"])
 
 
 class WorkerMissing(RuntimeError):

@@ -1,52 +1,126 @@
-"""The monitor's heartbeat in Redis, and the `/healthz` check that reads it (S9).
+"""The monitors' heartbeats in Redis, and the `/healthz` check that reads them (S9).
 
-The key expires after three missed beats, so a monitor that died (or hangs)
-shows up as missing within seconds without anyone having to clean up.
+Many monitors may run at once (issue 17: they split the fleet by lease), so each
+beats under its own monitor id: one field of one Redis hash, holding when it beat
+and when that beat expires. A reader drops the fields whose beat expired (three
+missed beats), so a monitor that died or hangs shows up as gone within seconds
+without anyone having to clean up after it. A hash rather than one key per monitor:
+readers list every monitor with one HGETALL, never a SCAN over the keyspace.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import socket
 import time
+import uuid
 from typing import Any
 
-from django.core.cache import cache
+from comfyweb.health import ComponentHealth, redis_client
 
-from comfyweb.health import ComponentHealth
-
-KEY = "comfyweb:monitor:heartbeat"
+KEY = "comfyweb:monitors"
 MISSED_BEATS = 3
 
 
-def beat_value(servers: int) -> dict[str, Any]:
-    return {"pid": os.getpid(), "at": time.time(), "servers": servers}
+def new_monitor_id() -> str:
+    """Unique per process start, readable in the panel: host, pid and a random tail
+    (a pid is reused after a restart, and containers all have pid 1)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-async def write_heartbeat(servers: int, interval: float) -> None:
-    await cache.aset(KEY, beat_value(servers), timeout=max(1.0, MISSED_BEATS * interval))
+def beat_value(
+    monitor_id: str, servers: int, interval: float, leases: int | None = None
+) -> dict[str, Any]:
+    """`leases` stays None until monitors hold leases on servers (issue 17, item 1)."""
+    now = time.time()
+    return {
+        "id": monitor_id,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "at": now,
+        "expires": now + max(1.0, MISSED_BEATS * interval),
+        "servers": servers,
+        "leases": leases,
+    }
 
 
-async def clear_heartbeat() -> None:
-    await cache.adelete(KEY)
+def store_beat(value: dict[str, Any]) -> None:
+    client = redis_client()
+    try:
+        client.hset(KEY, value["id"], json.dumps(value))
+    finally:
+        client.close()
 
 
-def read_heartbeat() -> dict[str, Any] | None:
-    value = cache.get(KEY)
-    return value if isinstance(value, dict) else None
+def remove_beat(monitor_id: str) -> None:
+    client = redis_client()
+    try:
+        client.hdel(KEY, monitor_id)
+    finally:
+        client.close()
+
+
+async def write_heartbeat(
+    monitor_id: str, servers: int, interval: float, leases: int | None = None
+) -> None:
+    await asyncio.to_thread(store_beat, beat_value(monitor_id, servers, interval, leases))
+
+
+async def clear_heartbeat(monitor_id: str) -> None:
+    await asyncio.to_thread(remove_beat, monitor_id)
+
+
+def read_heartbeats(now: float | None = None) -> list[dict[str, Any]]:
+    """Every monitor whose beat has not expired, oldest id first; expired ones are
+    removed on the way (any reader may: removing a dead monitor twice is harmless)."""
+    now = time.time() if now is None else now
+    client = redis_client()
+    try:
+        fields = client.hgetall(KEY)
+        alive, expired = [], []
+        for field, raw in fields.items():
+            beat = _parse(raw)
+            if beat is None or float(beat.get("expires", 0)) < now:
+                expired.append(field)
+            else:
+                alive.append(beat | {"age_s": round(max(0.0, now - float(beat["at"])), 1)})
+        if expired:
+            client.hdel(KEY, *expired)
+    finally:
+        client.close()
+    return sorted(alive, key=lambda beat: str(beat.get("id")))
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "at" in value else None
 
 
 def check_monitor() -> ComponentHealth:
-    """`comfyweb.health` check: ok while a monitor's heartbeat is in Redis."""
+    """`comfyweb.health` check: ok while at least one monitor's heartbeat is in Redis."""
     started = time.perf_counter()
     try:
-        beat = read_heartbeat()
+        beats = read_heartbeats()
     except Exception as error:  # an unreachable Redis is reported, never raised
         elapsed = (time.perf_counter() - started) * 1000
         return ComponentHealth("monitor", False, f"{type(error).__name__}: {error}"[:200], elapsed)
     elapsed = (time.perf_counter() - started) * 1000
-    if beat is None:
+    if not beats:
         return ComponentHealth("monitor", False, "MonitorMissing: no monitor heartbeat", elapsed)
-    age = max(0.0, time.time() - float(beat.get("at", 0)))
-    servers = int(beat.get("servers", 0))
-    detail = f"pid {beat.get('pid')}, watching {servers} server(s), beat {age:.1f}s ago"
-    return ComponentHealth("monitor", True, detail, elapsed, {"servers": servers})
+    servers = sum(int(beat.get("servers", 0)) for beat in beats)
+    monitors = [_listed(beat) for beat in beats]
+    youngest = min(beat["age_s"] for beat in beats)
+    detail = f"{len(beats)} monitor(s), watching {servers} server(s), beat {youngest:.1f}s ago"
+    return ComponentHealth(
+        "monitor", True, detail, elapsed, {"servers": servers, "monitors": monitors}
+    )
+
+
+def _listed(beat: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "host", "pid", "servers", "leases", "age_s")
+    return {key: beat.get(key) for key in keys}

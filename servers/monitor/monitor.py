@@ -33,7 +33,7 @@ from comfyweb.backoff import Backoff
 
 from . import state
 from .capabilities import CapabilityCache
-from .heartbeat import clear_heartbeat, write_heartbeat
+from .heartbeat import clear_heartbeat, new_monitor_id, write_heartbeat
 from .refresh import RefreshRequests
 from .registry import ServerSpec, enabled_servers, plan
 from .stats import event_stats
@@ -65,6 +65,8 @@ class Monitor:
     ) -> None:
         self.tick = tick
         self._heartbeat = heartbeat
+        # Names this monitor in the heartbeats that /healthz and /metrics list.
+        self.monitor_id = new_monitor_id()
         self.shared = Shared(
             tunables=Tunables.defaults(),
             capabilities=CapabilityCache(),
@@ -177,7 +179,7 @@ class Monitor:
 
     async def beat(self) -> None:
         if self._heartbeat:
-            await write_heartbeat(len(self.watchers), self.tick)
+            await write_heartbeat(self.monitor_id, len(self.watchers), self.tick)
 
     async def close(self) -> None:
         watchers, self.watchers = list(self.watchers.values()), {}
@@ -186,4 +188,4 @@ class Monitor:
             await self.shared.publisher.close()
         if self._heartbeat:
             with contextlib.suppress(Exception):
-                await clear_heartbeat()
+                await clear_heartbeat(self.monitor_id)

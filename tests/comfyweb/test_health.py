@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from django.core.cache import cache
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
@@ -32,14 +31,15 @@ def worker_heartbeat():
 @pytest.fixture
 def monitor_heartbeat():
     """A monitor heartbeat in Redis, written the way `manage.py monitor` writes it."""
-    cache.set(heartbeat.KEY, heartbeat.beat_value(servers=3), timeout=30)
+    heartbeat.remove_beat("monitor-a")
+    heartbeat.store_beat(heartbeat.beat_value("monitor-a", servers=3, interval=10))
     yield
-    cache.delete(heartbeat.KEY)
+    heartbeat.remove_beat("monitor-a")
 
 
 @pytest.fixture
 def no_monitor():
-    cache.delete(heartbeat.KEY)
+    heartbeat.redis_client().delete(heartbeat.KEY)
 
 
 @pytest.fixture
@@ -100,6 +100,41 @@ def test_worker_check_counts_clusters_and_workers(worker_heartbeat):
     assert worker.extra["workers"] >= 2
 
 
+def test_healthz_lists_every_monitor_and_worker_cluster_with_its_last_beat(
+    client, no_monitor, worker_heartbeat
+):
+    for monitor_id, servers in (("monitor-a", 3), ("monitor-b", 5)):
+        heartbeat.store_beat(heartbeat.beat_value(monitor_id, servers=servers, interval=10))
+    client.force_login(make_user())
+    components = client.get("/healthz").json()["components"]
+    monitors = {m["id"]: m for m in components["monitor"]["monitors"]}
+    assert set(monitors) == {"monitor-a", "monitor-b"}
+    assert (monitors["monitor-b"]["servers"], monitors["monitor-b"]["leases"]) == (5, None)
+    assert 0 <= monitors["monitor-a"]["age_s"] < 10
+    assert components["monitor"]["servers"] == 8
+    (cluster,) = [c for c in components["worker"]["clusters"] if c["id"] == "test-cluster"]
+    assert (cluster["pid"], cluster["workers"], cluster["status"]) == (4242, 2, "Idle")
+    assert 0 <= cluster["age_s"] < 30
+
+
+def test_a_monitor_that_stopped_beating_drops_off_the_list(no_monitor):
+    heartbeat.store_beat(heartbeat.beat_value("alive", servers=1, interval=10))
+    heartbeat.store_beat(heartbeat.beat_value("dead", servers=1, interval=10))
+    later = heartbeat.read_heartbeats()[0]["at"] + 40  # "dead" missed three beats...
+    heartbeat.store_beat(
+        heartbeat.beat_value("alive", servers=1, interval=10) | {"expires": later + 30}
+    )
+    assert [beat["id"] for beat in heartbeat.read_heartbeats(now=later)] == ["alive"]
+    assert heartbeat.redis_client().hkeys(heartbeat.KEY) == [b"alive"]  # ...and was removed
+
+
+def test_healthz_is_degraded_once_the_last_monitor_stopped_beating(
+    client, worker_heartbeat, no_monitor
+):
+    heartbeat.store_beat(heartbeat.beat_value("gone", servers=1, interval=10) | {"expires": 0})
+    assert client.get("/healthz").status_code == 503
+
+
 def test_unreachable_redis_is_reported_not_raised(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     component = health.check_redis()
@@ -115,6 +150,16 @@ def test_dashboard_shows_the_health_panel(client, no_worker):
     assert 'id="health-panel"' in html
     assert 'data-component="worker"' in html
     assert "degraded" in html
+
+
+def test_dashboard_health_panel_lists_each_monitor_and_cluster(
+    client, monitor_heartbeat, worker_heartbeat
+):
+    client.force_login(make_user())
+    html = client.get("/").content.decode()
+    assert 'data-monitor="monitor-a"' in html
+    assert "3 server(s), leases —" in html
+    assert 'data-cluster="test-cluster"' in html
 
 
 @pytest.fixture
@@ -156,6 +201,6 @@ def test_a_503_after_the_first_healthy_answer_is_an_error_at_once(
     client, warm_up, worker_heartbeat, monitor_heartbeat, caplog
 ):
     assert client.get("/healthz").status_code == 200
-    cache.delete(heartbeat.KEY)
+    heartbeat.remove_beat("monitor-a")
     assert client.get("/healthz").status_code == 503
     assert [r.levelno for r in _healthz_records(caplog)] == [logging.ERROR]

@@ -89,24 +89,26 @@ async def test_dropped_stream_is_recorded_and_reconnect_refreshes_capabilities(
 async def test_heartbeat_is_in_redis_while_running_and_gone_after_shutdown(
     start_comfyui_sims, sim_server, start_monitor
 ):
-    await database_sync_to_async(heartbeat.cache.delete)(heartbeat.KEY)
+    await database_sync_to_async(heartbeat.redis_client().delete)(heartbeat.KEY)
     assert not (await database_sync_to_async(heartbeat.check_monitor)()).ok
     (sim,) = await start_comfyui_sims(1)
     await sim_server(sim)
     running = await start_monitor()
 
     def beat():
-        value = heartbeat.read_heartbeat()
-        return value if value and value["servers"] == 1 else None
+        beats = heartbeat.read_heartbeats()
+        return beats[0] if beats and beats[0]["servers"] == 1 else None
 
     value = await wait_until(beat, what="heartbeat")
     assert value["pid"] == os.getpid()
+    assert value["id"] == running.monitor.monitor_id
     component = await database_sync_to_async(heartbeat.check_monitor)()
     assert component.ok
-    assert component.extra == {"servers": 1}
+    assert component.extra["servers"] == 1
+    assert [m["id"] for m in component.extra["monitors"]] == [value["id"]]
 
     await running.close()
-    assert await database_sync_to_async(heartbeat.read_heartbeat)() is None
+    assert await database_sync_to_async(heartbeat.read_heartbeats)() == []
     assert not (await database_sync_to_async(heartbeat.check_monitor)()).ok
 
 
