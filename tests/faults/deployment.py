@@ -70,6 +70,8 @@ class Process:
 @dataclass
 class Deployment:
     root: Path
+    workers: int = 1  # qclusters on the one broker: "worker", "worker-2", ...
+    simulators: int = SIMULATORS
     processes: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     web_url: str = ""
@@ -107,9 +109,11 @@ class Deployment:
         self.web_url = f"http://127.0.0.1:{web_port}"
         daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(web_port)]
         self._add("web", [*daphne, "comfyweb.asgi:application"])
-        self._add("worker", [sys.executable, "manage.py", "qcluster"])
+        for index in range(self.workers):
+            name = "worker" if index == 0 else f"worker-{index + 1}"
+            self._add(name, [sys.executable, "manage.py", "qcluster"])
         self._add("monitor", [sys.executable, "manage.py", "monitor"])
-        for index in range(SIMULATORS):
+        for index in range(self.simulators):
             port = free_port()
             self.sim_ports.append(port)
             self._add(
@@ -268,8 +272,9 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(root: Path) -> Iterator[Deployment]:
-    running = Deployment(root)
+def deployment(root: Path, **options: int) -> Iterator[Deployment]:
+    """A started Deployment in root; options: its `workers` and `simulators` counts."""
+    running = Deployment(root, **options)
     try:
         running.start()
         yield running
