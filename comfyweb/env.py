@@ -7,6 +7,7 @@ in a deployment stops the process at start-up instead of misbehaving later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +80,19 @@ def env_list(
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(
+    name: str, default: list[str], *, environ: Mapping[str, str] | None = None
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of networks (`10.0.0.0/8`, `::1/128`, a bare address)."""
+    networks = []
+    for item in env_list(name, default, environ=environ):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a network such as 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def env_path(name: str, default: Path, *, environ: Mapping[str, str] | None = None) -> Path:

@@ -17,6 +17,7 @@ from comfyweb.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_path,
     env_str,
     env_url,
@@ -114,6 +115,11 @@ COMFYWEB_DEPLOYMENT = env_str("COMFYWEB_DEPLOYMENT", "")
 # under one directory; local instances are launched with it as an extra model path and
 # container pools mount it read-only.
 COMFYWEB_MODELS_DIR = env_path("COMFYWEB_MODELS_DIR", DATA_DIR / "models")
+
+# Who may scrape /metrics (issue 17): a request bearing this token, or one from these
+# networks; never anyone by default (no token, loopback only).
+COMFYWEB_METRICS_TOKEN = env_str("COMFYWEB_METRICS_TOKEN", "")
+COMFYWEB_METRICS_NETWORKS = env_networks("COMFYWEB_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [

@@ -5,10 +5,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.forms import ApiTokenForm
 from api.models import ApiToken
-from comfyweb import health, health_log
+from comfyweb import health, health_log, metrics
+from comfyweb.metrics_access import scrapers_only
 from tasks import pictures, queue_panel
 from teams.models import Team
 
@@ -29,6 +31,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(body, status=200 if report.ok else 503)
     health_log.warm_up.record(report, response)
     return response
+
+
+@login_not_required
+@never_cache
+@require_GET
+@scrapers_only
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrapes: no session, a token or an allowed network instead
+    (`metrics_access`); any web process gives the same figures (`metrics`)."""
+    return HttpResponse(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @require_GET

@@ -193,6 +193,12 @@ PAGES: dict[str, list[Case]] = {
         page("GET", signed_in(ok(200, 503)), anonymous=ok(200, 503)),
         page("POST", signed_in(NOT_ALLOWED), anonymous=NOT_ALLOWED),
     ],
+    # Prometheus scrapes without a session: the test client is on loopback, an allowed
+    # network by default (test_metrics.py covers tokens and other networks).
+    "metrics": [
+        page("GET", signed_in(ok(200)), anonymous=ok(200)),
+        page("POST", signed_in(NOT_ALLOWED), anonymous=NOT_ALLOWED),
+    ],
     "favicon": [
         page("GET", signed_in(ok(301)), anonymous=ok(301)),
         page("POST", signed_in(ok(301)), anonymous=ok(301)),

@@ -8,8 +8,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from tests.factories import PASSWORD, make_user
 
 # Views that must work without a session: the login form itself, the admin's
-# own login, and the health probe that load balancers call.
-PUBLIC = {"login", "healthz", "admin:login", "favicon"}
+# own login, the health probe that load balancers call, and the Prometheus scrape
+# (its own gate instead of a session: a token or an allowed network, loopback here).
+PUBLIC = {"login", "healthz", "admin:login", "favicon", "metrics"}
 
 CONVERTER_SAMPLES = {"int": "1", "str": "x", "slug": "x", "path": "x/y", "uuid": "0" * 32}
 
