@@ -11,12 +11,15 @@ readers list every monitor with one HGETALL, never a SCAN over the keyspace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
 from typing import Any
+
+import redis
 
 from comfyweb.health import ComponentHealth, redis_client
 
@@ -78,16 +81,22 @@ def read_heartbeats(now: float | None = None) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     client = redis_client()
     try:
-        fields = client.hgetall(KEY)
-        alive, expired = [], []
-        for field, raw in fields.items():
-            beat = _parse(raw)
-            if beat is None or float(beat.get("expires", 0)) < now:
-                expired.append(field)
-            else:
-                alive.append(beat | {"age_s": round(max(0.0, now - float(beat["at"])), 1)})
-        if expired:
-            client.hdel(KEY, *expired)
+        with client.pipeline() as pipe:
+            # Watched: a monitor that beats again between the read and the removal
+            # must not lose its fresh beat; the removal is then left to a later read.
+            pipe.watch(KEY)
+            alive, expired = [], []
+            for field, raw in pipe.hgetall(KEY).items():
+                beat = _parse(raw)
+                if beat is None or float(beat.get("expires", 0)) < now:
+                    expired.append(field)
+                else:
+                    alive.append(beat | {"age_s": round(max(0.0, now - float(beat["at"])), 1)})
+            if expired:
+                with contextlib.suppress(redis.WatchError):
+                    pipe.multi()
+                    pipe.hdel(KEY, *expired)
+                    pipe.execute()
     finally:
         client.close()
     return sorted(alive, key=lambda beat: str(beat.get("id")))

@@ -9,6 +9,7 @@ from comfyweb.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_path,
     env_str,
     env_url,
@@ -46,6 +47,16 @@ def test_int_rejects_words_and_values_out_of_range():
 def test_list_splits_on_commas_and_drops_blanks():
     hosts = env_list("ALLOWED_HOSTS", [], environ={"ALLOWED_HOSTS": " a.example, ,b.example "})
     assert hosts == ["a.example", "b.example"]
+
+
+def test_networks_accept_ranges_and_bare_addresses_and_reject_anything_else():
+    environ = {"COMFYWEB_METRICS_NETWORKS": "10.0.0.0/8, 192.0.2.7, fd00::/8"}
+    networks = env_networks("COMFYWEB_METRICS_NETWORKS", [], environ=environ)
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    with pytest.raises(ConfigError, match="COMFYWEB_METRICS_NETWORKS: 'prometheus'"):
+        env_networks(
+            "COMFYWEB_METRICS_NETWORKS", [], environ={"COMFYWEB_METRICS_NETWORKS": "prometheus"}
+        )
 
 
 def test_url_rejects_unknown_scheme_without_echoing_the_password():
