@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import redis
 from django.conf import settings
+from django.test import Client
 
 from tests.django_process import DjangoProcess
 from tests.faults.deployment import START_BOUND, wait_for
@@ -21,10 +23,26 @@ def redis_db_url(db: int) -> str:
     return urlunsplit(urlsplit(settings.REDIS_URL)._replace(path=f"/{db}"))
 
 
+def flushed_redis_db(db: int) -> None:
+    """Empty the test's Redis database `db`: no channel group of an earlier run is left."""
+    redis.Redis.from_url(redis_db_url(db)).flushdb()
+
+
+def session_cookie(user) -> str:
+    """`name=value` of a session of `user`'s, as a browser that signed in sends it."""
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
 @dataclass
 class WebProcess:
     process: DjangoProcess
     port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def ws_url(self) -> str:

@@ -17,10 +17,7 @@ import asyncio
 import json
 
 import pytest
-import redis
 import websockets
-from django.conf import settings
-from django.test import Client
 
 from tasks.task_updates import (
     PARTS,
@@ -32,7 +29,13 @@ from tasks.task_updates import (
 )
 from tests.django_process import DjangoProcess, shared_database
 from tests.factories import make_task, make_team, make_user
-from tests.scaleout.processes import redis_db_url, web_process
+from tests.scaleout.processes import (
+    WebProcess,
+    flushed_redis_db,
+    redis_db_url,
+    session_cookie,
+    web_process,
+)
 
 pytestmark = [pytest.mark.slow, shared_database, pytest.mark.django_db(transaction=True)]
 
@@ -51,21 +54,16 @@ print("published", flush=True)
 """
 
 
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-
 async def next_message(socket) -> dict:
     return json.loads(await asyncio.wait_for(socket.recv(), timeout=MESSAGE_BOUND))
 
 
-async def subscribed_socket(url: str, cookie: str, groups: list[tuple[str, str]]):
+async def subscribed_socket(web: WebProcess, cookie: str, groups: list[tuple[str, str]]):
     """A browser's live socket on one web process, subscribed to `groups` (topic, key),
     with every subscription's snapshot read."""
-    origin = url.replace("ws://", "http://").removesuffix("/ws/live/")
-    socket = await websockets.connect(url, origin=origin, additional_headers={"Cookie": cookie})
+    socket = await websockets.connect(
+        web.ws_url, origin=web.url.rstrip("/"), additional_headers={"Cookie": cookie}
+    )
     for topic, key in groups:
         await socket.send(json.dumps({"action": "subscribe", "topic": topic, "key": key}))
     # The consumer answers in order: this error comes after the last snapshot.
@@ -94,7 +92,7 @@ async def received_until_end(socket) -> list[tuple[str, str, str]]:
 
 
 def test_a_published_change_reaches_a_browser_on_each_web_process_exactly_once():
-    redis.Redis.from_url(redis_db_url(REDIS_DB)).flushdb()
+    flushed_redis_db(REDIS_DB)
     team = make_team()
     user = make_user(team=team)
     task = make_task(team)
@@ -104,7 +102,7 @@ def test_a_published_change_reaches_a_browser_on_each_web_process_exactly_once()
     try:
 
         async def scenario():
-            sockets = [await subscribed_socket(web.ws_url, cookie, groups) for web in webs]
+            sockets = [await subscribed_socket(web, cookie, groups) for web in webs]
             publisher = DjangoProcess.python(
                 _PUBLISH, str(task.pk), REDIS_URL=redis_db_url(REDIS_DB)
             )
