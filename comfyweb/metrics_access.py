@@ -4,8 +4,10 @@ figures name teams and servers.
 
 A wrong token is a 401 even from an allowed network, so a misconfigured scraper
 is noticed rather than let in by where it happens to run. The address checked is
-the connection's (`REMOTE_ADDR`): behind a proxy that is the proxy's, so either
-keep `/metrics` off the proxy or use the token.
+the connection's (`REMOTE_ADDR`): behind a proxy that is the proxy's, often
+loopback, which would open the figures to everyone the proxy serves. So a request
+that says it was forwarded (any of the headers below, which proxies add) is never
+let in by its address: through a proxy, only the token opens `/metrics`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from api.errors import body
 
 type View = Callable[[HttpRequest], HttpResponse]
+
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def scrapers_only(view: View) -> View:
@@ -39,7 +43,8 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         if token and hmac.compare_digest(presented.strip().encode(), token.encode()):
             return None
         return _unauthorized("The metrics token is wrong.")
-    if _from_allowed_network(request.META.get("REMOTE_ADDR", "")):
+    forwarded = any(name in request.headers for name in FORWARDING_HEADERS)
+    if not forwarded and _from_allowed_network(request.META.get("REMOTE_ADDR", "")):
         return None
     if token:
         return _unauthorized("Send `Authorization: Bearer <COMFYWEB_METRICS_TOKEN>`.")

@@ -77,6 +77,17 @@ def test_a_wrong_token_is_refused_even_from_loopback(client, token):
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
+def test_a_request_forwarded_by_a_proxy_on_loopback_is_not_let_in_by_its_address(
+    client, token, header
+):
+    # A proxy on the same machine connects from loopback on behalf of anyone.
+    response = client.get("/metrics", **{header: ELSEWHERE})
+    assert response.status_code == 401
+    granted = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", **{header: ELSEWHERE})
+    assert granted.status_code == 200
+
+
 def test_a_token_is_refused_when_none_is_configured(client):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 401
 
