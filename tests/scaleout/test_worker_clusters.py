@@ -3,17 +3,21 @@
 
 A deployment as production runs it (tests/faults/deployment.py) with two
 `qcluster`s taking jobs from the same broker, beside the monitor and four
-simulated ComfyUI servers. Both clusters wake to dispatch on the submit and
-share the output collection of a batch of 100; the claims are what keeps them
-from sending one task twice. Every task must complete with its outputs, every
-prompt (counted by its nonce on the simulators' /history, whatever its status)
-must have been sent exactly once, and each cluster must have done some of the
-work, or the test would prove nothing about two.
+simulated ComfyUI servers. Ten submissions of 10 tasks arrive at once, each
+waking dispatch (a job unless one is queued already) that either cluster may
+run while the other's and the monitor's passes run too, and the clusters share
+the output collection; the claims are what keeps them from sending one task
+twice. Every task must
+complete with its outputs, every prompt (counted by its nonce on the
+simulators' /history, whatever its status) must have been sent exactly once,
+and each cluster must have collected some of the outputs, or the test would
+prove nothing about two.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -22,18 +26,28 @@ from tests.servers.simulator.helpers import slow_prompt
 
 pytestmark = pytest.mark.slow
 
-BATCH = 100
+SUBMISSIONS = 10
+PER_SUBMISSION = 10
+BATCH = SUBMISSIONS * PER_SUBMISSION
 WORKERS = ("worker", "worker-2")
 FINISH_BOUND = 300.0
 
 
-def ended(d: Deployment, batch: int) -> bool:
+def submit(d: Deployment) -> int:
+    """One submission of PER_SUBMISSION tasks (each given a seed of its own); its batch."""
+    graph = slow_prompt(steps=1)
+    response = d.post("/api/v1/tasks", {"graph": graph, "count": PER_SUBMISSION, "team": d.team_id})
+    assert response.status_code == 201, response.text
+    return response.json()["batch"]
+
+
+def count(d: Deployment, status: str) -> int:
+    return d.get("/api/v1/tasks", status=status, page_size=1).json()["count"]
+
+
+def ended(d: Deployment) -> bool:
     """Every task completed, or one failed or was canceled (the assertions say which)."""
-    counts = {
-        status: d.get("/api/v1/tasks", batch=batch, status=status, page_size=1).json()["count"]
-        for status in ("completed", "failed", "canceled")
-    }
-    return counts["completed"] == BATCH or counts["failed"] + counts["canceled"] > 0
+    return count(d, "completed") == BATCH or count(d, "failed") + count(d, "canceled") > 0
 
 
 def prompts_per_nonce(d: Deployment) -> Counter[int]:
@@ -49,14 +63,11 @@ def jobs_run(d: Deployment, worker: str) -> Counter[str]:
 
 def test_two_worker_clusters_run_every_task_of_a_batch_exactly_once(tmp_path):
     with deployment(tmp_path / "d", workers=len(WORKERS), simulators=4) as d:
-        response = d.post(
-            "/api/v1/tasks", {"graph": slow_prompt(steps=1), "count": BATCH, "team": d.team_id}
-        )
-        assert response.status_code == 201, response.text
-        batch = response.json()["batch"]
-        wait_for(lambda: ended(d, batch), FINISH_BOUND, "every task to finish", every=0.5)
+        with ThreadPoolExecutor(SUBMISSIONS) as pool:
+            batches = list(pool.map(lambda _: submit(d), range(SUBMISSIONS)))
+        wait_for(lambda: ended(d), FINISH_BOUND, "every task to finish", every=0.5)
 
-        tasks = d.tasks(batch)
+        tasks = [task for batch in batches for task in d.tasks(batch)]
         assert Counter(t["status"] for t in tasks) == {"completed": BATCH}, [
             (t["id"], t["status"], t["error"]) for t in tasks if t["status"] != "completed"
         ]
