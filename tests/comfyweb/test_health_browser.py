@@ -6,7 +6,9 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.browser import log_in, screenshot
 from tests.serve_process import PROJECT, serve_env
@@ -54,6 +56,16 @@ def test_a_second_monitor_appears_in_the_panel_and_leaves_it_when_stopped(page, 
         ) == sorted(ids)
         assert "leases —" in page.locator(MONITORS).first.inner_text()
         screenshot(page, "health-two-monitors.png")
+        # daphne answers the scrape from loopback with both monitors' heartbeats.
+        scrape = httpx.get(f"{running_serve.url}metrics", timeout=10)
+        assert scrape.status_code == 200
+        samples = {
+            (s.name, s.labels.get("monitor")): s.value
+            for family in text_string_to_metric_families(scrape.text)
+            for s in family.samples
+        }
+        assert samples[("comfyweb_monitors_alive", None)] == 2
+        assert {("comfyweb_monitor_servers", monitor) in samples for monitor in ids} == {True}
     finally:
         second.terminate()
         second.wait(timeout=30)
