@@ -229,6 +229,7 @@ def _submissions(rng: random.Random, total: int) -> list[tuple[int, int]]:
 
 
 def _task(rng, team, created, batch, makers, sources, servers, *, from_newest, pending):
+    from tasks import work
     from tasks.models import Task
 
     version, template = rng.choice(sources[team.pk])
@@ -244,6 +245,7 @@ def _task(rng, team, created, batch, makers, sources, servers, *, from_newest, p
         graph=graph,
         workflow_key=uuid.UUID(int=rng.getrandbits(128)).hex * 2,
         affinity_key=version.workflow_key if not raw else "",
+        **work.fields_of(graph),  # as submitting keeps them
         priority=_pick(rng, PRIORITIES),
         batch=batch,
         created_at=created,

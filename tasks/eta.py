@@ -34,6 +34,7 @@ from tasks.work import works_of
 # (a list page's estimates cost ~10 ms of it); those behind are placed at the
 # fleet's pace over the replayed ones.
 REPLAY_BUDGET = 20_000
+QUEUE_CHUNK = 5_000  # pending tasks read at a time, in dispatch order
 
 
 UNFINISHED = (Status.PENDING, *Status.active())
@@ -100,6 +101,7 @@ class _Replay:
         self.speeds = speeds
         self.now = now
         self.free_at: dict[int, float] = dict.fromkeys(taking_work, 0.0)  # seconds from now
+        self._rates: dict[tuple[int, str], float] = {}  # a replay asks each many times
 
     @classmethod
     def load(cls, now: datetime) -> _Replay:
@@ -117,7 +119,10 @@ class _Replay:
         return cls(speed.SpeedTable.load(weights), taking_work, now)
 
     def seconds(self, server_id: int, work: speed.Work) -> float:
-        return self.speeds.seconds(server_id, work)
+        rate = self._rates.get((server_id, work.key))
+        if rate is None:
+            rate = self._rates[server_id, work.key] = self.speeds.rate(server_id, work.key)
+        return rate * work.units
 
     def at(self, seconds: float) -> datetime:
         return self.now + timedelta(seconds=seconds)
@@ -168,12 +173,16 @@ class _Replay:
         order: list[tuple[int, str, float]] = []
         positions: dict[int, int] = {}
         rows = queue.in_dispatch_order(now=self.now).values_list("pk", "speed_key", "work_units")
-        for pk, key, units in rows.iterator(chunk_size=2000):
-            order.append((pk, key, units))
-            if pk in wanted:
-                positions[pk] = len(order)
-                if len(positions) == len(wanted):
-                    break
+        # In slices, not a server-side cursor: PostgreSQL holds a cursor's whole result
+        # outside a transaction, where a slice stops at the last task asked for.
+        while len(positions) < len(wanted):
+            chunk = list(rows[len(order) : len(order) + QUEUE_CHUNK])
+            for pk, key, units in chunk:
+                order.append((pk, key, units))
+                if pk in wanted:
+                    positions[pk] = len(order)
+            if len(chunk) < QUEUE_CHUNK:
+                break
         if not self.free_at:
             return {pk: _unforeseen(position) for pk, position in positions.items()}
         replayed = min(len(order), max(1, REPLAY_BUDGET // len(self.free_at)))
