@@ -56,21 +56,30 @@ function swapAll(html) {
 const REFRESH_MS = 1000;
 const refreshTimers = new Map();
 
+async function refresh(url) {
+  try {
+    const response = await fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" } });
+    if (response.ok) swapAll(await response.text());
+  } catch {
+    // The next hint or the reconnect snapshot brings the panel up to date.
+  }
+}
+
 function scheduleRefresh(url) {
   if (refreshTimers.has(url)) return;
   refreshTimers.set(
     url,
-    setTimeout(async () => {
+    setTimeout(() => {
       refreshTimers.delete(url);
-      try {
-        const response = await fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" } });
-        if (response.ok) swapAll(await response.text());
-      } catch {
-        // The next hint or the reconnect snapshot brings the panel up to date.
-      }
+      refresh(url);
     }, REFRESH_MS),
   );
 }
+
+// Parts a page leaves to be fetched once it is shown (e.g. a list's expected
+// times, which would cost its first answer a forecast).
+for (const element of document.querySelectorAll("[data-refresh-url][data-refresh-on-load]"))
+  refresh(element.dataset.refreshUrl);
 
 function setState(state) {
   document.body.dataset.live = state;

@@ -7,6 +7,8 @@ were measured (1 s and 3.5 s per step), so every expected time is arithmetic.
 from __future__ import annotations
 
 import copy
+import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -190,17 +192,28 @@ def test_a_page_fetches_the_estimates_of_its_own_teams_tasks_and_batch_only(flee
         assert client.get("/tasks/eta/", bad).status_code == 400
 
 
-def test_the_task_page_and_list_show_a_pending_tasks_place_and_expected_finish(fleet):
+def test_the_task_page_shows_a_pending_tasks_place_and_the_list_fetches_it_once_shown(fleet):
     team = make_team()
     member = make_user(team=team)
     task = make_task(team, graph=stepping(5))
+    done = make_task(team, status=Status.COMPLETED)
     client = Client()
     client.force_login(member)
-    for url in (f"/tasks/{task.pk}/", "/tasks/"):
-        html = client.get(url).content.decode()
-        assert f'id="task-{task.pk}-eta"' in html
-        assert "#1 in queue" in html
-        assert 'data-live-topic="eta"' in html  # fetched again when the queue moves
+
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'id="task-{task.pk}-eta"' in page
+    assert "#1 in queue" in page
+    assert 'data-live-topic="eta"' in page  # fetched again when the queue moves
+
+    # The list answers without a forecast: its unfinished rows wait for the fetch.
+    listing = client.get("/tasks/").content.decode()
+    assert f'<span id="task-{task.pk}-eta" class="eta">…</span>' in listing
+    assert f'<span id="task-{done.pk}-eta" class="eta">—</span>' in listing
+    refresh = re.search(r'<span id="eta-refresh"[^>]*data-refresh-url="([^"]+)"[^>]*>', listing)
+    assert refresh is not None
+    assert "data-refresh-on-load" in refresh.group(0)
+    fetched = client.get(html.unescape(refresh.group(1))).content.decode()
+    assert "#1 in queue" in fetched
 
 
 def test_a_batch_shows_when_it_should_be_done_on_its_page_and_in_the_api(fleet):

@@ -61,6 +61,8 @@ def test_a_new_user_goes_from_an_empty_dashboard_to_a_retried_batch(
     page.fill("input[name=count]", "5")
     page.click("button[value=submit]")
     page.wait_for_url(re.compile(r"/tasks/"))
+    # The list fetches its rows' expected times once shown.
+    page.wait_for_selector("table.tasks [id$='-eta'] .queue-position", timeout=DONE)
     page.click("table a.tag[href*='/tasks/batches/']")
     page.wait_for_url(BATCH_URL)
     batch_id = BATCH_URL.search(page.url).group(1)
