@@ -289,9 +289,9 @@ class GraphOnDemand(Mapping[str, Any]):
     """A candidate's graph, read from the database the first time it is looked at.
 
     Candidates are read without their graphs (`queue.next_candidates`): a pass
-    asks about up to `CANDIDATES` tasks, and what it needs of a graph (its
-    requirements, the catalogues' answers, its work) is remembered by workflow
-    key, so most graphs are never looked at.
+    asks about up to `CANDIDATES` tasks, what it needs of a graph (its
+    requirements, the catalogues' answers) is remembered by workflow key and its
+    work is kept on the task (`tasks.work`), so most graphs are never looked at.
     """
 
     def __init__(self, task: Task) -> None:

@@ -196,7 +196,7 @@ class _Replay:
                 continue
             # Where it would finish first (the earliest, ties to the first server).
             finish, server_id, took = min(
-                (free + self.seconds(sid, work), sid, self.seconds(sid, work))
+                (free + (took := self.seconds(sid, work)), sid, took)
                 for sid, free in self.free_at.items()
             )
             begins = self.free_at[server_id]
@@ -205,7 +205,7 @@ class _Replay:
             placed[server_id] += 1
             if pk in positions:
                 estimates[pk] = Estimate(
-                    finishes_at=self.at(self.free_at[server_id]),
+                    finishes_at=self.at(finish),
                     starts_at=self.at(begins),
                     queue_position=index,
                 )
