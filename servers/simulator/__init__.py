@@ -34,7 +34,9 @@ Run N servers in a child process (what `manage.py serve --demo N` uses)::
         [--vram GB]
 
 It prints one line per server, ``comfyui-sim <n> http://127.0.0.1:<port>``,
-then ``ready``, and runs until SIGINT/SIGTERM. `--base-port 0` picks free ports.
+then ``ready``, and runs until SIGINT/SIGTERM. `--base-port 0` picks free ports;
+`--ports 9000-9099,9200` names each server's port instead (a restarted process of a
+test deployment takes back the ports it had).
 One process serves any number of servers, each on its own port with its own
 queue, history, sockets and data directory (500 start in about a second).
 `python manage.py comfyui_sim` takes the same options.

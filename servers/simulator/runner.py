@@ -27,7 +27,12 @@ from servers.simulator.server import SimulatedComfyUI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--count", type=int, default=1, help="number of servers (default 1)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="number of servers (default 1, or as many as --ports names)",
+    )
     parser.add_argument(
         "--host",
         "--listen",
@@ -44,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=8188,
         help="port of the first server; the others follow (0 = free ports)",
+    )
+    parser.add_argument(
+        "--ports",
+        type=port_list,
+        default=None,
+        help="each server's port, e.g. 9000-9099 or 9000,9005,9100-9109 (instead of "
+        "--base-port: a deployment restarts a process on the ports it first had)",
     )
     parser.add_argument(
         "--time-scale",
@@ -102,6 +114,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def port_list(text: str) -> list[int]:
+    """`9000-9002,9010` -> [9000, 9001, 9002, 9010]: ranges inclusive, order kept."""
+    ports: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port or range: {part!r}") from None
+        if not 0 < low <= high < 65536:
+            raise argparse.ArgumentTypeError(f"not a port range within 1-65535: {part!r}")
+        ports += range(low, high + 1)
+    if not ports or len(set(ports)) != len(ports):
+        raise argparse.ArgumentTypeError("--ports names no port, or one port twice")
+    return ports
+
+
+def server_ports(options: argparse.Namespace) -> list[int]:
+    """One port per server (0: a free one), from --ports or --base-port and --count."""
+    if options.ports is not None:
+        if options.count not in (None, len(options.ports)):
+            raise ValueError(f"--count {options.count} but --ports names {len(options.ports)}")
+        return options.ports
+    count = 1 if options.count is None else options.count
+    if count < 1:
+        raise ValueError("--count must be at least 1")
+    return [options.base_port + index if options.base_port else 0 for index in range(count)]
+
+
 def _speeds(text: str) -> list[float]:
     try:
         speeds = [float(part) for part in str(text).split(",") if part.strip()]
@@ -135,8 +176,7 @@ def _model_dirs(options: argparse.Namespace) -> dict[str, list[pathlib.Path]]:
 
 
 def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[SimulatedComfyUI]:
-    if options.count < 1:
-        raise ValueError("--count must be at least 1")
+    ports = server_ports(options)
     if options.vram is not None and options.vram <= 0:
         raise ValueError("--vram must be positive")
     speeds = _speeds(options.speed)
@@ -148,7 +188,7 @@ def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[Simul
         ]
     model_dirs = _model_dirs(options)
     servers = []
-    for index in range(options.count):
+    for index, port in enumerate(ports):
         models = default_models()
         if model_lists is not None:
             models["checkpoints"] = model_lists[index % len(model_lists)]
@@ -160,7 +200,6 @@ def build_servers(options: argparse.Namespace, root: pathlib.Path) -> list[Simul
             failure_rate=options.failure_rate,
             vram=None if options.vram is None else int(options.vram * 2**30),
         )
-        port = options.base_port + index if options.base_port else 0
         servers.append(
             SimulatedComfyUI(
                 options.host, port, data_dir=root / f"server-{index + 1}", config=config

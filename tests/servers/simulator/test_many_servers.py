@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
 
 from servers.comfyui import ComfyUIClient
 from servers.simulator.runner import add_arguments, build_servers
-from tests.servers.simulator.helpers import slow_prompt
+from tests.serve_process import free_port
+from tests.servers.simulator.helpers import run_to_completion, slow_prompt
 
 GB = 2**30
 
@@ -39,6 +42,54 @@ async def test_each_port_of_one_process_is_a_server_of_its_own(tmp_path):
     finally:
         for server in servers:
             await server.stop()
+
+
+async def test_servers_on_the_ports_named_keep_their_own_queue_and_history(tmp_path):
+    ports = [free_port(), free_port()]
+    first_server, second_server = _servers(
+        tmp_path, "--ports", ",".join(map(str, ports)), "--time-scale", "0.1"
+    )
+    try:
+        await first_server.start()
+        await second_server.start()
+        assert [first_server.port, second_server.port] == ports
+        async with (
+            ComfyUIClient(first_server.base_url) as first,
+            ComfyUIClient(second_server.base_url) as second,
+        ):
+            async with connect(first_server.ws_url + "?clientId=a") as socket:
+                done = await first.submit(slow_prompt(1, 0.01, nonce=1), client_id="a")
+                waiting = await second.submit(slow_prompt(500, 0.1, nonce=2), client_id="b")
+                await run_to_completion(socket, done.prompt_id)
+            assert list(await first.get_histories()) == [done.prompt_id]
+            assert not await second.get_histories()
+            queue = await second.get_queue()
+            assert [item.prompt_id for item in queue.running] == [waiting.prompt_id]
+            assert not (await first.get_queue()).running
+    finally:
+        await first_server.stop()
+        await second_server.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "ports"),
+    [("9000-9002,9010", [9000, 9001, 9002, 9010]), ("9005", [9005])],
+)
+def test_ports_are_read_as_a_list_of_ports_and_ranges(tmp_path, text, ports):
+    assert [server.port for server in _servers(tmp_path, "--ports", text)] == ports
+
+
+@pytest.mark.parametrize("text", ["9000-8999", "9000,9000", "x", "70000"])
+def test_a_bad_port_list_is_refused(text):
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    with pytest.raises(argparse.ArgumentError):
+        parser.parse_args(["--ports", text])
+
+
+def test_a_count_that_contradicts_the_ports_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--count 3 but --ports names 2"):
+        _servers(tmp_path, "--ports", "9000,9001", "--count", "3")
 
 
 async def test_a_simulated_gpu_reports_the_same_free_vram_on_every_check(tmp_path):
