@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tasks.views import batches, eta, gallery, pictures, queue, rerun, submit, tasks
+from tasks.views import batches, eta, gallery, pictures, queue, rerun, rows, submit, tasks
 
 app_name = "tasks"
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/retry/", rerun.task_retry, name="task_retry"),
     path("tasks/<int:task_id>/run-again/", rerun.task_run_again, name="task_run_again"),
     path("tasks/eta/", eta.eta_parts, name="eta_parts"),
+    path("tasks/rows/", rows.row_parts, name="row_parts"),
     path("tasks/batches/<int:batch_id>/", batches.batch_detail, name="batch_detail"),
     path("tasks/batches/<int:batch_id>/cancel/", batches.batch_cancel, name="batch_cancel"),
     path("tasks/batches/<int:batch_id>/retry/", rerun.batch_retry, name="batch_retry"),

@@ -149,6 +149,8 @@ if (grid.dataset.livePage === "first") {
   document.addEventListener("live:swapped", (event) => {
     if (event.detail.target.startsWith("outputs-new-")) fetchArrivals();
   });
+  // What arrived between this page's render and its subscription (or while offline).
+  document.addEventListener("live:subscribed", fetchArrivals);
 }
 
 // /gallery/#output-12 (from the task list and the dashboard) opens that image.

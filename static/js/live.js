@@ -42,11 +42,16 @@ function swapFragment(targetId, html) {
 // Every element of a fetched partial replaces the page's element with its id: a
 // partial may carry panels rendered from one read of the numbers (the dashboard's
 // queue and fleet panels), so they change together.
-function swapAll(html) {
+// A fetch answers with what was true when the server read it: an element that a push
+// changed meanwhile keeps the push (`since`: the push count when the fetch began).
+let pushes = 0;
+const pushedAt = new Map();
+
+function swapAll(html, since) {
   const template = document.createElement("template");
   template.innerHTML = html.trim();
   for (const element of [...template.content.children]) {
-    if (element.id) swapFragment(element.id, element.outerHTML);
+    if (element.id && (pushedAt.get(element.id) ?? 0) <= since) swapFragment(element.id, element.outerHTML);
   }
 }
 
@@ -57,9 +62,10 @@ const REFRESH_MS = 1000;
 const refreshTimers = new Map();
 
 async function refresh(url) {
+  const since = pushes;
   try {
     const response = await fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" } });
-    if (response.ok) swapAll(await response.text());
+    if (response.ok) swapAll(await response.text(), since);
   } catch {
     // The next hint or the reconnect snapshot brings the panel up to date.
   }
@@ -76,10 +82,16 @@ function scheduleRefresh(url) {
   );
 }
 
-// Parts a page leaves to be fetched once it is shown (e.g. a list's expected
-// times, which would cost its first answer a forecast).
-for (const element of document.querySelectorAll("[data-refresh-url][data-refresh-on-load]"))
-  refresh(element.dataset.refreshUrl);
+// Once every subscription of a socket is answered, changes reach the page as pushes;
+// what changed before (between the page's render and now, or while it was offline)
+// the parts marked data-refresh-on-subscribe fetch. A list's rows have no snapshot
+// (the page's filters chose them), and its expected times are left to this fetch so
+// that the list answers without a forecast.
+function subscribed() {
+  for (const element of document.querySelectorAll("[data-refresh-url][data-refresh-on-subscribe]"))
+    refresh(element.dataset.refreshUrl);
+  document.dispatchEvent(new CustomEvent("live:subscribed"));
+}
 
 function setState(state) {
   document.body.dataset.live = state;
@@ -96,9 +108,9 @@ export function connect() {
   const open = () => {
     setState("connecting");
     const socket = new WebSocket(socketUrl());
+    let unanswered = wanted.length;
     socket.addEventListener("open", () => {
       openedAt = Date.now();
-      setState("open");
       for (const message of wanted) socket.send(JSON.stringify(message));
     });
     socket.addEventListener("message", (event) => {
@@ -108,8 +120,15 @@ export function connect() {
       } catch {
         return;
       }
-      if (message.type === "fragment.update") swapFragment(message.target, message.html);
-      else if (message.type === "fragment.refresh") {
+      if (message.type === "subscribed" || (message.type === "error" && unanswered > 0)) {
+        if (--unanswered === 0) {
+          setState("open");
+          subscribed();
+        }
+      } else if (message.type === "fragment.update") {
+        pushedAt.set(message.target, ++pushes);
+        swapFragment(message.target, message.html);
+      } else if (message.type === "fragment.refresh") {
         // The element may name its own partial (e.g. the estimates of the tasks it shows).
         const element = document.getElementById(message.target);
         if (element) scheduleRefresh(element.dataset.refreshUrl || message.url);

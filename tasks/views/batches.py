@@ -34,6 +34,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     context = batch_updates.context(request.user, batch) | {
         "page_obj": page,
         "eta_query": urlencode([("batch", batch.pk), *unfinished]) if unfinished else "",
+        "rows_query": urlencode(unfinished),
     }
     return render(request, "tasks/batch.html", context)
 

@@ -82,7 +82,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "query": urlencode({k: v for k, v in filters.items() if v}),
         "batch": batch,
         "can_cancel_batch": batch is not None and batch.team_id in submit_teams,
-        "eta_query": urlencode([("task", t.pk) for t in page if t.status not in Status.finished()]),
+        # The rows that may still change: their live cells and expected times are
+        # fetched once the page's socket is subscribed (static/js/live.js).
+        "unfinished_query": urlencode([("task", t.pk) for t in page if t.unfinished]),
     }
     return render(request, "tasks/list.html", context)
 

@@ -211,7 +211,7 @@ def test_the_task_page_shows_a_pending_tasks_place_and_the_list_fetches_it_once_
     assert f'<span id="task-{done.pk}-eta" class="eta">—</span>' in listing
     refresh = re.search(r'<span id="eta-refresh"[^>]*data-refresh-url="([^"]+)"[^>]*>', listing)
     assert refresh is not None
-    assert "data-refresh-on-load" in refresh.group(0)
+    assert "data-refresh-on-subscribe" in refresh.group(0)
     fetched = client.get(html.unescape(refresh.group(1))).content.decode()
     assert "#1 in queue" in fetched
 
