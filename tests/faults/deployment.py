@@ -7,6 +7,12 @@ processes: web (daphne), worker (qcluster), monitor and three simulated
 ComfyUI servers. Any of them can be killed with SIGKILL (its whole process
 group) and started again on the same port or socket.
 
+Issue 17 runs several of each: `webs`, `workers` and `monitors` counts (named
+"web", "web-2", …; requests go to the first web process), and `simulators`
+servers that are one process each ("sim-1", …) or, with `simulator_processes=K`,
+served by K processes of many ports each ("sims-1", …; the servers are still
+registered as "sim-1", …).
+
 Simulators' `/history` is kept in snapshots taken before each kill and at the
 end, so the runs of a simulator that was killed still count.
 """
@@ -21,6 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,8 @@ from comfyweb import embedded_redis
 from tests.serve_process import PROJECT, free_port
 
 SIMULATORS = 3
+# Requests at once while registering a fleet (hundreds of servers, one POST each).
+REGISTERING_AT_ONCE = 8
 # Bounds on waiting for processes (never expected durations).
 START_BOUND = 90.0
 
@@ -59,6 +68,11 @@ def wait_for(condition: Callable[[], Any], bound: float, what: str, every: float
         time.sleep(every)
 
 
+def numbered(kind: str, index: int) -> str:
+    """The name of the index-th process of a kind: "worker", "worker-2", …"""
+    return kind if index == 0 else f"{kind}-{index + 1}"
+
+
 @dataclass
 class Process:
     name: str
@@ -71,10 +85,16 @@ class Process:
 class Deployment:
     root: Path
     workers: int = 1  # qclusters on the one broker: "worker", "worker-2", ...
+    monitors: int = 1  # "monitor", "monitor-2", ...
+    webs: int = 1  # daphne processes: "web", "web-2", ...
     simulators: int = SIMULATORS
+    # 0: a process per simulated server; K: K processes serving them all between them.
+    simulator_processes: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process
     processes: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    web_url: str = ""
+    web_url: str = ""  # the first web process's: requests go there
+    web_urls: list[str] = field(default_factory=list)
     token: str = ""
     team_id: int = 0
     sim_ports: list[int] = field(default_factory=list)
@@ -86,17 +106,19 @@ class Deployment:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         redis_socket = self.root / "redis.sock"
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in {"DEBUG", "REDIS_URL", "DATABASE_URL"}
-        } | {
-            "COMFYWEB_DATA_DIR": str(self.root),
-            "SECRET_KEY": "fault-suite-secret",
-            "LOG_FORMAT": "text",
-            "LOG_LEVEL": "INFO",
-            "WORKER_PROCESSES": "2",
-            "REDIS_URL": f"unix://{redis_socket}",
-            "DATABASE_URL": self._database_url(),
-        }
+        self.env = (
+            {k: v for k, v in os.environ.items() if k not in {"DEBUG", "REDIS_URL", "DATABASE_URL"}}
+            | {
+                "COMFYWEB_DATA_DIR": str(self.root),
+                "SECRET_KEY": "fault-suite-secret",
+                "LOG_FORMAT": "text",
+                "LOG_LEVEL": "INFO",
+                "WORKER_PROCESSES": "2",
+                "REDIS_URL": f"unix://{redis_socket}",
+                "DATABASE_URL": self._database_url(),
+            }
+            | self.extra_env
+        )
         self._add("redis", embedded_redis.command(redis_socket))
         self._launch("redis")
         embedded_redis.wait_until_answering(redis_socket, self.processes["redis"].popen)
@@ -105,45 +127,56 @@ class Deployment:
         self.token, team = out.split("TOKEN", 1)[1].split()
         self.team_id = int(team)
 
-        web_port = free_port()
-        self.web_url = f"http://127.0.0.1:{web_port}"
-        daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(web_port)]
-        self._add("web", [*daphne, "comfyweb.asgi:application"])
-        for index in range(self.workers):
-            name = "worker" if index == 0 else f"worker-{index + 1}"
-            self._add(name, [sys.executable, "manage.py", "qcluster"])
-        self._add("monitor", [sys.executable, "manage.py", "monitor"])
-        for index in range(self.simulators):
+        for index in range(self.webs):
             port = free_port()
-            self.sim_ports.append(port)
-            self._add(
-                f"sim-{index + 1}",
-                [
-                    sys.executable,
-                    "-m",
-                    "servers.simulator",
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(self.root / f"sim-{index + 1}"),
-                ],
-            )
+            self.web_urls.append(f"http://127.0.0.1:{port}")
+            daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
+            self._add(numbered("web", index), [*daphne, "comfyweb.asgi:application"])
+        self.web_url = self.web_urls[0]
+        for index in range(self.workers):
+            self._add(numbered("worker", index), [sys.executable, "manage.py", "qcluster"])
+        for index in range(self.monitors):
+            self._add(numbered("monitor", index), [sys.executable, "manage.py", "monitor"])
+        self._add_simulators()
         for name in self.processes:
             if name != "redis":
                 self._launch(name)
-        wait_for(
-            lambda: self.get("/healthz", auth=False).status_code == 200, START_BOUND, "healthz"
-        )
-        for index, port in enumerate(self.sim_ports):
-            wait_for(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/queue").is_success, 30, "sim")
-            self.post(
-                "/api/v1/servers",
-                {
-                    "name": f"sim-{index + 1}",
-                    "url": f"http://127.0.0.1:{port}",
-                    "kind": "simulated",
-                },
-            ).raise_for_status()
+        for url in self.web_urls:
+            wait_for(
+                lambda u=url: httpx.get(f"{u}/healthz").status_code == 200, START_BOUND, "healthz"
+            )
+        with ThreadPoolExecutor(REGISTERING_AT_ONCE) as pool:
+            list(pool.map(self._register_simulator, range(len(self.sim_ports))))
+
+    def _add_simulators(self) -> None:
+        self.sim_ports = free_ports(self.simulators)
+        simulator = [sys.executable, "-m", "servers.simulator"]
+        if not self.simulator_processes:
+            for index, port in enumerate(self.sim_ports):
+                data_dir = self.root / f"sim-{index + 1}"
+                self._add(
+                    f"sim-{index + 1}",
+                    [*simulator, "--port", str(port), "--data-dir", str(data_dir)],
+                )
+            return
+        for index in range(self.simulator_processes):
+            ports = self.sim_ports[index :: self.simulator_processes]
+            if not ports:
+                break
+            name = f"sims-{index + 1}"
+            listed = ",".join(map(str, ports))
+            self._add(name, [*simulator, "--ports", listed, "--data-dir", str(self.root / name)])
+
+    def _register_simulator(self, index: int) -> None:
+        """Register the index-th simulated server once it answers (the web processes
+        take turns)."""
+        port = self.sim_ports[index]
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/queue").is_success, 30, "sim")
+        body = {"name": f"sim-{index + 1}", "url": f"http://127.0.0.1:{port}", "kind": "simulated"}
+        web = self.web_urls[index % len(self.web_urls)]
+        httpx.post(
+            f"{web}/api/v1/servers", json=body, headers=self._headers(True), timeout=60
+        ).raise_for_status()
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
@@ -153,7 +186,7 @@ class Deployment:
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and everything it started (its process group)."""
-        if name.startswith("sim-"):
+        if name.startswith("sim"):
             self.snapshot_history()
         self._kill(self.processes[name], signal.SIGKILL)
 
@@ -207,9 +240,14 @@ class Deployment:
     # -- what the simulators ran --------------------------------------------------------
 
     def snapshot_history(self) -> None:
-        for port in self.sim_ports:
+        def history(port: int) -> dict[str, Any]:
             with contextlib.suppress(httpx.HTTPError):
-                self.history |= httpx.get(f"http://127.0.0.1:{port}/history", timeout=10).json()
+                return httpx.get(f"http://127.0.0.1:{port}/history", timeout=30).json()
+            return {}
+
+        with ThreadPoolExecutor(REGISTERING_AT_ONCE) as pool:
+            for entries in pool.map(history, self.sim_ports):
+                self.history |= entries
 
     def nonce_runs(self) -> dict[int, int]:
         """nonce -> how many prompts carrying it ran to success on any simulator."""
@@ -271,9 +309,19 @@ class Deployment:
         return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports (one free_port() may repeat an earlier one's)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 @contextlib.contextmanager
-def deployment(root: Path, **options: int) -> Iterator[Deployment]:
-    """A started Deployment in root; options: its `workers` and `simulators` counts."""
+def deployment(root: Path, **options: Any) -> Iterator[Deployment]:
+    """A started Deployment in root; options: its counts of `webs`, `workers`,
+    `monitors`, `simulators` (and `simulator_processes`), `extra_env`."""
     running = Deployment(root, **options)
     try:
         running.start()
