@@ -492,6 +492,11 @@ PAGES: dict[str, list[Case]] = {
         ),
         no_method("POST"),
     ],
+    # A task list's live cells (state, pictures): other teams' ids are left out.
+    "tasks:row_parts": [
+        page("GET", signed_in(OK_PAGE), query=lambda ids: {"task": ids["pending"]}),
+        no_method("POST"),
+    ],
     # A zip of outputs: a read, so viewers may; another team's output is a 404.
     "tasks:gallery_zip": [
         no_method("GET"),
