@@ -108,6 +108,16 @@ Q_CLUSTER = {
 }
 # Prompts ComfyWeb keeps on the whole fleet at once (S7), whatever the servers' slots.
 COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=100_000)
+# Monitors split the fleet by lease (servers/monitor/leases.py): one that stops
+# renewing loses its servers to the others after this many seconds.
+COMFYWEB_MONITOR_LEASE_SECONDS = env_int(
+    "COMFYWEB_MONITOR_LEASE_SECONDS", 8, minimum=3, maximum=600
+)
+# A monitor's id, stable across its restarts (e.g. "monitor-1" in its unit file): a
+# restarted monitor then renews its leases at once rather than waiting them out, and
+# its ComfyUI client ids are the same, so it gets the events of the prompts it sent.
+# Unset: a new id per process start. Two monitors running at once must not share one.
+COMFYWEB_MONITOR_ID = env_str("COMFYWEB_MONITOR_ID", "")
 # The label that marks the Docker containers this deployment made; empty: an id kept in
 # the database (FleetSettings). Tests set their own; set it to keep it across a new database.
 COMFYWEB_DEPLOYMENT = env_str("COMFYWEB_DEPLOYMENT", "")

@@ -11,6 +11,7 @@ from servers.models import (
     FailureRecord,
     FleetSettings,
     Server,
+    ServerLease,
     ServerSpeed,
     ServerState,
 )
@@ -125,6 +126,17 @@ class ServerSpeedAdmin(RecordAdmin):
     ]
     list_filter = ["server"]
     search_fields = ["key", "server__name"]
+
+
+@admin.register(ServerLease)
+class ServerLeaseAdmin(RecordAdmin):
+    """Which monitor watches which server (servers/monitor/leases.py). A row deleted
+    here is only made again, free, by the monitors' next tick."""
+
+    list_display = ["server", "monitor_id", "expires_at", "acquired_at"]
+    list_filter = ["monitor_id"]
+    search_fields = ["server__name", "monitor_id"]
+    list_select_related = ["server"]
 
 
 @admin.register(FleetSettings)

@@ -7,6 +7,7 @@ saving a form never overwrites fresh health data and vice versa.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -160,7 +161,9 @@ class Server(models.Model):
 
     @property
     def client_id(self) -> str:
-        """The WebSocket client id every prompt we send here carries (stable per deployment)."""
+        """The server's own client id (stable per deployment): each monitor's for it
+        begins with it (`leased_client_id`); a prompt sent while no monitor leases
+        the server carries it as it is."""
         return client_id_for(self.pk, FleetSettings.load().deployment_id)
 
 
@@ -234,6 +237,54 @@ class ServerState(models.Model):
         return affinity_key(
             self.last_affinity_key, self.last_affinity_at, window, now or timezone.now()
         )
+
+
+class ServerLease(models.Model):
+    """Which monitor watches a server (issue 17): exactly one at a time, for as long as
+    it renews the lease (`servers.monitor.leases`). Written with conditional updates
+    only, never by forms; a row whose `expires_at` passed is free to take."""
+
+    server = models.OneToOneField(
+        Server, on_delete=models.CASCADE, primary_key=True, related_name="lease"
+    )
+    monitor_id = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    # The round of takes that won it: of two monitors taking at once, each learns
+    # which of the rows it asked for are its own by this.
+    token = models.CharField(max_length=32, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.server_id} by {self.monitor_id or 'nobody'} until {self.expires_at}"
+
+    def held(self, now=None) -> bool:
+        return bool(self.monitor_id) and self.expires_at > (now or timezone.now())
+
+    @property
+    def client_id(self) -> str:
+        """The ComfyUI client id of its holder: the prompts dispatch sends to the
+        server carry it, so that their events reach the monitor watching it."""
+        return leased_client_id(self.server_id, FleetSettings.load().deployment_id, self.monitor_id)
+
+
+def leased_client_id(server_id: int, deployment_id: uuid.UUID, monitor_id: str) -> str:
+    """`Server.client_id` with the monitor's own tail: every monitor has its own
+    client id per server (ComfyUI sends a prompt's events to the one socket of the
+    id that submitted it, and a second socket of an id takes the first one's place)."""
+    return f"{client_id_for(server_id, deployment_id)}-{monitor_tail(monitor_id)}"
+
+
+def monitor_tail(monitor_id: str) -> str:
+    """Short, and as unique as the monitor ids: a digest (a configured id such as
+    "monitor-1" has no random part of its own)."""
+    return hashlib.sha256(monitor_id.encode()).hexdigest()[:10]
+
+
+def is_own_client_id(client_id: str | None, server_id: int, deployment_id: uuid.UUID) -> bool:
+    """Whether a prompt in a server's queue was sent by this deployment (with any of
+    its monitors' client ids for that server)."""
+    base = client_id_for(server_id, deployment_id)
+    return client_id == base or (client_id or "").startswith(f"{base}-")
 
 
 class FailureKind(models.TextChoices):

@@ -351,6 +351,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         attempts=F("attempts") + 1,  # `attempts` counts runs started: 1 on the first
         sending_until=timezone.now() + timedelta(seconds=SEND_LEASE),
         slot_held=True,  # the slot claimed above, now the task's
+        client_id=server.client_id,
         collect_requested_at=None,
         cancel_requested=False,
         error_type="",
@@ -385,15 +386,19 @@ class _ServerInfo:
 
 
 def _server_info(server_id: int) -> _ServerInfo | None:
-    server = Server.objects.filter(pk=server_id).first()
+    server = Server.objects.select_related("lease").filter(pk=server_id).first()
     if server is None:
         return None
+    # Its prompts carry the client id of the monitor leasing it, whose socket gets
+    # their events. Unleased (no monitor alive): the server's own; whichever monitor
+    # takes it next reconciles what it missed.
+    lease = getattr(server, "lease", None)
     return _ServerInfo(
         id=server.pk,
         name=server.name,
         base_url=server.base_url,
         headers=dict(server.auth_headers or {}),
-        client_id=server.client_id,
+        client_id=lease.client_id if lease is not None and lease.held() else server.client_id,
         max_inflight=server.max_inflight,
     )
 

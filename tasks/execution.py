@@ -126,6 +126,13 @@ class TaskEventHandler(WorkHooks):
         """Sync: events of the server's prompts may be missed or lost: queue reconciliation."""
         enqueue.enqueue(RECONCILE_JOB, server_id)  # never raises; the minutely reconcile catches up
 
+    def others_prompts_on(self, server_id: int, client_id: str) -> bool:
+        """Sync: tasks whose prompt is on the server, sent with another client id."""
+        on_server = Task.objects.filter(
+            server_id=server_id, status__in=Status.active(), slot_held=True
+        )
+        return on_server.exclude(client_id=client_id).exists()
+
     def pending_work(self) -> list[tuple[Requirements, int]]:
         """Sync: what the pending tasks need, for sizing container pools."""
         return queue.pending_work()

@@ -95,6 +95,10 @@ class Task(models.Model):
         "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
     prompt_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The ComfyUI client id its prompt was sent with: that of the monitor leasing the
+    # server then. A monitor that takes the server over finds the prompts sent with
+    # another's (their events go to that one) and reconciles them as they end.
+    client_id = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Runs started: dispatch adds one each time it sends the task."
     )

@@ -1,7 +1,8 @@
 """The monitor process (`manage.py monitor`, issue 4): the fleet's eyes.
 
 Modules, one job each:
-    monitor.py       Monitor: reconcile watchers with the DB, event stats, heartbeat
+    monitor.py       Monitor: reconcile watchers with its leases, event stats, heartbeat
+    leases.py        which servers this monitor watches: leases, fair shares, takeover
     watcher.py       ServerWatcher: one server's EventStream and check loop
     checks.py        one /system_stats + /queue check, with timeouts
     state.py         ServerState / FailureRecord writes (health, failures, re-admission)
@@ -10,7 +11,7 @@ Modules, one job each:
     tunables.py      FleetSettings as the monitor reads them
     stats.py         the event_stats JSON
     visible_changes.py  tell browsers of a server only when something they see changed
-    heartbeat.py     heartbeat in Redis and the /healthz "monitor" check
+    heartbeat.py     heartbeats in Redis (one per monitor) and the /healthz "monitor" check
     work.py          WorkHooks: the seam to the work (events, tick, dispatch, reconcile)
 """
 

@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from comfyweb.health import ComponentHealth, redis_client
 
@@ -28,15 +29,55 @@ MISSED_BEATS = 3
 
 
 def new_monitor_id() -> str:
-    """Unique per process start, readable in the panel: host, pid and a random tail
-    (a pid is reused after a restart, and containers all have pid 1)."""
+    """`COMFYWEB_MONITOR_ID` if set; else unique per process start, readable in the
+    panel: host, pid and a random tail (a pid is reused after a restart, and
+    containers all have pid 1)."""
+    if settings.COMFYWEB_MONITOR_ID:
+        return settings.COMFYWEB_MONITOR_ID
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class MonitorIdInUse(Exception):
+    """Another process beats under this monitor's configured id."""
+
+
+def ensure_id_unused(monitor_id: str, pause=time.sleep) -> None:
+    """Sync: refuse a configured id another live process uses. A beat under it from
+    another process may be its predecessor's, killed without clearing it: that one
+    beats no more, so its beat is read again after one and a half of its intervals."""
+    beat = _beat_of(monitor_id)
+    if beat is None or _same_process(beat):
+        return
+    interval = max(0.5, (float(beat["expires"]) - float(beat["at"])) / MISSED_BEATS)
+    pause(interval * 1.5)
+    again = _beat_of(monitor_id)
+    if again is not None and float(again["at"]) != float(beat["at"]):
+        raise MonitorIdInUse(
+            f"monitor id {monitor_id!r} is in use by pid {again.get('pid')} on "
+            f"{again.get('host')}: give each monitor its own COMFYWEB_MONITOR_ID"
+        )
+
+
+def _beat_of(monitor_id: str) -> dict[str, Any] | None:
+    client = redis_client()
+    try:
+        raw = client.hget(KEY, monitor_id)
+    finally:
+        client.close()
+    beat = _parse(raw) if raw else None
+    if beat is None or float(beat.get("expires", 0)) < time.time():
+        return None
+    return beat
+
+
+def _same_process(beat: dict[str, Any]) -> bool:
+    return beat.get("pid") == os.getpid() and beat.get("host") == socket.gethostname()
 
 
 def beat_value(
     monitor_id: str, servers: int, interval: float, leases: int | None = None
 ) -> dict[str, Any]:
-    """`leases` stays None until monitors hold leases on servers (issue 17, item 1)."""
+    """`leases`: the servers it leases (`leases.py`); the others size their shares by it."""
     now = time.time()
     return {
         "id": monitor_id,

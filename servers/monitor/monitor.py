@@ -1,7 +1,8 @@
-"""The monitor: one watcher per enabled server, kept in step with the database.
+"""The monitor: one watcher per enabled server it leases, kept in step with the database.
 
-Every `tick` seconds it re-reads the fleet settings and the enabled servers
-(starting, restarting and stopping watchers to match), refetches the
+Many monitors split the fleet by lease (`leases.py`). Every `tick` seconds one
+re-reads the fleet settings and the enabled servers, renews and takes its leases
+(starting, restarting and stopping watchers to match what it holds), refetches the
 capabilities of servers another process asked about (`refresh.py`: a model
 download finished), writes the watchers' routine checks and the event
 statistics that changed, tells browsers of the servers whose visible state
@@ -28,12 +29,21 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from comfyweb.backoff import Backoff
 
 from . import state
 from .capabilities import CapabilityCache
-from .heartbeat import clear_heartbeat, new_monitor_id, write_heartbeat
+from .heartbeat import (
+    MonitorIdInUse,
+    clear_heartbeat,
+    ensure_id_unused,
+    new_monitor_id,
+    read_heartbeats,
+    write_heartbeat,
+)
+from .leases import Leases
 from .refresh import RefreshRequests
 from .registry import ServerSpec, enabled_servers, plan
 from .stats import event_stats
@@ -62,11 +72,14 @@ class Monitor:
         tick: float = DEFAULT_TICK,
         heartbeat: bool = True,
         stream_backoff: Callable[[], Backoff] = default_stream_backoff,
+        lease_seconds: float | None = None,
     ) -> None:
         self.tick = tick
         self._heartbeat = heartbeat
-        # Names this monitor in the heartbeats that /healthz and /metrics list.
+        # Names this monitor in the heartbeats that /healthz and /metrics list, on
+        # its leases, and (its tail) in its ComfyUI client ids.
         self.monitor_id = new_monitor_id()
+        self.leases = Leases(self.monitor_id, lease_seconds)
         self.shared = Shared(
             tunables=Tunables.defaults(),
             capabilities=CapabilityCache(),
@@ -84,8 +97,16 @@ class Monitor:
         return {sid: watcher.spec for sid, watcher in self.watchers.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Watch the fleet until `stop` is set; then close every stream and task."""
-        logger.info("monitor started")
+        """Watch the fleet until `stop` is set; then close every stream and task.
+        Raises `MonitorIdInUse` first if another live process has this configured id."""
+        if self._heartbeat and settings.COMFYWEB_MONITOR_ID:
+            try:
+                await asyncio.to_thread(ensure_id_unused, self.monitor_id)
+            except MonitorIdInUse:
+                raise
+            except Exception:  # Redis away: the check waits for another start
+                logger.warning("could not check that monitor id %s is unused", self.monitor_id)
+        logger.info("monitor %s started", self.monitor_id)
         try:
             while not stop.is_set():
                 await self.tick_once()
@@ -114,7 +135,9 @@ class Monitor:
         self.shared.tunables = await database_sync_to_async(load_tunables)()
 
     async def reconcile(self) -> None:
-        wanted = await database_sync_to_async(enabled_servers)()
+        enabled = await database_sync_to_async(enabled_servers)(self.monitor_id)
+        held = await database_sync_to_async(self.leases.step)(await self._peers())
+        wanted = {sid: spec for sid, spec in enabled.items() if sid in held}
         changes = plan(self.watched, wanted)
         stopping = [self.watchers.pop(sid) for sid in changes.stop]
         await asyncio.gather(*(watcher.stop() for watcher in stopping), return_exceptions=True)
@@ -137,6 +160,18 @@ class Monitor:
                 await watcher.stop()
                 continue
             self.watchers[spec.id] = watcher
+
+    async def _peers(self) -> dict[str, int | None] | None:
+        """The monitors alive and the leases each holds, from their heartbeats; None
+        if unknown (Redis away, or this monitor beats not: it is then not known to
+        the others either)."""
+        if not self._heartbeat:
+            return None
+        try:
+            beats = await asyncio.to_thread(read_heartbeats)
+        except Exception:
+            return None
+        return {str(beat["id"]): beat.get("leases") for beat in beats if "id" in beat}
 
     async def refresh_models(self) -> None:
         # Asked from elsewhere (a model download finished): refetch capabilities now.
@@ -179,11 +214,16 @@ class Monitor:
 
     async def beat(self) -> None:
         if self._heartbeat:
-            await write_heartbeat(self.monitor_id, len(self.watchers), self.tick)
+            await write_heartbeat(
+                self.monitor_id, len(self.watchers), self.tick, leases=len(self.leases.held)
+            )
 
     async def close(self) -> None:
         watchers, self.watchers = list(self.watchers.values()), {}
         await asyncio.gather(*(watcher.stop() for watcher in watchers), return_exceptions=True)
+        # Given back at once: the other monitors take the servers at their next tick.
+        with contextlib.suppress(Exception):
+            await database_sync_to_async(self.leases.release)()
         with contextlib.suppress(Exception):
             await self.shared.publisher.close()
         if self._heartbeat:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from servers.models import FleetSettings, Server, client_id_for
+from servers.models import FleetSettings, Server, client_id_for, leased_client_id
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,10 @@ class ServerSpec:
     id: int
     name: str
     base_url: str
-    client_id: str
+    client_id: str  # its monitor's own for the server
     headers: tuple[tuple[str, str], ...] = field(default=())
+    # The server's client id without a monitor's tail: every monitor's begins with it.
+    base_client_id: str = ""
 
     @property
     def connection(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -35,8 +37,9 @@ class ServerSpec:
         return self.header_dict()
 
 
-def enabled_servers() -> dict[int, ServerSpec]:
-    """Sync (ORM), two queries whatever the fleet's size: every enabled server, by id."""
+def enabled_servers(monitor_id: str) -> dict[int, ServerSpec]:
+    """Sync (ORM), two queries whatever the fleet's size: every enabled server, by id,
+    as `monitor_id` would watch it (with its own client id)."""
     deployment = FleetSettings.load().deployment_id
     rows = Server.objects.enabled().values_list("pk", "name", "base_url", "auth_headers")
     return {
@@ -44,8 +47,9 @@ def enabled_servers() -> dict[int, ServerSpec]:
             id=pk,
             name=name,
             base_url=base_url,
-            client_id=client_id_for(pk, deployment),
+            client_id=leased_client_id(pk, deployment, monitor_id),
             headers=tuple(sorted((headers or {}).items())),
+            base_client_id=client_id_for(pk, deployment),
         )
         for pk, name, base_url, headers in rows
     }

@@ -78,10 +78,15 @@ def load_fields(
     if outcome.queue is not None:
         # The balancer adds our in-flight prompts to the server's queue, so the
         # queue counted here is everybody else's: our own prompts would count twice.
-        def others(items) -> int:
-            return sum(
-                1 for item in items if own_client_id is None or item.client_id != own_client_id
+        # Ours carry the server's client id, or it with a monitor's tail
+        # (`servers.models.leased_client_id`): any monitor's that leased it.
+        def ours(client_id: str | None) -> bool:
+            return own_client_id is not None and (
+                client_id == own_client_id or (client_id or "").startswith(f"{own_client_id}-")
             )
+
+        def others(items) -> int:
+            return sum(1 for item in items if not ours(item.client_id))
 
         return {
             "queue_running": others(outcome.queue.running),

@@ -1,6 +1,7 @@
 """One server, watched: its event stream and its health/load check loop.
 
-A `ServerWatcher` owns the server's `EventStream` (client id = `Server.client_id`)
+A `ServerWatcher` owns the server's `EventStream` (client id: its monitor's own for
+the server, `servers.models.leased_client_id`)
 and an HTTP client. Its check loop polls `/system_stats` every `health_interval`
 while the server is healthy and on a backoff while it is unhealthy (B5), and at
 once when its event stream drops or comes back; its event loop feeds execution
@@ -129,6 +130,9 @@ class ServerWatcher:
         # ComfyUI's own count (running + pending) from the last `status` event:
         # the load figure when /queue fails (B1).
         self.queue_remaining: int | None = None
+        # Prompts sent with another client id (the monitor that leased the server
+        # before, or this one before a restart) may be on it: see `_look_after_others`.
+        self._others_prompts = True
         # The /queue answer read last, and whether the stream has since said it changed
         # (or was not there to say): see the module docstring.
         self._queue: QueueState | None = None
@@ -294,7 +298,7 @@ class ServerWatcher:
             outcome,
             next_check_at=timezone.now() + timedelta(seconds=delay),
             queue_remaining=self.queue_remaining,
-            own_client_id=self.spec.client_id,
+            own_client_id=self.spec.base_client_id or self.spec.client_id,
         )
         if transition.after == Health.HEALTHY:
             # Written in full: open health (and, with /queue answered, queue) failures
@@ -398,6 +402,17 @@ class ServerWatcher:
 
     # -- events ---------------------------------------------------------------------
 
+    async def _look_after_others(self) -> None:
+        """The events of a prompt go to the client id that sent it, so none of a prompt
+        another monitor sent reach this one. But ComfyUI tells every socket when its
+        queue changes (`status`): at each change, while such prompts are on the server,
+        what became of them is reconciled from /history and /queue."""
+        hooks = self._shared.handler
+        if await database_sync_to_async(hooks.others_prompts_on)(self.spec.id, self.spec.client_id):
+            await database_sync_to_async(hooks.server_needs_reconcile)(self.spec.id)
+        else:
+            self._others_prompts = False
+
     async def _event_loop(self, events) -> None:
         async with events:
             async for event in events:
@@ -413,6 +428,8 @@ class ServerWatcher:
             self._queue_changed = True  # the queue /queue told changed, or may have unseen
         if isinstance(event, Status):
             self.queue_remaining = event.queue_remaining
+            if self._others_prompts:
+                await self._look_after_others()
         elif isinstance(event, Disconnected):
             self._stream_up = False
             # A lost socket is the earliest sign of a dead server: check now

@@ -13,13 +13,17 @@ the hooks registered here (`TasksConfig.ready()` registers
 - `server_needs_reconcile(server_id)`: the monitor may have missed events of the
   server's prompts (first connection since it started) or they are lost unless it
   comes back (marked unhealthy, or its container is gone);
+- `others_prompts_on(server_id, client_id)`: whether prompts sent with another
+  client id than the watcher's own are on the server (sent while another monitor
+  leased it): their events go elsewhere, so the watcher has them reconciled as the
+  server's queue changes;
 - `pending_work()`: the work waiting for a server, as (requirements, how many):
   the container scheduler (`servers.containers.tending`) sizes pools by it;
 - `collecting_by_server()`: server id -> tasks whose prompt is done there (its
   slot is free) but whose outputs are still being fetched: the scheduler does not
   take such a container for idle.
 
-The last four are sync (the monitor calls them through `database_sync_to_async`)
+The last five are sync (the monitor calls them through `database_sync_to_async`)
 and must not raise: a broker outage must not stop the monitor's loops.
 There is no default: the monitor runs only beside the tasks app.
 """
@@ -48,6 +52,9 @@ class WorkHooks:
 
     def server_needs_reconcile(self, server_id: int) -> None:
         pass
+
+    def others_prompts_on(self, server_id: int, client_id: str) -> bool:
+        return False
 
     def pending_work(self) -> list[tuple[Requirements, int]]:
         return []

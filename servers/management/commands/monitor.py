@@ -7,9 +7,10 @@ import logging
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from comfyweb.signals import monitor_started
+from servers.monitor.heartbeat import MonitorIdInUse
 from servers.monitor.monitor import DEFAULT_TICK, Monitor
 
 
@@ -42,5 +43,8 @@ class Command(BaseCommand):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.stdout.write(f"monitor running (pid in heartbeat), tick {tick:g}s; Ctrl-C stops it")
         monitor_started.send(sender=self.__class__)
-        asyncio.run(run_until_signalled(Monitor(tick=tick)))
+        try:
+            asyncio.run(run_until_signalled(Monitor(tick=tick)))
+        except MonitorIdInUse as error:
+            raise CommandError(str(error)) from error
         self.stdout.write("monitor stopped")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from servers.models import Health, Server, ServerState
+from servers.models import Health, Server, ServerLease, ServerState
 from tests.monitoring import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +27,10 @@ async def test_server_added_in_the_database_is_watched_within_seconds(
     )
     watcher = running.monitor.watchers[added.pk]
     await wait_until(lambda: watcher.stream_stats.connected, what="its event stream open")
-    assert watcher.stream_stats.client_id == await database_sync_to_async(lambda: added.client_id)()
+    # Under the lease it took, with its own client id for the server.
+    lease = await database_sync_to_async(ServerLease.objects.get)(server=added)
+    assert lease.monitor_id == running.monitor.monitor_id
+    assert watcher.stream_stats.client_id == await database_sync_to_async(lambda: lease.client_id)()
 
 
 async def test_disabled_and_removed_servers_stop_being_watched(
@@ -41,7 +44,8 @@ async def test_disabled_and_removed_servers_stop_being_watched(
 
     await database_sync_to_async(Server.objects.filter(pk=disabled.pk).update)(enabled=False)
     await wait_until(lambda: disabled.pk not in running.monitor.watchers, what="disabled dropped")
-    assert not watcher.stream_stats.connected
+    # Dropped first, then stopped: its stream closes as the stop finishes.
+    await wait_until(lambda: not watcher.stream_stats.connected, what="its stream closed")
 
     await database_sync_to_async(removed.delete)()
     await wait_until(lambda: not running.monitor.watchers, what="removed dropped")
