@@ -46,7 +46,7 @@ def ensure_id_unused(monitor_id: str, pause=time.sleep) -> None:
     another process may be its predecessor's, killed without clearing it: that one
     beats no more, so its beat is read again after one and a half of its intervals."""
     beat = _beat_of(monitor_id)
-    if beat is None or _same_process(beat):
+    if beat is None or _same_process(beat) or _gone_from_this_host(beat):
         return
     interval = max(0.5, (float(beat["expires"]) - float(beat["at"])) / MISSED_BEATS)
     pause(interval * 1.5)
@@ -72,6 +72,19 @@ def _beat_of(monitor_id: str) -> dict[str, Any] | None:
 
 def _same_process(beat: dict[str, Any]) -> bool:
     return beat.get("pid") == os.getpid() and beat.get("host") == socket.gethostname()
+
+
+def _gone_from_this_host(beat: dict[str, Any]) -> bool:
+    """A beat of this host whose process is gone: no need to wait for it."""
+    if beat.get("host") != socket.gethostname() or not isinstance(beat.get("pid"), int):
+        return False
+    try:
+        os.kill(beat["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def beat_value(

@@ -4,6 +4,8 @@ one that stops or dies are taken over."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -195,3 +197,20 @@ def test_a_configured_id_whose_last_holder_died_is_taken(forget_beats):
     assert waited  # it was given the time to
     heartbeat.ensure_id_unused("monitor-9", pause=waited.append)  # nobody had it
     assert len(waited) == 1
+
+
+def test_a_configured_id_whose_holder_on_this_host_is_gone_is_taken_without_waiting(
+    forget_beats,
+):
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(finished.stdout)
+    beat = heartbeat.beat_value("monitor-9", servers=1, interval=2) | {"pid": dead_pid}
+    heartbeat.store_beat(beat)
+    waited = []
+    heartbeat.ensure_id_unused("monitor-9", pause=waited.append)
+    assert waited == []
