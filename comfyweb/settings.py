@@ -108,6 +108,12 @@ Q_CLUSTER = {
 }
 # Prompts ComfyWeb keeps on the whole fleet at once (S7), whatever the servers' slots.
 COMFYWEB_MAX_INFLIGHT = env_int("COMFYWEB_MAX_INFLIGHT", 64, minimum=1, maximum=100_000)
+# Priority aging (fairness/aging.py): a pending task rises one priority level per this
+# many seconds waited, up to Urgent, so a Low task outranks fresh Urgent work after
+# three times this. 0 turns aging off.
+COMFYWEB_AGING_SECONDS_PER_LEVEL = env_int(
+    "COMFYWEB_AGING_SECONDS_PER_LEVEL", 600, minimum=0, maximum=30 * 86_400
+)
 # Monitors split the fleet by lease (servers/monitor/leases.py): one that stops
 # renewing loses its servers to the others after this many seconds.
 COMFYWEB_MONITOR_LEASE_SECONDS = env_int(
@@ -153,6 +159,7 @@ INSTALLED_APPS = [
     "workflows",
     "tasks",
     "onboarding",
+    "fairness",
 ]
 
 MIDDLEWARE = [

@@ -50,10 +50,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connections, transaction
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from fairness.limits import RunningLimits
 from servers import fleet, speed
 from servers.comfyui import PromptRejected, ServerTimeout
 from servers.models import Server, ServerState
@@ -224,13 +225,17 @@ def _claim_batch() -> list[Claimed]:
     # The fleet's node catalogues, read once per pass: a server whose catalogue
     # rejects a graph's inputs is not offered it (it would fail, not retry).
     catalogues: runnable.FleetView | None = None
-    for task in _candidates():
+    # Teams' and users' running limits, counted once per pass and kept up as it claims.
+    limits = RunningLimits.load()
+    for task in _candidates(limits.exclusion()):
         if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
         if planned >= planned_limit:
             break
-        if waiting_priority is not None and task.priority < waiting_priority:
+        if waiting_priority is not None and task.effective_priority < waiting_priority:
             break  # a higher priority waits for a busy server: lower ones wait too
+        if limits.held_back(task.team_id, task.submitter_id):
+            continue  # reached its limit in this pass; its page says so (`tasks.waiting`)
         # Only a task that ran before can have failed somewhere (one query fewer each).
         avoid = frozenset(failed_servers(task.pk)) if task.attempts else frozenset()
         if task.workflow_key and (task.workflow_key, avoid) in waiting:
@@ -250,7 +255,7 @@ def _claim_batch() -> list[Claimed]:
             # A busy server will finish it first: it waits for that one.
             plan.planned(decision.planned_on, plan.seconds(decision.planned_on, work))
             planned += 1
-            waiting_priority = task.priority
+            waiting_priority = task.effective_priority  # aged: `queue.in_dispatch_order`
             continue
         if decision.waiting:
             waiting.add((task.workflow_key, avoid))
@@ -266,17 +271,19 @@ def _claim_batch() -> list[Claimed]:
             plan.reread(info.id)
             continue
         plan.claimed(info.id, plan.seconds(info.id, work))
+        limits.started(task.team_id, task.submitter_id)
         planned = 0
         claimed.append(claim)
     return claimed
 
 
-def _candidates() -> Iterator[Task]:
+def _candidates(held_back: Q | None = None) -> Iterator[Task]:
     """The pending tasks in dispatch order: the first few, then, if the pass gets
-    that far, the rest up to `CANDIDATES` (most passes fill a freed slot or two)."""
+    that far, the rest up to `CANDIDATES` (most passes fill a freed slot or two).
+    `held_back`: tasks of teams and users at their running limit, left out."""
     seen: set[int] = set()
     for limit in (FIRST_CANDIDATES, CANDIDATES):
-        batch = queue.next_candidates(limit)
+        batch = queue.next_candidates(limit, held_back=held_back)
         for task in batch:
             if task.pk not in seen:
                 seen.add(task.pk)

@@ -1,8 +1,9 @@
 """Our queue (S4, S7, A5; ARCHITECTURE decision 1): its order, pause/resume/clear, stats.
 
-Order (`next_candidates`): higher priority first; within one priority the teams
-take turns — each team's pending tasks are ranked by age and the queue is read
-by (priority desc, rank, age) — so one team's batch of 1,000 does not starve
+Order (`next_candidates`): higher effective priority first (priority raised by
+waiting: `fairness.aging`); within one effective priority the teams take turns —
+each team's pending tasks are ranked by age and the queue is read by (effective
+priority desc, rank, age) — so one team's batch of 1,000 does not starve
 another team's single task. Paused teams, a global pause and tasks whose
 `not_before` (retry backoff) lies ahead are skipped.
 
@@ -26,6 +27,7 @@ from django.db.models.functions import RowNumber
 from django.dispatch import Signal
 from django.utils import timezone
 
+from fairness import aging
 from servers.requirements import Requirements, requirements_from_graph
 from servers.status_panel import ServerWork
 from tasks import enqueue
@@ -93,20 +95,23 @@ def clear(team: Team | None = None, *, by=None) -> int:
     )
 
 
-def next_candidates(limit: int, *, now=None) -> list[Task]:
-    """Up to `limit` pending tasks that may be dispatched now, in dispatch order.
+def next_candidates(limit: int, *, now=None, held_back: Q | None = None) -> list[Task]:
+    """Up to `limit` pending tasks that may be dispatched now, in dispatch order,
+    leaving out those `held_back` matches (teams and users at their running limit).
 
     Their graphs are read only when used (a deferred field): dispatch needs few.
     """
     if limit <= 0:
         return []
-    return list(in_dispatch_order(now=now).defer("graph")[:limit])
+    ordered = in_dispatch_order(now=now, held_back=held_back)
+    return list(ordered.defer("graph")[:limit])
 
 
-def in_dispatch_order(*, now=None) -> QuerySet[Task]:
+def in_dispatch_order(*, now=None, held_back: Q | None = None) -> QuerySet[Task]:
     """The pending tasks that may be dispatched now, in the order dispatch takes
-    them: priority, then the teams of one priority in turn, oldest first. None
-    while the whole queue is paused."""
+    them: effective priority (priority raised by waiting, `fairness.aging`), then
+    the teams of one effective priority in turn, oldest first. None while the
+    whole queue is paused."""
     now = now or timezone.now()
     if is_paused(None):
         return Task.objects.none()
@@ -116,16 +121,19 @@ def in_dispatch_order(*, now=None) -> QuerySet[Task]:
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .exclude(team_id__in=paused_teams)
     )
+    if held_back is not None:
+        ready = ready.exclude(held_back)
     # The rank must be computed over the ready tasks only (a paused team's or a
     # backing-off task's place does not count), hence the window over this queryset.
-    ranked = ready.annotate(
+    # Teams take turns within an effective (aged) priority: fairness.aging.
+    ranked = ready.annotate(effective_priority=aging.effective_priority(now)).annotate(
         turn=Window(
             RowNumber(),
-            partition_by=[F("priority"), F("team_id")],
+            partition_by=[F("effective_priority"), F("team_id")],
             order_by=[F("created_at").asc(), F("id").asc()],
         )
     )
-    return ranked.order_by("-priority", "turn", "created_at", "id")
+    return ranked.order_by("-effective_priority", "turn", "created_at", "id")
 
 
 def pending_work() -> list[tuple[Requirements, int]]:

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fairness.limits import require_queue_room
 from servers.containers import tending
 from servers.requirements import affinity_key_of, workflow_key_of
 from tasks import enqueue, queue_panel, task_updates, work
@@ -46,7 +47,9 @@ def submit_runs(
     `ForbiddenUpload` (a ValidationError) when a graph's upload marker names a
     file that is not one of the team's uploads (`workflows.uploads`), and
     `Unrunnable` (a ValidationError) when no enabled server can run a graph and
-    waiting would not change that (`workflows.runnable`). Dispatch is
+    waiting would not change that (`workflows.runnable`), and
+    `QueueLimitReached` (a ValidationError) past the team's or the submitter's
+    queued limit (`fairness.limits`). Dispatch is
     enqueued only after the transaction commits, so a worker never looks for
     tasks that are not visible yet.
     """
@@ -67,6 +70,8 @@ def submit_runs(
     now = timezone.now()
     version_id = workflow_version.pk if workflow_version is not None else None
     with transaction.atomic():
+        # The team's and the submitter's queued limits (fairness), under a row lock.
+        require_queue_room(team, submitter, len(runs))
         batch = None
         if len(runs) > 1:
             batch = Batch.objects.create(

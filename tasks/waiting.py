@@ -1,8 +1,9 @@
 """Why a pending task is not on a server yet, in words for its page and the API.
 
-In order: a paused queue (global, then the team's), a retry backing off, the
-whole fleet being full (dispatch found no free slot at all on its last pass),
-then what the balancer said when dispatch last asked about the task's workflow.
+In order: a paused queue (global, then the team's), a retry backing off, a
+team's or user's running limit (`fairness.limits`), the whole fleet being full
+(dispatch found no free slot at all on its last pass), then what the balancer
+said when dispatch last asked about the task's workflow.
 Dispatch writes the last two to the cache (`note_workflow`, `note_fleet`); a
 task that dispatch has not looked at yet has no reason (None).
 """
@@ -17,6 +18,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from comfyweb import timefmt
+from fairness import limits
 from servers.containers.growth import pools_growing
 from tasks.models import QueuePause, Status, Task
 
@@ -68,11 +70,13 @@ def reasons(tasks: Iterable[Task], *, now: datetime | None = None) -> dict[int, 
         noted = {}
     found: dict[int, str] = {}
     growing: str | None = None  # read once, and only if some task waits for a server
+    limited = limits.reasons(pending)  # teams' and users' running limits (fairness)
     for task in pending:
         held = (
             _paused(pauses.get(QueuePause.scope_for(None)))
             or _paused(pauses.get(QueuePause.scope_for(task.team_id)))
             or _backing_off(task, now)
+            or limited.get(task.pk)
         )
         if held:
             found[task.pk] = held

@@ -37,6 +37,9 @@ def pytest_configure(config) -> None:
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Test users need no slow password hashing (PBKDF2 costs ~0.3 s a user here).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Priority aging off: tests pin the queue's order with tasks made minutes apart;
+    # tests/fairness turns it on with the rate each needs.
+    settings.COMFYWEB_AGING_SECONDS_PER_LEVEL = 0
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,6 +26,7 @@ from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
 from api.schemas import Id, PathId, QueryId, Ref, ref
+from fairness.limits import QueueLimitReached
 from tasks import access, eta, listing, rerun, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_task
@@ -325,7 +326,7 @@ def _check_graph(graph: dict[str, Any]) -> None:
 
 @router.post(
     "/tasks",
-    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS},
+    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS, 429: ErrorOut},
     summary="Submit work",
 )
 def submit(request, payload: TaskIn, idempotency_key: IdempotencyKey = None):
@@ -358,13 +359,16 @@ def _submit(request, payload: TaskIn) -> Status:
 
 
 def unless_unrunnable[T](action: Callable[[], T]) -> T:
-    """`action()`; work no enabled server can run is a 400 of type `unrunnable`."""
+    """`action()`; work no enabled server can run is a 400 of type `unrunnable`,
+    work past a queued limit a 429 of type `queue_limit` with the numbers."""
     try:
         return action()
     except Unrunnable as refused:
         raise ApiError(
             400, refused.message, type="unrunnable", details=refused.verdict.as_json()
         ) from refused
+    except QueueLimitReached as full:
+        raise ApiError(429, full.message_text, type="queue_limit", details=full.as_json()) from full
 
 
 def _submitted(request, result: SubmitResult) -> Status:
@@ -467,7 +471,7 @@ def retry(request, task_id: PathId) -> dict[str, Any]:
 
 @router.post(
     "/tasks/{task_id}/run-again",
-    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS},
+    response={201: SubmittedOut, **ERRORS, **idempotency.ERRORS, 429: ErrorOut},
     summary="Run a task again",
 )
 def run_task_again(
