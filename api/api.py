@@ -20,6 +20,7 @@ from api.routers import (
     servers,
     tasks,
     templates,
+    webhooks,
     workflows,
 )
 
@@ -63,6 +64,7 @@ ROUTERS = (
     events,
     outputs,
     queue,
+    webhooks,
 )
 for module in ROUTERS:
     api.add_router("", module.router)

@@ -16,6 +16,8 @@ RECURRING = {
     "library.resume_downloads": ("library.jobs.resume_downloads", 1),
     # Idempotency-Key answers are kept 24 hours (api/idempotency.py).
     "api.forget_idempotency_keys": ("api.jobs.forget_idempotency_keys", 60),
+    # Webhook deliveries due (retries, and hand-offs a broker blip dropped).
+    "webhooks.sweep": ("webhooks.jobs.sweep", 1),
 }
 
 

@@ -137,6 +137,19 @@ COMFYWEB_MODELS_DIR = env_path("COMFYWEB_MODELS_DIR", DATA_DIR / "models")
 COMFYWEB_METRICS_TOKEN = env_str("COMFYWEB_METRICS_TOKEN", "")
 COMFYWEB_METRICS_NETWORKS = env_networks("COMFYWEB_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])
 
+# Signed webhooks (issue 18, webhooks/): outbound requests refuse private, loopback,
+# link-local, multicast and reserved addresses unless this is on (tests turn it on).
+COMFYWEB_WEBHOOKS_ALLOW_PRIVATE = env_bool("COMFYWEB_WEBHOOKS_ALLOW_PRIVATE", False)
+COMFYWEB_WEBHOOKS_TIMEOUT_SECONDS = env_int(
+    "COMFYWEB_WEBHOOKS_TIMEOUT_SECONDS", 10, minimum=1, maximum=120
+)
+# A delivery is retried on comfyweb.backoff for this long after its event, then given up.
+COMFYWEB_WEBHOOKS_RETRY_HOURS = env_int("COMFYWEB_WEBHOOKS_RETRY_HOURS", 6, minimum=0, maximum=72)
+# An endpoint is disabled after this many failed attempts in a row (any delivery).
+COMFYWEB_WEBHOOKS_DISABLE_AFTER = env_int(
+    "COMFYWEB_WEBHOOKS_DISABLE_AFTER", 20, minimum=1, maximum=10_000
+)
+
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [
     # daphne's runserver, without importing Twisted outside the web process.
@@ -160,6 +173,7 @@ INSTALLED_APPS = [
     "tasks",
     "onboarding",
     "fairness",
+    "webhooks",
 ]
 
 MIDDLEWARE = [

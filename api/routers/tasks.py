@@ -30,6 +30,7 @@ from fairness.limits import QueueLimitReached
 from tasks import access, eta, listing, rerun, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_task
+from webhooks import submissions as submission_webhooks
 from tasks.models import Output, Task
 from tasks.submission import SubmitResult, submit_runs
 from teams.access import require
@@ -75,6 +76,12 @@ class TaskIn(Schema):
     )
     sweep: Sweep | None = Field(None, description="Template only: one run per value.")
     description: str = Field("", max_length=200)
+    webhook: str | None = Field(
+        None,
+        max_length=2048,
+        description="Also tell this URL when each task ends (and the batch): signed with "
+        "the team's submission secret (Standard Webhooks); see the Webhooks page.",
+    )
 
 
 class ProgressOut(Schema):
@@ -343,6 +350,7 @@ def _submit(request, payload: TaskIn) -> Status:
     team, runs, version, template, label = _runs(request, payload, source)
     if not team.can_submit(request.user):
         raise PermissionDenied("Your role in this team does not allow you to submit work.")
+    webhook = submission_webhooks.checked(team, payload.webhook)
     result = unless_unrunnable(
         lambda: submit_runs(
             team=team,
@@ -355,6 +363,7 @@ def _submit(request, payload: TaskIn) -> Status:
             or f"{label}, {len(runs)} run{'s' if len(runs) != 1 else ''}",
         )
     )
+    submission_webhooks.remember(result, webhook)
     return _submitted(request, result)
 
 

@@ -313,6 +313,43 @@ PAGES: dict[str, list[Case]] = {
     "library:downloads_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
     "library:download_cancel": staff_post(True, ids={"pk": "download"}),
     "library:download_retry": staff_post(True, ids={"pk": "failed_download"}),
+    # Webhooks (issue 18): the team reads its endpoints and logs; its admins change them.
+    "webhooks:list": [
+        page("GET", signed_in(OK_LIST)),
+        page(
+            "POST",
+            team_object("admin", ok(200, writes=True)) | {"stranger": ok(200)},  # not a choice
+            body=lambda ids: {
+                "team": str(ids["team"]),
+                "url": "https://hooks.example.com/new",
+                "events": "task.completed",
+            },
+        ),
+    ],
+    "webhooks:list_panel": [page("GET", signed_in(OK_LIST)), no_method("POST")],
+    "webhooks:submission_secret": [
+        no_method("GET"),
+        page("POST", team_object("admin", ok(200, writes=True)), body=team_a),
+    ],
+    **{
+        name: [
+            page("GET", team_object("viewer", shown), ids={"pk": "webhook"}),
+            no_method("POST", ids={"pk": "webhook"}),
+        ]
+        for name, shown in (("webhooks:endpoint", OK_LIST), ("webhooks:endpoint_panel", OK_PAGE))
+    },
+    "webhooks:endpoint_toggle": [
+        no_method("GET", ids={"pk": "webhook"}),
+        page("POST", team_object("admin", WRITE), ids={"pk": "webhook"}),
+    ],
+    "webhooks:endpoint_delete": [
+        no_method("GET", ids={"pk": "spare_webhook"}),
+        page("POST", team_object("admin", WRITE), ids={"pk": "spare_webhook"}),
+    ],
+    "webhooks:redeliver": [
+        no_method("GET", ids={"pk": "webhook_delivery"}),
+        page("POST", team_object("admin", WRITE), ids={"pk": "webhook_delivery"}),
+    ],
     # Workflows and templates.
     "workflows:workflows": [
         page("GET", signed_in(OK_LIST)),
@@ -775,6 +812,23 @@ OPERATIONS: dict[str, list[Case]] = {
     ],
     "POST /api/v1/outputs/zip": [
         op(team_object("viewer", OK_API), body=lambda ids: {"ids": [ids["output"]]})
+    ],
+    # Webhooks (issue 18): the team reads; its admins add, delete and redeliver.
+    "GET /api/v1/webhooks": [op(signed_in(OK_LIST))],
+    "POST /api/v1/webhooks": [
+        op(
+            team_object("admin", CREATED),
+            body=lambda ids: {"url": "https://hooks.example.com/api", "team": ids["team"]},
+        )
+    ],
+    "DELETE /api/v1/webhooks/{webhook_id}": [
+        op(team_object("admin", DELETED), ids={"webhook_id": "spare_webhook"})
+    ],
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": [
+        op(team_object("viewer", OK_LIST), ids={"webhook_id": "webhook"})
+    ],
+    "POST /api/v1/webhooks/deliveries/{delivery_id}/redeliver": [
+        op(team_object("admin", CHANGED), ids={"delivery_id": "webhook_delivery"})
     ],
     # The queue.
     "GET /api/v1/queue": [op(signed_in(OK_API))],

@@ -35,6 +35,7 @@ from django.core.signals import request_finished
 from django.db import close_old_connections, connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from PIL import Image
 
 from api.api import api
@@ -71,6 +72,7 @@ from tests.factories import (
     make_workflow,
     shared_workflow,
 )
+from webhooks.models import Delivery, DeliveryState, Endpoint
 from workflows.models import Workflow
 
 # The world is the module's (below); each test's own transaction is rolled back over it.
@@ -277,6 +279,7 @@ def build_world() -> World:
     output.save()
     previews.store(tasks["running"].pk, "image/png", data)
     FleetSettings.load()  # pages create it on first read: it exists, as in production
+    webhook, spare_webhook, webhook_delivery = webhooks_of(team)
 
     sessions = {}
     for role, user in users.items():
@@ -304,9 +307,39 @@ def build_world() -> World:
         "batch": batch.pk,
         "output": output.pk,
         "admin_token": ApiToken.objects.filter(user=users["admin"]).get().pk,
+        "webhook": webhook.pk,
+        "spare_webhook": spare_webhook.pk,
+        "webhook_delivery": webhook_delivery.pk,
         **{state: task.pk for state, task in tasks.items()},
     }
     return World(ids=ids, sessions=sessions, tokens=tokens)
+
+
+def webhooks_of(team) -> tuple[Endpoint, Endpoint, Delivery]:
+    """An endpoint with a delivery, one to delete, and a per-submission delivery."""
+    made = [
+        Endpoint.objects.create(
+            team=team, url=f"https://hooks.example.com/{MARKER}", description=MARKER, secret="x"
+        )
+        for _ in range(2)
+    ]
+    now = timezone.now()
+    deliveries = [
+        Delivery.objects.create(
+            team=team,
+            endpoint=endpoint,
+            url=f"https://hooks.example.com/{MARKER}",
+            event_key=f"task.completed:{n}",
+            destination=destination,
+            event_type="task.completed",
+            payload={},
+            state=DeliveryState.FAILED,
+            created_at=now,
+            window_started_at=now,
+        )
+        for n, (endpoint, destination) in enumerate(((made[0], "endpoint"), (None, "submission")))
+    ]
+    return made[0], made[1], deliveries[0]
 
 
 @pytest.fixture(scope="module")
