@@ -39,6 +39,9 @@ from comfyweb import embedded_redis
 from tests.serve_process import PROJECT, free_port
 
 SIMULATORS = 3
+# The test run's own settings no process of the deployment takes (a monitor id of
+# its own would make the second monitor refuse to start).
+NOT_INHERITED = {"DEBUG", "REDIS_URL", "DATABASE_URL", "COMFYWEB_MONITOR_ID"}
 # Requests at once while registering a fleet (hundreds of servers, one POST each).
 REGISTERING_AT_ONCE = 8
 # Bounds on waiting for processes (never expected durations).
@@ -99,6 +102,7 @@ class Deployment:
     team_id: int = 0
     sim_ports: list[int] = field(default_factory=list)
     history: dict[str, dict[str, Any]] = field(default_factory=dict)  # prompt id -> entry
+    registering_seconds: float = 0.0  # how long registering the simulated servers took
     _drop_database: Callable[[], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -107,7 +111,7 @@ class Deployment:
         self.root.mkdir(parents=True, exist_ok=True)
         redis_socket = self.root / "redis.sock"
         self.env = (
-            {k: v for k, v in os.environ.items() if k not in {"DEBUG", "REDIS_URL", "DATABASE_URL"}}
+            {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
             | {
                 "COMFYWEB_DATA_DIR": str(self.root),
                 "SECRET_KEY": "fault-suite-secret",
@@ -145,8 +149,10 @@ class Deployment:
             wait_for(
                 lambda u=url: httpx.get(f"{u}/healthz").status_code == 200, START_BOUND, "healthz"
             )
+        answering = time.monotonic()
         with ThreadPoolExecutor(REGISTERING_AT_ONCE) as pool:
             list(pool.map(self._register_simulator, range(len(self.sim_ports))))
+        self.registering_seconds = time.monotonic() - answering
 
     def _add_simulators(self) -> None:
         self.sim_ports = free_ports(self.simulators)
