@@ -31,7 +31,7 @@ class TaskAdmin(admin.ModelAdmin):
     """Tasks change state only through the queue services, so the admin reads."""
 
     list_display = ["id", "team", "status", "priority", "server", "attempts", "created_at"]
-    list_filter = ["status", "priority", "team", "server"]
+    list_filter = ["status", "priority", "error_class", "team", "server"]
     search_fields = ["id", "prompt_id", "error_message"]
     date_hierarchy = "created_at"
     list_select_related = ["team", "server"]

@@ -24,7 +24,9 @@ One pass of `dispatch_pending()`:
    before the server accepted it leaves a lease that runs out within seconds,
    and the monitor's sweep (`tasks.sweep`) has the server asked about it.
 3. **Settle**: accepted → the lease cleared, `note_dispatched` (affinity/LRU)
-   and a timeline entry; `PromptRejected` → `failed` at once with the server's per-node messages;
+   and a timeline entry; `PromptRejected` → by its class (`tasks.failures`):
+   `validation` → `failed` at once with the server's per-node messages,
+   `missing_model` → retried on a server that has it;
    an input image that is missing or not the team's upload (`UploadRefused`)
    → `failed` at once, nothing of it sent;
    any other error → `retry_or_fail` (back to pending with backoff, another
@@ -58,10 +60,11 @@ from fairness.limits import RunningLimits
 from servers import fleet, speed
 from servers.comfyui import PromptRejected, ServerTimeout
 from servers.models import Server, ServerState
-from tasks import queue
+from tasks import failures, queue
 from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_all
 from tasks.enqueue import wake_dispatch
+from tasks.error_classes import ErrorClass
 from tasks.models import Status, Task, TaskEvent
 from tasks.transitions import (
     announcements_held,
@@ -364,6 +367,7 @@ def _claim(task: Task, server: _ServerInfo, decision: fleet.Decision) -> Claimed
         error_type="",
         error_message="",
         error_node="",
+        error_class="",
     )
     if not moved:
         release_slot(server.id)  # canceled or taken meanwhile: the slot was never used
@@ -508,10 +512,9 @@ def settle(outcomes: Iterable[Outcome]) -> int:
         elif isinstance(outcome.error, PromptRejected):
             _rejected(claim, outcome.error)
         elif isinstance(outcome.error, UploadRefused):  # missing, or not the team's
-            transition(
+            failures.fail(
                 claim.task_id,
-                Status.active(),
-                Status.FAILED,
+                ErrorClass.VALIDATION,
                 message=str(outcome.error),
                 where={"prompt_id": claim.prompt_id},
                 error_type=type(outcome.error).__name__,
@@ -527,6 +530,8 @@ def settle(outcomes: Iterable[Outcome]) -> int:
                 error_type=type(outcome.error).__name__,
                 server_id=claim.server_id,
                 where={"prompt_id": claim.prompt_id},
+                error_class=ErrorClass.SERVER_LOST,
+                decision=failures.RETRY_ELSEWHERE,
             )
     if orphans:
         asyncio.run(cleanup(orphans))
@@ -547,19 +552,9 @@ def _accepted(claim: Claimed) -> bool:
 
 
 def _rejected(claim: Claimed, error: PromptRejected) -> None:
-    by_node = error.messages_by_node
-    first_node = next(iter(by_node), "")
-    lines = [f"{error.error.type}: {error.error}"] + [
-        f"node {node}: {message}" for node, messages in by_node.items() for message in messages
-    ]
-    transition(
-        claim.task_id,
-        Status.active(),
-        Status.FAILED,
-        message=f"rejected by {claim.server_name}",
-        data={"node_errors": by_node, "error": error.error.type, "server": claim.server_id},
-        where={"prompt_id": claim.prompt_id},
-        error_type=error.error.type or "prompt_rejected",
-        error_message="\n".join(lines),
-        error_node=first_node,
+    # `validation` fails; `missing_model` is retried where the model is (tasks.failures).
+    moved = failures.prompt_rejected(
+        claim.task_id, claim.prompt_id, claim.server_id, claim.server_name, error
     )
+    if moved == Status.PENDING:
+        wake_dispatch()

@@ -24,12 +24,15 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from accounting.server_clock import note_server_run
 from servers import speed
 from servers.comfyui import events
+from servers.models import Server
 from servers.monitor.work import WorkHooks
 from servers.requirements import Requirements
-from tasks import dispatch_here, enqueue, previews, queue, sweep, task_updates
+from tasks import dispatch_here, enqueue, failures, previews, queue, sweep, task_updates
 from tasks.enqueue import RECONCILE_SERVER, wake_dispatch
+from tasks.error_classes import ErrorClass
 from tasks.models import Status, Task
 from tasks.progress import BROWSER_INTERVAL, DATABASE_INTERVAL, Clock, Coalescer, TaskProgress
 from tasks.transitions import transition
@@ -183,6 +186,11 @@ class TaskEventHandler(WorkHooks):
         tracked = await self._find(server_id, event.prompt_id, always=_is_milestone(event))
         if tracked is None:
             return
+        if isinstance(event, (events.ExecutionSuccess, events.ExecutionHalted)):
+            # Before the end moves the task: GPU time is billed by the server's own clock.
+            await database_sync_to_async(note_server_run)(
+                tracked.task_id, tracked.run_started_ms, event.timestamp
+            )
         if isinstance(event, events.ExecutionStart):
             tracked.run_started_ms = event.timestamp
             await self._start(tracked)
@@ -251,23 +259,31 @@ class TaskEventHandler(WorkHooks):
         tracked.status = Status.RUNNING
 
     async def _failed(self, tracked: Tracked, event: events.ExecutionError) -> None:
-        node_type = event.node_type or tracked.progress.node_type
-        message = event.exception_message.strip()
-        await self._finish(
-            tracked,
-            Status.FAILED,
-            message=f"{node_type or 'A node'} (node {event.node_id}) raised "
-            f"{event.exception_type or 'an error'}: {message}",
-            data={
-                "node_id": event.node_id,
-                "node_type": node_type,
-                "exception_type": event.exception_type,
-                "traceback": list(event.traceback)[-20:],
-            },
-            error_type=(event.exception_type or "ExecutionError")[:100],
-            error_message=message,
-            error_node=(event.node_id or "")[:64],
+        # By its class (`tasks.failures`): a node's own error fails, running out of
+        # memory frees the server and retries.
+        failure = failures.NodeFailure(
+            prompt_id=tracked.prompt_id,
+            server_id=tracked.server_id,
+            node_id=event.node_id or "",
+            node_type=event.node_type or tracked.progress.node_type,
+            exception_type=event.exception_type or "",
+            exception_message=event.exception_message,
+            traceback=list(event.traceback),
         )
+        self._stop_updates(tracked)
+        tracked.progress.ended = True
+        if failure.error_class is ErrorClass.OUT_OF_MEMORY:
+            # Before the retry can be sent anywhere, the server that ran out is freed.
+            server = await Server.objects.filter(pk=tracked.server_id).afirst()
+            if server is not None:
+                await failures.free_memory(server)
+        moved = await database_sync_to_async(failures.node_failed)(
+            tracked.task_id, failure, **_progress_fields(tracked.progress)
+        )
+        tracked.status = moved or Status.FAILED
+        if moved:
+            await sync_to_async(previews.discard)(tracked.task_id)
+            await database_sync_to_async(wake_dispatch)()
 
     async def _interrupted(self, tracked: Tracked, event: events.ExecutionInterrupted) -> None:
         requested = await database_sync_to_async(_cancel_requested)(tracked.task_id)
@@ -280,7 +296,16 @@ class TaskEventHandler(WorkHooks):
             tracked,
             Status.CANCELED,
             message=message,
-            data={"node_id": event.node_id, "node_type": event.node_type, "requested": requested},
+            data={
+                "node_id": event.node_id,
+                "node_type": event.node_type,
+                "requested": requested,
+                "class": str(ErrorClass.INTERRUPTED),
+                "decision": failures.NOT_RETRIED[ErrorClass.INTERRUPTED],
+            },
+            error_class=str(ErrorClass.INTERRUPTED),
+            error_type="interrupted",
+            error_message=message,
         )
 
     async def _finish(self, tracked: Tracked, status: Status, **kwargs: Any) -> None:

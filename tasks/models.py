@@ -128,6 +128,8 @@ class Task(models.Model):
     error_type = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     error_node = models.CharField(max_length=64, blank=True)
+    # What kind of failure it was, and so whether a retry can help (`tasks.error_classes`).
+    error_class = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(default=timezone.now)  # indexed by task_newest
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -50,13 +50,19 @@ from django.utils import timezone
 from servers.clients import client_for
 from servers.comfyui import ComfyUIError, HistoryEntry
 from servers.models import Health, Server
+from tasks import failures
 from tasks.dispatch import resync_slots
 from tasks.enqueue import wake_dispatch
+from tasks.error_classes import ErrorClass
 from tasks.models import Status, Task
 from tasks.sweep import prompt_succeeded
 from tasks.transitions import put_back, retry_or_fail, transition
 
 logger = logging.getLogger("tasks.reconcile")
+_INTERRUPTED = {
+    "class": str(ErrorClass.INTERRUPTED),
+    "decision": failures.NOT_RETRIED[ErrorClass.INTERRUPTED],
+}
 
 
 def stuck_after() -> timedelta:
@@ -81,6 +87,8 @@ def reconcile_stuck() -> dict[str, int]:
             Status.active(),
             reason="its server was removed",
             where={"prompt_id": prompt_id},
+            error_class=ErrorClass.SERVER_LOST,
+            decision=failures.RETRY_ELSEWHERE,
         ):
             _count(totals, "lost")
     for server_id in (
@@ -164,7 +172,7 @@ def _settle(
         prompt_succeeded(task_id, prompt_id)
         return "succeeded"
     if entry is not None:
-        return _ended_badly(task_id, guard, entry)
+        return _ended_badly(server, task_id, guard, entry)
     if row["status"] == Status.DISPATCHED and row["sending_until"] is not None:
         if row["sending_until"] > now:
             return "in flight"  # its dispatcher lives and is still sending it
@@ -176,6 +184,8 @@ def _settle(
         error_type="PromptLost",
         server_id=server.pk,
         where=guard,
+        error_class=ErrorClass.SERVER_LOST,
+        decision=failures.RETRY_ELSEWHERE,
     )
     return "lost"
 
@@ -193,7 +203,7 @@ def _never_sent(server: Server, task_id: int, guard: dict[str, str]) -> str:
     return "never sent" if moved else "moved on"
 
 
-def _ended_badly(task_id: int, guard: dict[str, str], entry: HistoryEntry) -> str:
+def _ended_badly(server: Server, task_id: int, guard: dict[str, str], entry: HistoryEntry) -> str:
     if entry.interrupted:
         asked = Task.objects.filter(pk=task_id, cancel_requested=True).exists()
         if asked:
@@ -202,13 +212,16 @@ def _ended_badly(task_id: int, guard: dict[str, str], entry: HistoryEntry) -> st
                 Status.active(),
                 Status.CANCELED,
                 message="interrupted (reconciled)",
+                data=_INTERRUPTED,
                 where=guard,
+                error_class=ErrorClass.INTERRUPTED,
+                error_type="interrupted",
+                error_message="Interrupted on request",
             )
             return "canceled"
-        transition(
+        failures.fail(
             task_id,
-            Status.active(),
-            Status.FAILED,
+            ErrorClass.INTERRUPTED,
             message="interrupted on the server (reconciled)",
             where=guard,
             error_type="interrupted",
@@ -216,19 +229,21 @@ def _ended_badly(task_id: int, guard: dict[str, str], entry: HistoryEntry) -> st
         )
         return "failed"
     error = entry.error or {}
-    message = str(error.get("exception_message") or entry.status_str or "error")
-    transition(
-        task_id,
-        Status.active(),
-        Status.FAILED,
-        message=f"failed (reconciled): {message}",
-        data={"error": dict(error)} if error else None,
-        where=guard,
-        error_type=str(error.get("exception_type") or "execution_error")[:100],
-        error_message=message,
-        error_node=str(error.get("node_id") or "")[:64],
+    failure = failures.NodeFailure(
+        prompt_id=guard["prompt_id"],
+        server_id=server.pk,
+        node_id=str(error.get("node_id") or ""),
+        node_type=str(error.get("node_type") or ""),
+        exception_type=str(error.get("exception_type") or "execution_error"),
+        exception_message=str(error.get("exception_message") or entry.status_str or "error"),
+        traceback=list(error.get("traceback") or []),
     )
-    return "failed"
+    if failure.error_class is ErrorClass.OUT_OF_MEMORY:
+        asyncio.run(failures.free_memory(server))
+    moved = failures.node_failed(task_id, failure)
+    if moved == Status.PENDING:
+        wake_dispatch()
+    return "retried" if moved == Status.PENDING else "failed"
 
 
 def _unreachable(
@@ -247,6 +262,8 @@ def _unreachable(
             error_type=type(error).__name__,
             server_id=server.pk,
             where={"prompt_id": row["prompt_id"]},
+            error_class=ErrorClass.SERVER_LOST,
+            decision=failures.RETRY_ELSEWHERE,
         )
         _count(totals, "lost" if moved else "moved on")
     return totals

@@ -283,12 +283,18 @@ def retry_or_fail(
     error_type: str = "",
     server_id: int | None = None,
     where: Mapping[str, Any] | None = None,
+    error_class: str = "",
+    decision: str = "",
+    avoid_servers: Iterable[int] = (),
 ) -> str | None:
     """After a failed attempt: back to pending (backoff), failed (attempts used up) or canceled.
 
     Returns the status the task went to, or None if it was no longer in
     `from_statuses` (someone else moved it). `server_id` defaults to the task's
-    server; it is kept in the event's data as `failed_server`.
+    server; it is kept in the event's data as `failed_server`. `error_class`
+    and `decision` (`tasks.failures`) are set on the task and kept in the
+    event's data as `class` and `decision`; `avoid_servers` are further servers
+    dispatch should prefer others to (`failed_servers`).
     """
     allowed = {from_statuses} if isinstance(from_statuses, str) else set(from_statuses)
     for _ in range(_MAX_TRIES):
@@ -304,6 +310,10 @@ def retry_or_fail(
         attempts = max(seen["attempts"], 1)
         failed_on = server_id if server_id is not None else seen["server_id"]
         data = {"attempt": attempts, "reason": reason, "failed_server": failed_on}
+        if error_class:
+            data |= {"class": error_class, "decision": decision}
+        if avoid_servers:
+            data["avoid_servers"] = sorted(set(avoid_servers))
         # The attempts count is part of the condition: two reporters of one
         # failure (dispatch and the reconciler) act on it once.
         guard = {**(where or {}), "attempts": seen["attempts"]}
@@ -317,12 +327,19 @@ def retry_or_fail(
                 "error_type": error_type or "RetriesExhausted",
                 "error_message": message,
                 "error_node": "",
+                "error_class": error_class,
             }
         else:
             delay = backoff_delay(attempts - 1)
             to = Status.PENDING
             message = f"attempt {attempts} failed, retry in {delay:.1f} s: {reason}"
-            fields = {**FRESH_ATTEMPT, "not_before": timezone.now() + timedelta(seconds=delay)}
+            if decision:
+                message = f"{message} ({error_class}: {decision})"
+            fields = {
+                **FRESH_ATTEMPT,
+                "not_before": timezone.now() + timedelta(seconds=delay),
+                "error_class": error_class,
+            }
             data = {**data, "retry_in": round(delay, 2)}
         if transition(
             task_id,
@@ -386,11 +403,12 @@ def attempt_history(task_id: int) -> list[dict[str, Any]]:
 
 
 def failed_servers(task_id: int) -> set[int]:
-    """Servers this task already failed on (dispatch prefers others)."""
-    return {
-        server
-        for server in TaskEvent.objects.filter(
-            task_id=task_id, data__has_key="failed_server"
-        ).values_list("data__failed_server", flat=True)
-        if isinstance(server, int)
-    }
+    """Servers this task already failed on, or that a failure showed unfit for it
+    (e.g. less free VRAM than the one it ran out of memory on): dispatch prefers others."""
+    rows = TaskEvent.objects.filter(task_id=task_id, data__has_key="failed_server").values_list(
+        "data__failed_server", "data__avoid_servers"
+    )
+    servers: set[int] = set()
+    for failed, also in rows:
+        servers |= {s for s in [failed, *(also or [])] if isinstance(s, int)}
+    return servers

@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from ninja import Query, Router, Schema, Status
-from pydantic import Field
+from pydantic import Field, create_model
 
 from api import idempotency
 from api.errors import ERRORS, ApiError, ErrorOut, invalid
@@ -100,10 +100,25 @@ class ProgressOut(Schema):
     nodes_total: int
 
 
-class TaskErrorOut(Schema):
-    type: str
-    message: str
-    node_id: str | None
+# "class" is a Python keyword: the schema is built so the field keeps that name.
+TaskErrorOut = create_model(
+    "TaskErrorOut",
+    __base__=Schema,
+    type=(str, ...),
+    message=(str, ...),
+    node_id=(str | None, ...),
+    **{
+        "class": (
+            str | None,
+            Field(
+                None,
+                description="validation, missing_model, out_of_memory, node_error, "
+                "server_lost or interrupted: what kind of failure, and so whether it "
+                "was retried (README: Retries that know the error)",
+            ),
+        )
+    },
+)
 
 
 class OutputOut(Schema):
@@ -224,6 +239,7 @@ def task_json(
             else None
         ),
         "waiting_reason": (waits.reasons([task]) if waiting is None else waiting).get(task.pk),
+                "class": task.error_class or None,
         "outputs": [output_json(o) for o in task.outputs.all()],
         "queue_position": estimate.queue_position if estimate else None,
         "eta_seconds": estimate.eta_seconds(now) if estimate else None,

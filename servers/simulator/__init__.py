@@ -8,7 +8,7 @@ validation errors, output files and caching. Modules, one job each:
     server.py         SimulatedComfyUI: start/stop, fault injection
     app.py            aiohttp app, routes under / and /api, the Origin check
     keys.py           the app key handlers find the simulator under
-    faults.py         HTTP error status, stalls and delays for tests
+    faults.py         HTTP error status, stalls, delays, out of memory until /free
     config.py         SimulatorConfig (models, speed, durations, failure rate), data dirs
     routes_prompt.py  /prompt /queue /interrupt /history /free
     routes_files.py   /view /upload/image

@@ -22,6 +22,7 @@ from servers.simulator import catalogue, nodes
 from servers.simulator.aio import cancel_and_wait
 from servers.simulator.cache import CacheEntry, NodeObjects, OutputCache
 from servers.simulator.config import DataDirs, SimulatorConfig
+from servers.simulator.faults import Faults
 from servers.simulator.history import History
 from servers.simulator.hub import Hub
 from servers.simulator.images import tensor_repr
@@ -59,8 +60,10 @@ class Executor:
         history: History,
         config: SimulatorConfig,
         dirs: DataDirs,
+        faults: Faults | None = None,
     ):
         self.hub = hub
+        self.faults = faults or Faults()
         self.queue = queue
         self.history = history
         self.config = config
@@ -100,6 +103,9 @@ class Executor:
                         self.queue.task_done(task_id)
                         self.hub.queue_updated()
             flags = self.queue.take_flags()
+            if flags.get("unload_models") or flags.get("free_memory"):
+                # The models that held the VRAM are gone: prompts fit again.
+                self.faults.out_of_memory_until_free = False
             if flags.get("free_memory"):
                 self.cache.reset()
                 self.objects.reset()
@@ -228,6 +234,8 @@ class Executor:
             context.check_interrupt()
             if inject_failure:
                 raise RuntimeError("simulated failure (failure_rate)")
+            if self.faults.out_of_memory_until_free:
+                raise nodes.OutOfMemoryError(nodes.OUT_OF_MEMORY_MESSAGE)
             result = await nodes.NODES[class_type](context, inputs)
         except nodes.Interrupted as exc:
             return exc

@@ -1,4 +1,5 @@
-"""Fault injection for tests: answer HTTP with an error status, stall responses.
+"""Fault injection for tests: answer HTTP with an error status, stall responses,
+run out of GPU memory until `/free`.
 
 Dropping WebSockets, refusing connections and dying mid-prompt are methods of
 `SimulatedComfyUI` because they act on sockets and the listener.
@@ -18,6 +19,9 @@ class Faults:
     failing_paths: frozenset[str] | None = None
     # Extra seconds before every HTTP response.
     delay: float = 0.0
+    # Every prompt's first node that really runs raises torch.OutOfMemoryError, as
+    # a GPU whose VRAM is held by loaded models does, until a POST /free unloads them.
+    out_of_memory_until_free: bool = False
     # Requests currently held by stall(); tests await `until_held(n)`.
     held: int = 0
     _flowing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -42,6 +46,7 @@ class Faults:
         self.http_status = None
         self.failing_paths = None
         self.delay = 0.0
+        self.out_of_memory_until_free = False
         self.release()
 
     def fails(self, path: str) -> bool:

@@ -24,6 +24,22 @@ class Interrupted(Exception):
     """ComfyUI's InterruptProcessingException."""
 
 
+class OutOfMemoryError(RuntimeError):
+    """torch.OutOfMemoryError: ComfyUI reports it as exception_type "torch.OutOfMemoryError"."""
+
+
+OutOfMemoryError.__module__ = "torch"
+OUT_OF_MEMORY_MESSAGE = (
+    "Allocation on device 0 would exceed allowed memory. (out of memory)\n"
+    "Currently allocated     : 7.21 GiB\n"
+    "Requested               : 1.50 GiB\n"
+    "Device limit            : 8.00 GiB\n"
+    "Free (according to CUDA): 0 bytes\n"
+    "PyTorch limit (set by user-supplied memory fraction)\n"
+    "                        : 17179869184.00 GiB"
+)
+
+
 @dataclass
 class NodeResult:
     outputs: tuple[Any, ...]

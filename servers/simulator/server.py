@@ -60,7 +60,9 @@ class SimulatedComfyUI:
         self.hub = Hub(lambda: queue_info(self))
         self.queue = PromptQueue(self.hub.queue_updated)
         self.history = History()
-        self.executor = Executor(self.hub, self.queue, self.history, self.config, self.dirs)
+        self.executor = Executor(
+            self.hub, self.queue, self.history, self.config, self.dirs, self.faults
+        )
 
     @property
     def base_url(self) -> str:

@@ -649,6 +649,7 @@ def test_a_failed_task_shows_its_server_error_and_progress(world):
         "type": "execution_error",
         "message": "CUDA out of memory",
         "node_id": "3",
+        "class": None,  # a row from before failures were classed
     }
     assert body["progress"] == {
         "fraction": pytest.approx((2 + 4 / 20) / 6),
@@ -668,7 +669,7 @@ def test_a_failed_task_shows_its_server_error_and_progress(world):
 def test_an_error_with_only_a_message_has_a_generic_type(world):
     task = make_task(world.team, status=Status.FAILED, error_message="server vanished")
     error = world.member("GET", f"tasks/{task.pk}").json()["error"]
-    assert error == {"type": "error", "message": "server vanished", "node_id": None}
+    assert error == {"type": "error", "message": "server vanished", "node_id": None, "class": None}
 
 
 def test_a_completed_task_lists_its_outputs_with_download_urls(world, settings, tmp_path):
