@@ -20,6 +20,7 @@ from api.routers import (
     servers,
     tasks,
     templates,
+    usage,
     webhooks,
     workflows,
 )
@@ -65,6 +66,7 @@ ROUTERS = (
     outputs,
     queue,
     webhooks,
+    usage,
 )
 for module in ROUTERS:
     api.add_router("", module.router)

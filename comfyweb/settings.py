@@ -172,6 +172,7 @@ INSTALLED_APPS = [
     "workflows",
     "tasks",
     "onboarding",
+    "accounting",
     "fairness",
     "webhooks",
 ]

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounting.quotas import Admission, admit
 from fairness.limits import require_queue_room
 from servers.containers import tending
 from servers.requirements import affinity_key_of, workflow_key_of
@@ -27,6 +28,8 @@ from workflows.uploads import require_own_uploads
 class SubmitResult:
     tasks: list[Task]
     batch: Batch | None  # only when more than one run was submitted
+    # What the team's GPU quota made of it (lowered priority, 80 % warnings).
+    admission: Admission | None = None
 
 
 def submit_runs(
@@ -67,6 +70,9 @@ def submit_runs(
     # Every path of every submission comes here: the one place markers are checked.
     require_own_uploads((run.graph for run in runs), team.pk)
     require_runnable(run.graph for run in runs)
+    # GPU quota: QuotaExceeded (a ValidationError) past the hard limit, low past the soft.
+    admission = admit(team.pk, priority)
+    priority = admission.priority
     now = timezone.now()
     version_id = workflow_version.pk if workflow_version is not None else None
     with transaction.atomic():
@@ -102,7 +108,7 @@ def submit_runs(
                 at=now,
                 from_status="",
                 to_status=Status.PENDING,
-                message="submitted",
+                message="; ".join(filter(None, ["submitted", admission.note])),
                 data={"by": getattr(submitter, "username", ""), "batch": batch and batch.pk},
             )
             for task in tasks
@@ -110,7 +116,7 @@ def submit_runs(
         # robust: nothing after the commit may turn the saved submission into an error.
         team_id = team.pk
         transaction.on_commit(lambda: _submitted(team_id), robust=True)
-    return SubmitResult(tasks=tasks, batch=batch)
+    return SubmitResult(tasks=tasks, batch=batch, admission=admission)
 
 
 def _submitted(team_id: int) -> None:

@@ -20,11 +20,13 @@ from django.utils import timezone
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, create_model
 
+from accounting.quotas import QuotaExceeded
 from api import idempotency
 from api.errors import ERRORS, ApiError, ErrorOut, invalid
 from api.idempotency import IdempotencyKey
 from api.lookup import PRIORITIES, PRIORITY_NAMES, team_to_create_in
 from api.routers.templates import clean_params
+from api.routers.usage import QuotaOut, quota_json
 from api.schemas import Id, PathId, QueryId, Ref, ref
 from fairness.limits import QueueLimitReached
 from tasks import access, eta, listing, rerun, task_updates
@@ -171,6 +173,9 @@ class TaskOut(Schema):
 class SubmittedOut(Schema):
     tasks: list[TaskOut]
     batch: int | None
+    quota: QuotaOut | None = Field(
+        None, description="The team's GPU quota this month, when it has one (80 % warnings)."
+    )
 
 
 class TaskPage(Schema):
@@ -392,6 +397,11 @@ def unless_unrunnable[T](action: Callable[[], T]) -> T:
         raise ApiError(
             400, refused.message, type="unrunnable", details=refused.verdict.as_json()
         ) from refused
+    except QuotaExceeded as spent:
+        # The month's hard GPU quota is used: the numbers, and when it resets.
+        raise ApiError(
+            429, spent.message_text, type="quota_exceeded", details=spent.state.as_json()
+        ) from spent
     except QueueLimitReached as full:
         raise ApiError(429, full.message_text, type="queue_limit", details=full.as_json()) from full
 
@@ -405,6 +415,7 @@ def _submitted(request, result: SubmitResult) -> Status:
         {
             "tasks": [task_json(t, estimates=estimates) for t in tasks],
             "batch": result.batch and result.batch.pk,
+            "quota": quota_json(result.admission),
         },
     )
 

@@ -313,6 +313,19 @@ PAGES: dict[str, list[Case]] = {
     "library:downloads_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
     "library:download_cancel": staff_post(True, ids={"pk": "download"}),
     "library:download_retry": staff_post(True, ids={"pk": "failed_download"}),
+    # GPU-time usage (issue 18): a team's members read theirs (their first team by default).
+    **{
+        name: [
+            page("GET", signed_in(OK_PAGE)),
+            page("GET", team_object("viewer", shown), query=team_a, label="team-a"),
+            no_method("POST"),
+        ]
+        for name, shown in (
+            ("accounting:usage", OK_LIST),
+            ("accounting:report", OK_PAGE),
+            ("accounting:export", OK_PAGE),
+        )
+    },
     # Webhooks (issue 18): the team reads its endpoints and logs; its admins change them.
     "webhooks:list": [
         page("GET", signed_in(OK_LIST)),
@@ -832,6 +845,11 @@ OPERATIONS: dict[str, list[Case]] = {
     ],
     # The queue.
     "GET /api/v1/queue": [op(signed_in(OK_API))],
+    # GPU-time usage: your teams' (staff: everyone's); another team's is a 404.
+    "GET /api/v1/usage": [
+        op(signed_in(OK_API)),
+        op(team_object("viewer", OK_API), query=team_a, label="team-a"),
+    ],
     **{
         f"POST /api/v1/queue/{action}": [
             op(team_object("admin", ok(200, writes=changes)), body=team_a, label="team"),

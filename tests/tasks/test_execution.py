@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -89,6 +90,8 @@ async def test_a_successful_run_goes_running_then_completed_with_its_png_stored(
     assert task.progress_node == "3"
     assert task.progress_node_type == "SaveImage"
     steps = [e.to_status or e.message async for e in task.events.all()]
+    # Its run by the server's own clock, noted for GPU-time accounting.
+    assert re.fullmatch(r"ran \d+\.\d\d s by the server's clock", steps.pop(2))
     assert steps == [
         Status.DISPATCHED,
         Status.RUNNING,
