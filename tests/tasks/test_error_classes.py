@@ -317,3 +317,20 @@ async def test_a_node_class_the_server_lacks_is_a_missing_model_and_fails_when_n
     assert error["class"] == "missing_model"
     state = await ServerState.objects.aget(server__base_url=sim.base_url)
     assert "NoSuchNode" not in state.node_classes
+
+
+async def test_a_server_lost_on_the_last_attempt_fails_with_its_class_in_the_api(tmp_path):
+    async with simulators(tmp_path, config()) as [sim]:
+        server = await registered(sim)
+        async with watching(server):
+            task, user = await submitted(long_running(), max_attempts=1)
+            await dispatched_until(task_in(task, Status.RUNNING), "the task to run")
+            await sim.crash()
+            await sim.start()
+            await wait_until(task_in(task, *Status.finished()), what="the lost prompt to end it")
+
+    task, steps, error = await outcome(task, user)
+    assert (task.status, task.attempts, task.error_class) == (Status.FAILED, 1, "server_lost")
+    assert [s["class"] for s in steps] == ["server_lost"]
+    assert error["class"] == "server_lost"
+    assert error["type"] == "PromptLost"
