@@ -239,12 +239,12 @@ def task_json(
                 "type": task.error_type or "error",
                 "message": task.error_message,
                 "node_id": task.error_node or None,
+                "class": task.error_class or None,
             }
             if task.error_type or task.error_message
             else None
         ),
         "waiting_reason": (waits.reasons([task]) if waiting is None else waiting).get(task.pk),
-                "class": task.error_class or None,
         "outputs": [output_json(o) for o in task.outputs.all()],
         "queue_position": estimate.queue_position if estimate else None,
         "eta_seconds": estimate.eta_seconds(now) if estimate else None,
