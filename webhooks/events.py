@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from tasks import batches
@@ -33,6 +34,10 @@ TASK_EVENTS = {
     Status.CANCELED: "task.canceled",
 }
 BATCH_COMPLETED = "batch.completed"
+# The failure's class (issue 18 item 4), where the tasks app has it.
+OPTIONAL_FIELDS = tuple(
+    name for name in ("error_class",) if name in {f.name for f in Task._meta.get_fields()}
+)
 SUBMISSION = "submission"
 
 
@@ -41,12 +46,28 @@ def on_task_transitioned(sender, task_id: int, to_status: str, **kwargs: Any) ->
     if event_type is None:
         return
     try:
-        created = announce_task(task_id, event_type)
+        created = announce_task(task_id, event_type) if _listened_to(task_id) else []
     except Exception:
         logger.exception("webhooks for task %s (%s) not recorded", task_id, event_type)
         return
     for delivery_id in created:
         enqueue.deliver(delivery_id)
+
+
+def _listened_to(task_id: int) -> bool:
+    """Does anyone hear of this task (an enabled endpoint of its team, or its
+    submission's own URL)? One query: most teams have no webhooks, and their
+    transitions should pay no more than this."""
+    found = (
+        Task.objects.filter(pk=task_id)
+        .annotate(
+            endpoint=Exists(Endpoint.objects.filter(team_id=OuterRef("team_id"), enabled=True)),
+            own=Exists(SubmissionWebhook.objects.filter(task_id=OuterRef("pk"))),
+        )
+        .values_list("endpoint", "own")
+        .first()
+    )
+    return found is not None and any(found)
 
 
 def announce_task(task_id: int, event_type: str) -> list[int]:
@@ -68,6 +89,7 @@ def announce_task(task_id: int, event_type: str) -> list[int]:
             "created_at",
             "started_at",
             "finished_at",
+            *OPTIONAL_FIELDS,
         )
         .first()
     )

@@ -3,6 +3,7 @@ followed, a timeout on everything. What came back, never an exception."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -39,24 +40,40 @@ def send(url: str, secret: str, message_id: str, body: bytes) -> Outcome:
     headers["host"] = _host_header(target)
     started = time.perf_counter()
     try:
-        with httpx.Client(
+        response = _client().post(
+            _pinned(url, target),
+            content=body,
+            headers=headers,
             timeout=settings.COMFYWEB_WEBHOOKS_TIMEOUT_SECONDS,
-            follow_redirects=False,
-            trust_env=False,  # no proxy from the environment: it would do its own DNS
-        ) as client:
-            response = client.post(
-                _pinned(url, target),
-                content=body,
-                headers=headers,
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-            )
-            text = response.text[:EXCERPT]
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+        )
+        text = response.text[:EXCERPT]
     except httpx.HTTPError as error:
         return Outcome(None, _ms(started), "", f"{type(error).__name__}: {error}"[:EXCERPT])
     error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     if response.is_redirect:
         error = f"HTTP {response.status_code}: redirects are not followed"
     return Outcome(response.status_code, _ms(started), text, error)
+
+
+_clients: dict[int, httpx.Client] = {}
+
+
+def _client() -> httpx.Client:
+    """This process's client (building one loads the CA bundle: tens of milliseconds a
+    delivery). Per pid: a forked worker must not share its parent's connections."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = httpx.Client(
+            follow_redirects=False,
+            trust_env=False,  # no proxy from the environment: it would resolve on its own
+            # No connection is kept: the pool knows connections by the pinned address,
+            # and one opened (and its certificate checked) for one host name must not
+            # carry a request for another name on the same address.
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+    return client
 
 
 def _pinned(url: str, target: addresses.Target) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("api", "comfyweb", "library", "servers", "tasks")
+APPS = ("api", "comfyweb", "library", "servers", "tasks", "webhooks")
 DOTTED = re.compile(rf"^(?:{'|'.join(APPS)})(?:\.\w+)+$")
 NOT_JOBS = {"settings.py", "urls.py"}
 

@@ -170,3 +170,24 @@ def test_a_redelivery_sends_the_same_webhook_id_again(studio, endpoint, receiver
     first, second = receiver.wait_for(2)
     assert first.webhook_id == second.webhook_id == found.message_id
     assert found.attempt_log.count() == 2
+
+
+def test_a_delivery_the_broker_dropped_is_sent_by_the_sweep(
+    studio, endpoint, receiver, monkeypatch
+):
+    import django_q.tasks
+
+    queue = django_q.tasks.async_task
+
+    def broker_away(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(django_q.tasks, "async_task", broker_away)
+    finish(running_task(studio[0]))  # the transition itself is unharmed
+    found = Delivery.objects.get()
+    assert found.state == DeliveryState.PENDING
+    assert found.attempts == 0
+    monkeypatch.setattr(django_q.tasks, "async_task", queue)
+    assert jobs.sweep() == 1
+    [got] = receiver.wait_for(1)
+    assert got.webhook_id == found.message_id
