@@ -27,6 +27,7 @@ NAVIGATION = (
     NavItem("Gallery", "tasks:gallery", ("tasks:gallery", "tasks:output_detail")),
     NavItem("Servers", "servers:list", ("servers:",)),
     NavItem("Models", "library:downloads", ("library:",)),
+    NavItem("Limits", "fairness:limits", ("fairness:",)),
     NavItem("Usage", "accounting:usage", ("accounting:",)),
     NavItem("Webhooks", "webhooks:list", ("webhooks:",)),
     NavItem("Admin", "admin:index", ("admin:",), staff_only=True),

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("workflows.urls")),
     path("", include("tasks.urls")),
     path("onboarding/", include("onboarding.urls")),
+    path("limits/", include("fairness.urls")),
     path("usage/", include("accounting.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("admin/", admin.site.urls),

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
+from fairness import limits
 from tasks import listing, pictures, task_updates
 
 MAX_TASKS = 200  # a page of the task list is 50
@@ -31,8 +32,10 @@ def row_parts(request: HttpRequest) -> HttpResponse:
     tasks = list(listing.rows(visible).order_by("pk"))
     views = task_updates.progress_views(tasks)
     shown = pictures.row_pictures(tasks)
+    held = limits.reasons(tasks)
     parts = []
     for task in tasks:
-        parts.append(render_to_string(STATE, {"progress": views[task.pk]}))
+        state = {"progress": views[task.pk], "held_back": held.get(task.pk)}
+        parts.append(render_to_string(STATE, state))
         parts.append(render_to_string(PICTURES, {"pictures": shown[task.pk]}))
     return HttpResponse("\n".join(parts))

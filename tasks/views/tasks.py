@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
+from fairness import limits
 from tasks import access, batches, listing, pictures, previews, rerun, task_updates
 from tasks.cancel import CANCELED, FINISHED, REQUESTED, cancel_task
 from tasks.models import Batch, Priority, Status, Task
@@ -59,8 +60,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
     submit_teams = set(Team.objects.submittable_by(request.user).values_list("pk", flat=True))
     views = task_updates.progress_views(page)
     row_pictures = pictures.row_pictures(page)
+    held = limits.reasons(page)  # a team's or user's running limit (fairness)
     for task in page:
         task.progress_view = views[task.pk]
+        task.held_back = held.get(task.pk)
         task.pictures = row_pictures[task.pk]
         # Its expected times are fetched once the page is shown: a forecast reads
         # the queue, and the list answers first (goal: 50 ms at 100,000 tasks).

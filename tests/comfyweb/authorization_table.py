@@ -313,6 +313,16 @@ PAGES: dict[str, list[Case]] = {
     "library:downloads_panel": [page("GET", signed_in(OK_PAGE)), no_method("POST")],
     "library:download_cancel": staff_post(True, ids={"pk": "download"}),
     "library:download_retry": staff_post(True, ids={"pk": "failed_download"}),
+    # Fairness limits (issue 18): the team's members read them; its admins change them.
+    "fairness:limits": [
+        page("GET", signed_in(OK_PAGE)),
+        page("GET", team_object("viewer", OK_LIST), query=team_a, label="team-a"),
+        page(
+            "POST",
+            team_object("admin", WRITE),
+            body=lambda ids: {"team": ids["team"], "action": "team", "max_queued": "50"},
+        ),
+    ],
     # GPU-time usage (issue 18): a team's members read theirs (their first team by default).
     **{
         name: [

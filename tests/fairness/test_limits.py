@@ -83,6 +83,11 @@ def test_a_team_at_its_running_limit_waits_says_why_and_goes_on_when_a_task_ends
     client = Client()
     client.force_login(user)
     assert reason in client.get(f"/tasks/{second.pk}/").content.decode()
+    # And its row in the task list, as rendered and as fetched again once live.
+    assert f'<div class="muted small waiting-reason">{reason}</div>' in (
+        client.get("/tasks/").content.decode()
+    )
+    assert reason in client.get(f"/tasks/rows/?task={second.pk}").content.decode()
 
     assert dispatch.dispatch_pending() == 0  # still at the limit
     assert transition(first.pk, Status.active(), Status.COMPLETED, message="done (test)")
