@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.core.exceptions import BadRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
@@ -30,23 +31,13 @@ def usage(request: HttpRequest) -> HttpResponse:
 @require_GET
 def report(request: HttpRequest) -> HttpResponse:
     """The page's report alone, fetched by live.js when a team's usage grows."""
-    form = PeriodForm(request.GET)
-    if not form.is_valid():
-        return HttpResponseBadRequest("Bad period.")
-    team = access.team_or_first(request.user, form.cleaned_data["team"])
-    if team is None:
-        return HttpResponse("")
+    form, team = _asked(request)
     return HttpResponse(render_to_string("accounting/report.html", _report(team, form), request))
 
 
 @require_GET
 def export(request: HttpRequest) -> HttpResponse:
-    form = PeriodForm(request.GET)
-    if not form.is_valid():
-        return HttpResponseBadRequest("Bad period or group_by.")
-    team = access.team_or_first(request.user, form.cleaned_data["team"])
-    if team is None:
-        raise Http404("You are not in a team.")
+    form, team = _asked(request)
     period, group_by = form.cleaned_data["period"], form.cleaned_data["group_by"]
     rows = reports.totals(reports.usage_between([team.pk], period.start, period.end), group_by)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -59,6 +50,17 @@ def export(request: HttpRequest) -> HttpResponse:
             [row.key, f"{row.gpu_seconds:.3f}", f"{row.seconds:.3f}", row.tasks, row.attempts]
         )
     return response
+
+
+def _asked(request: HttpRequest) -> tuple[PeriodForm, Team]:
+    """The query's period and team (a 400 for a bad query, a 404 for no team of the user's)."""
+    form = PeriodForm(request.GET)
+    if not form.is_valid():
+        raise BadRequest("Bad period or group_by.")
+    team = access.team_or_first(request.user, form.cleaned_data["team"])
+    if team is None:
+        raise Http404("You are not in a team.")
+    return form, team
 
 
 def _report(team: Team, form: PeriodForm) -> dict:

@@ -149,3 +149,5 @@ def test_a_bad_period_on_the_page_is_a_400_with_the_reason(world):
     response = client.get("/usage/", {"from": "2026-11-30", "to": "2026-11-01"})
     assert response.status_code == 400
     assert "Must not be before" in response.content.decode()
+    assert client.get("/usage/export.csv", {"group_by": "color"}).status_code == 400
+    assert client.get("/usage/report/", {"from": "soon"}).status_code == 400
