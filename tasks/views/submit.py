@@ -153,11 +153,14 @@ def submit_and_report(
         messages.error(request, f"Not queued: {_reason(exc)}")
         return None
     count = len(result.tasks)
-    label = Priority(priority).label.lower()
+    label = Priority(result.tasks[0].priority).label.lower()  # the GPU quota may lower it
     if result.batch is not None:
         messages.success(request, f"Queued a batch of {count} tasks at {label} priority.")
     else:
         messages.success(request, f"Queued 1 task at {label} priority.")
+    if result.admission is not None:
+        for said in filter(None, [result.admission.note, *result.admission.warnings]):
+            messages.warning(request, said[0].upper() + said[1:] + ".")
     return result
 
 

@@ -14,7 +14,13 @@ from tasks.submission import submit_runs
 from teams.models import Role
 from tests.accounting.usage_world import bill, quota
 from tests.api.callers import caller_for, error_of
-from tests.factories import make_team, make_user, shared_workflow, trivial_graph
+from tests.factories import (
+    empty_save_template,
+    make_team,
+    make_user,
+    shared_workflow,
+    trivial_graph,
+)
 from workflows.templating import Run
 
 pytestmark = [pytest.mark.django_db]
@@ -113,8 +119,6 @@ def test_a_team_without_a_quota_gets_no_quota_notice(team, member):
 
 
 def test_the_submit_page_shows_the_refusal(team, member):
-    from tests.factories import empty_save_template
-
     template = empty_save_template(team)
     quota(team, hard=10)
     bill(team, 11)
@@ -126,6 +130,22 @@ def test_the_submit_page_shows_the_refusal(team, member):
         follow=True,
     )
     assert "hard GPU quota" in response.content.decode()
+
+
+def test_the_submit_page_says_the_work_went_in_at_low_priority_past_the_soft_quota(team, member):
+    template = empty_save_template(team)
+    quota(team, soft=100, hard=1000)
+    bill(team, 120)
+    client = Client()
+    client.force_login(member)
+    response = client.post(
+        f"/templates/{template.pk}/submit/",
+        {"action": "submit", "priority": "2", "mode": "count", "count": "1", "p_width": "64"},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Queued 1 task at low priority." in html
+    assert "Queued at low priority: the team is past its soft GPU quota" in html
 
 
 def test_members_are_warned_on_the_dashboard_and_the_usage_page_from_80_percent(team, member):
