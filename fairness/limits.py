@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, F, IntegerField, Q, Value
 
 from fairness.models import TeamLimits, UserLimit
 from tasks.models import Status, Task
@@ -87,26 +87,15 @@ class RunningLimits:
     def load(cls, team_ids: Iterable[int] | None = None) -> RunningLimits:
         """For these teams (None: all)."""
         limits = cls()
-        rows = TeamLimits.objects.filter(
-            Q(max_running__isnull=False) | Q(user_max_running__isnull=False)
-        ).values_list("team_id", "team__name", "max_running", "user_max_running")
-        overrides = UserLimit.objects.filter(max_running__isnull=False).values_list(
-            "team_id", "user_id", "max_running"
-        )
-        if team_ids is not None:
-            team_ids = list(team_ids)
-            rows, overrides = (
-                rows.filter(team_id__in=team_ids),
-                overrides.filter(team_id__in=team_ids),
-            )
-        for team_id, name, team_max, user_max in rows:
+        for team_id, user_id, name, most, each in _limit_rows(team_ids):
             limits.team_names[team_id] = name
-            if team_max is not None:
-                limits.team_max[team_id] = team_max
-            if user_max is not None:
-                limits.user_default[team_id] = user_max
-        for team_id, user_id, user_max in overrides:
-            limits.user_override[team_id, user_id] = user_max
+            if user_id is not None:  # a member's own (UserLimit)
+                limits.user_override[team_id, user_id] = most
+                continue
+            if most is not None:
+                limits.team_max[team_id] = most
+            if each is not None:
+                limits.user_default[team_id] = each
         limited = set(limits.team_names) | {team for team, _user in limits.user_override}
         if not limited:
             return limits
@@ -170,11 +159,40 @@ def reasons(tasks: Iterable[Task]) -> dict[int, str]:
     if not pending:
         return {}
     limits = RunningLimits.load({task.team_id for task in pending})
+    if not limits.team_names:
+        return {}  # no limits on these teams: nothing more to read
+    # Lists load their rows without the submitter: read them all at once here.
+    submitters = dict(
+        Task.objects.filter(pk__in=[task.pk for task in pending]).values_list("pk", "submitter_id")
+    )
     found = {}
     for task in pending:
-        if reason := limits.held_back(task.team_id, task.submitter_id):
+        if reason := limits.held_back(task.team_id, submitters.get(task.pk)):
             found[task.pk] = reason
     return found
+
+
+def _limit_rows(team_ids: Iterable[int] | None):
+    """(team, user or None, team name, max running, each member's max running) of the
+    teams' and members' running limits, in one query (pages and dispatch pay one
+    query when nobody has a limit)."""
+    number = IntegerField()
+
+    def columns(queryset, user, each):
+        return queryset.annotate(
+            t=F("team_id"), u=user, n=F("team__name"), r=F("max_running"), e=each
+        ).values_list("t", "u", "n", "r", "e")
+
+    teams = TeamLimits.objects.filter(
+        Q(max_running__isnull=False) | Q(user_max_running__isnull=False)
+    )
+    members = UserLimit.objects.filter(max_running__isnull=False)
+    if team_ids is not None:
+        team_ids = list(team_ids)
+        teams, members = teams.filter(team_id__in=team_ids), members.filter(team_id__in=team_ids)
+    return columns(teams, Value(None, number), F("user_max_running")).union(
+        columns(members, F("user_id"), Value(None, number)), all=True
+    )
 
 
 def _first_set(*values: int | None) -> int | None:
