@@ -73,6 +73,16 @@ async def watching(*servers: Server) -> AsyncIterator[None]:
         yield
 
 
+async def busy(server: Server) -> None:
+    """No slot to give for now (its slot count, which nothing but an operator changes:
+    the in-flight count is corrected from the tasks on it)."""
+    await Server.objects.filter(pk=server.pk).aupdate(max_inflight=0)
+
+
+async def free(server: Server) -> None:
+    await Server.objects.filter(pk=server.pk).aupdate(max_inflight=2)
+
+
 def config(**fields: Any) -> SimulatorConfig:
     return SimulatorConfig(time_scale=TIME_SCALE, **fields)
 
@@ -158,15 +168,16 @@ async def test_a_missing_model_is_retried_only_on_a_server_that_has_it(tmp_path)
         # The first server's checkpoint was deleted since its model list was read;
         # the second has it, and is busy when the task is first sent.
         stale, holder = await registered(sims[0]), await registered(sims[1])
-        await ServerState.objects.filter(server=holder).aupdate(inflight=2)
+        await busy(holder)
+        # Sent before the monitor starts: it would read the stale server's lists again.
+        task, user = await submitted(trivial_graph())
+        await dispatched_until(
+            lambda: TaskEvent.objects.filter(task_id=task.pk, data__has_key="class").exists(),
+            "the missing model to be met",
+        )
+        assert (await Task.objects.aget(pk=task.pk)).status == Status.PENDING
         async with watching(stale, holder):
-            task, user = await submitted(trivial_graph())
-            await dispatched_until(
-                lambda: TaskEvent.objects.filter(task_id=task.pk, data__has_key="class").exists(),
-                "the missing model to be met",
-            )
-            assert (await Task.objects.aget(pk=task.pk)).status == Status.PENDING
-            await ServerState.objects.filter(server=holder).aupdate(inflight=0)
+            await free(holder)
             await dispatched_until(task_in(task, *Status.finished()), "the retry to finish")
 
     task, steps, error = await outcome(task, user)
@@ -225,13 +236,13 @@ async def test_out_of_memory_prefers_a_server_with_more_free_vram(tmp_path):
                 what="both servers' free VRAM read by the monitor",
             )
             # The big one is busy at first, so the small one gets the task.
-            await ServerState.objects.filter(server=big).aupdate(inflight=2)
+            await busy(big)
             task, user = await submitted(shared_workflow("slow_progress"))
             await dispatched_until(
                 lambda: TaskEvent.objects.filter(task_id=task.pk, data__has_key="class").exists(),
                 "the task to run out of memory",
             )
-            await ServerState.objects.filter(server=big).aupdate(inflight=0)
+            await free(big)
             await dispatched_until(task_in(task, *Status.finished()), "the retry to finish")
 
     task, steps, error = await outcome(task, user)
