@@ -129,6 +129,14 @@ def split_done(d: Deployment, servers: int) -> bool:
     return holders.total() == servers and set(holders) == monitors
 
 
+def lease_changes(d: Deployment) -> int:
+    """How many times a monitor began watching a server (its log says so once per take)."""
+    return sum(
+        d.processes[name].log.read_text(errors="replace").count("watcher: watching server ")
+        for name in monitor_names(d)
+    )
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -253,12 +261,14 @@ def run_scale(options: argparse.Namespace, root: pathlib.Path) -> Run:
             f"{REGISTERING_AT_ONCE} at once)"
         )
         mark = time.monotonic()
-        wait_for(lambda: split_done(d, options.servers), SPLIT_BOUND, "every server leased", 0.5)
+        try:
+            wait_for(lambda: split_done(d, options.servers), SPLIT_BOUND, "the split", 0.5)
+            split = f"every server leased {time.monotonic() - mark:.1f} s after registration"
+        except AssertionError:
+            # Measured all the same: a takeover and exactly-once matter more than the split.
+            split = f"NOT every server leased by every monitor {SPLIT_BOUND:g} s after registration"
         shares = Counter(pid_of(holder) for holder in lease_holders(d).values())
-        run.say(
-            f"every server leased {time.monotonic() - mark:.1f} s after registration; "
-            f"shares {sorted(shares.values(), reverse=True)}"
-        )
+        run.say(f"{split}; shares {sorted(shares.values(), reverse=True)} of {options.servers}")
         before = cpu_by_kind(d)
         started = datetime.now().astimezone()
         deadline = time.monotonic() + 600 + options.tasks * 0.5
@@ -277,6 +287,7 @@ def run_scale(options: argparse.Namespace, root: pathlib.Path) -> Run:
             wait_until_done(d, options.tasks, deadline)
             ended = time.time()
         after = cpu_by_kind(d)
+        run.say(f"lease changes: {lease_changes(d) - options.servers} beyond the first take")
         makespan(d, run, started, options.tasks)
         check_runs(d, run, options.tasks)
         report_cpu(run, before, after, options.tasks)

@@ -22,7 +22,8 @@ from tests.scaleout.leases import held_by, lease_holders, monitor_pid, pid_of
 from tests.scaleout.test_worker_clusters import count, prompts_per_nonce
 from tests.servers.simulator.helpers import slow_prompt
 
-pytestmark = pytest.mark.slow
+# Starting seven processes and 20 servers takes minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SERVERS = 20
 TASKS = 200
@@ -52,6 +53,16 @@ def ended(d: Deployment) -> bool:
     return count(d, "completed") == TASKS or count(d, "failed") + count(d, "canceled") > 0
 
 
+def unfinished(d: Deployment, batches: list[int]) -> list[tuple]:
+    """What is left of the batches, for the message of a wait that gave up."""
+    return [
+        (t["id"], t["status"], (t["server"] or {}).get("name"), t["waiting_reason"], t["error"])
+        for batch in batches
+        for t in d.tasks(batch)
+        if t["status"] != "completed"
+    ]
+
+
 def test_a_killed_monitors_servers_pass_to_the_survivor_and_every_task_runs_once(tmp_path):
     with deployment(
         tmp_path / "d",
@@ -76,7 +87,10 @@ def test_a_killed_monitors_servers_pass_to_the_survivor_and_every_task_runs_once
         wait_for(lambda: taken_over(d, orphaned), TAKEOVER_BOUND, "the survivor to take over")
         assert count(d, "completed") < TASKS, "every task ended before the takeover"
 
-        wait_for(lambda: ended(d), FINISH_BOUND, "every task to finish", every=0.5)
+        try:
+            wait_for(lambda: ended(d), FINISH_BOUND, "every task to finish", every=0.5)
+        except AssertionError as gave_up:
+            raise AssertionError(f"{gave_up}: {unfinished(d, batches)}") from None
         tasks = [task for batch in batches for task in d.tasks(batch)]
         assert Counter(t["status"] for t in tasks) == {"completed": TASKS}, [
             (t["id"], t["status"], t["error"]) for t in tasks if t["status"] != "completed"
