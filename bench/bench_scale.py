@@ -13,7 +13,8 @@ over the web processes); the monitors split them by lease.
 Once every server is leased, `--tasks` quick tasks (EmptyImage → SlowProgress of
 --seconds → SaveImage, each with a nonce of its own) are submitted through the API
 in batches of up to 1,000 (its limit), over the web processes. When --kill-at of
-them have completed, the last monitor is killed with SIGKILL (its process group).
+them have completed, the monitor holding most leases is killed with SIGKILL (its
+process group).
 
 Printed:
 * takeover: the kill → every server the dead monitor held is leased by a live
@@ -171,10 +172,14 @@ def submit_all(d: Deployment, total: int, seconds: float) -> None:
 
 
 def kill_a_monitor(d: Deployment, run: Run) -> None:
+    # The monitor holding most leases now: on a busy machine they move, and one that
+    # holds none at the kill would measure nothing.
     names = monitor_names(d)
-    run.victim = names[-1]
+    holders = lease_holders(d)
+    leases = Counter(pid_of(holder) for holder in holders.values())
+    run.victim = max(names, key=lambda name: leases[monitor_pid(d, name)])
     victim_pid = monitor_pid(d, run.victim)
-    run.orphaned = {s for s, holder in lease_holders(d).items() if pid_of(holder) == victim_pid}
+    run.orphaned = {s for s, holder in holders.items() if pid_of(holder) == victim_pid}
     run.victim_cpu = tree_cpu_seconds(victim_pid)
     killed = time.monotonic()
     d.kill(run.victim)
