@@ -28,8 +28,8 @@ NAVIGATION = (
     NavItem("Servers", "servers:list", ("servers:",)),
     NavItem("Models", "library:downloads", ("library:",)),
     NavItem("Limits", "fairness:limits", ("fairness:",)),
-    NavItem("Usage", "accounting:usage", ("accounting:",)),
     NavItem("Webhooks", "webhooks:list", ("webhooks:",)),
+    NavItem("Usage", "accounting:usage", ("accounting:",)),
     NavItem("Admin", "admin:index", ("admin:",), staff_only=True),
 )
 

@@ -31,8 +31,8 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("onboarding/", include("onboarding.urls")),
     path("limits/", include("fairness.urls")),
-    path("usage/", include("accounting.urls")),
     path("webhooks/", include("webhooks.urls")),
+    path("usage/", include("accounting.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages (the admin's) that name no icon.
     path(

@@ -53,6 +53,7 @@ ROW_FIELDS = (
     "error_type",
     "error_message",
     "error_node",
+    "error_class",
     "created_at",
     "dispatched_at",
     "started_at",

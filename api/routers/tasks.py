@@ -32,10 +32,10 @@ from fairness.limits import QueueLimitReached
 from tasks import access, eta, listing, rerun, task_updates
 from tasks import waiting as waits
 from tasks.cancel import cancel_task
-from webhooks import submissions as submission_webhooks
 from tasks.models import Output, Task
 from tasks.submission import SubmitResult, submit_runs
 from teams.access import require
+from webhooks import submissions as submission_webhooks
 from workflows.access import template_for, workflow_for
 from workflows.models import ParameterType, Template
 from workflows.runnable import Unrunnable

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Query, Router, Schema
+from pydantic import BeforeValidator
 
 from accounting import access, reports
 from accounting.period import Period
@@ -18,11 +19,21 @@ router = Router(tags=["usage"])
 GroupBy = Literal["day", "workflow", "server", "user", "team"]
 
 
+def _iso_day(value: Any) -> Any:
+    # Only YYYY-MM-DD: pydantic would otherwise read a number as a Unix time.
+    if isinstance(value, str) and not (len(value) == 10 and value[4] == value[7] == "-"):
+        raise ValueError("a day as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
 class UsageFilters(Schema):
-    from_: date | None = Field(
+    from_: Day | None = Field(
         None, alias="from", description="First UTC day (default: this month's first)."
     )
-    to: date | None = Field(
+    to: Day | None = Field(
         None, description="Last UTC day, included (default: this month's last)."
     )
     group_by: GroupBy = "day"
