@@ -33,9 +33,7 @@ class UsageFilters(Schema):
     from_: Day | None = Field(
         None, alias="from", description="First UTC day (default: this month's first)."
     )
-    to: Day | None = Field(
-        None, description="Last UTC day, included (default: this month's last)."
-    )
+    to: Day | None = Field(None, description="Last UTC day, included (default: this month's last).")
     group_by: GroupBy = "day"
     team: Id | None = Field(None, description="One of your teams; omit for all of them.")
 
