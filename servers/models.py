@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -137,8 +137,11 @@ class Server(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.base_url = self.base_url.rstrip("/")
-        super().save(*args, **kwargs)
-        ServerState.objects.get_or_create(server=self)
+        # One transaction: no other process sees a server without its state row
+        # (pages and the monitor's publishes read `server.state`).
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            ServerState.objects.get_or_create(server=self)
 
     def clean(self) -> None:
         super().clean()

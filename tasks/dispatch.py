@@ -401,15 +401,16 @@ def _server_info(server_id: int) -> _ServerInfo | None:
     if server is None:
         return None
     # Its prompts carry the client id of the monitor leasing it, whose socket gets
-    # their events. Unleased (no monitor alive): the server's own; whichever monitor
-    # takes it next reconciles what it missed.
+    # their events: the last holder's even while its renewal is late (a busy monitor
+    # still watches). Never leased: the server's own; whichever monitor takes it next
+    # reconciles what it missed.
     lease = getattr(server, "lease", None)
     return _ServerInfo(
         id=server.pk,
         name=server.name,
         base_url=server.base_url,
         headers=dict(server.auth_headers or {}),
-        client_id=lease.client_id if lease is not None and lease.held() else server.client_id,
+        client_id=lease.client_id if lease is not None and lease.monitor_id else server.client_id,
         max_inflight=server.max_inflight,
     )
 

@@ -8,8 +8,8 @@ monitors agree, on SQLite and PostgreSQL alike):
    while this one stalled stays theirs;
 2. takes servers nobody holds (a lease that expired or was given back, a new
    server) up to its fair share: enabled servers ÷ monitors alive, rounded up. A
-   server without a holder for longer than a lease is taken whatever the share, so
-   none stays unwatched while a dead monitor's heartbeat lingers;
+   server without a holder for longer than a lease is taken whatever the share (a
+   few a tick), so none stays unwatched while a dead monitor's heartbeat lingers;
 3. gives back what it holds above its share while a monitor alive holds less than
    its own (one that joined), `give_back_per_tick` at a time and those with the
    fewest prompts in flight first: a joining monitor takes its share without the
@@ -92,8 +92,13 @@ class Leases:
         free = [pk for pk in enabled if pk not in mine and (not rows[pk][0] or rows[pk][1] <= now)]
         orphaned = {pk for pk in free if rows[pk][1] < now - timedelta(seconds=self.lease_seconds)}
         random.shuffle(free)  # monitors taking at once mostly ask for different servers
-        room = max(0, share - len(mine & enabled))
-        wanted = orphaned | set([pk for pk in free if pk not in orphaned][:room])
+        free.sort(key=lambda pk: pk not in orphaned)  # the longest unwatched first
+        wanted = set(free[: max(0, share - len(mine & enabled))])
+        # Beyond the share only orphans, and a few a tick: a monitor that finds the
+        # whole fleet orphaned (all the others starved at once) must not take it all
+        # in one tick and then be too busy starting watchers to renew in time.
+        beyond = [pk for pk in free if pk in orphaned and pk not in wanted]
+        wanted |= set(beyond[: self.give_back_per_tick(share)])
         if wanted:
             ServerLease.objects.filter(server_id__in=wanted, expires_at__lte=now).update(
                 monitor_id=self.monitor_id, expires_at=until, acquired_at=now, token=token

@@ -130,9 +130,6 @@ class ServerWatcher:
         # ComfyUI's own count (running + pending) from the last `status` event:
         # the load figure when /queue fails (B1).
         self.queue_remaining: int | None = None
-        # Prompts sent with another client id (the monitor that leased the server
-        # before, or this one before a restart) may be on it: see `_look_after_others`.
-        self._others_prompts = True
         # The /queue answer read last, and whether the stream has since said it changed
         # (or was not there to say): see the module docstring.
         self._queue: QueueState | None = None
@@ -404,14 +401,14 @@ class ServerWatcher:
 
     async def _look_after_others(self) -> None:
         """The events of a prompt go to the client id that sent it, so none of a prompt
-        another monitor sent reach this one. But ComfyUI tells every socket when its
-        queue changes (`status`): at each change, while such prompts are on the server,
-        what became of them is reconciled from /history and /queue."""
+        another monitor sent reach this one (sent while another leased the server, or
+        before this one restarted). But ComfyUI tells every socket when its queue
+        changes (`status`): when it shrinks and such prompts are on the server, what
+        became of them is reconciled from /history and /queue. One query per prompt
+        that ends, whatever the lease did meanwhile."""
         hooks = self._shared.handler
         if await database_sync_to_async(hooks.others_prompts_on)(self.spec.id, self.spec.client_id):
             await database_sync_to_async(hooks.server_needs_reconcile)(self.spec.id)
-        else:
-            self._others_prompts = False
 
     async def _event_loop(self, events) -> None:
         async with events:
@@ -427,8 +424,10 @@ class ServerWatcher:
         if isinstance(event, Status | Disconnected | Connected | Reconnected):
             self._queue_changed = True  # the queue /queue told changed, or may have unseen
         if isinstance(event, Status):
+            # A prompt ended (the queue shrank), or the first word since connecting.
+            ended = self.queue_remaining is None or event.queue_remaining < self.queue_remaining
             self.queue_remaining = event.queue_remaining
-            if self._others_prompts:
+            if ended:
                 await self._look_after_others()
         elif isinstance(event, Disconnected):
             self._stream_up = False

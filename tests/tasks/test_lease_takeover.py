@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from servers.models import ServerLease
 from servers.monitor.monitor import Monitor
-from tasks.dispatch import dispatch_pending
+from tasks.dispatch import _server_info, dispatch_pending
 from tasks.execution import TaskEventHandler
 from tasks.models import Output, Status, Task
-from tests.factories import make_task, make_team
+from tests.factories import make_server, make_task, make_team
 from tests.monitoring import simulator, wait_until
 from tests.servers.simulator.helpers import slow_prompt
 from tests.simulator_thread import register
@@ -107,3 +109,12 @@ async def test_a_prompt_sent_under_a_lost_lease_ends_its_task_under_the_next_mon
     assert await Output.objects.filter(task=task).aexists()
     assert task.attempts == 1  # ran once: neither retried nor sent again
     assert len(sim.history.listing()) == 1  # one prompt on the server
+
+
+def test_prompts_carry_the_lease_holders_client_id_even_while_its_renewal_is_late():
+    server, never_leased = make_server(), make_server()
+    late = timezone.now() - timedelta(seconds=30)
+    lease = ServerLease.objects.create(server=server, monitor_id="monitor-1", expires_at=late)
+    # Its holder is busy, not necessarily gone: it still watches with this id.
+    assert _server_info(server.pk).client_id == lease.client_id
+    assert _server_info(never_leased.pk).client_id == never_leased.client_id
