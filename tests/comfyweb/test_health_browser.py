@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def test_a_second_monitor_appears_in_the_panel_and_leaves_it_when_stopped(page, 
         assert sorted(
             page.locator(MONITORS).evaluate_all("els => els.map(e => e.dataset.monitor)")
         ) == sorted(ids)
-        assert "leases —" in page.locator(MONITORS).first.inner_text()
+        # Each says how many servers it leases (they split the fleet: issue 17).
+        assert re.search(r"leases \d+", page.locator(MONITORS).first.inner_text())
         screenshot(page, "health-two-monitors.png")
         # daphne answers the scrape from loopback with both monitors' heartbeats.
         scrape = httpx.get(f"{running_serve.url}metrics", timeout=10)
