@@ -5,7 +5,9 @@ Every tick a monitor, with conditional UPDATEs and no lock held (so any number o
 monitors agree, on SQLite and PostgreSQL alike):
 
 1. renews what it holds (`WHERE monitor_id = me`): a lease another monitor took
-   while this one stalled stays theirs;
+   while this one stalled stays theirs. (The monitor's keep-alive also renews,
+   `renew`, on a thread of its own every tick, so that a long tick does not let
+   them lapse);
 2. takes servers nobody holds (a lease that expired or was given back, a new
    server) up to its fair share: enabled servers ÷ monitors alive, rounded up. A
    server without a holder for longer than a lease is taken whatever the share (a
@@ -120,6 +122,13 @@ class Leases:
             held -= given
         self.held = frozenset(held)
         return self.held
+
+    def renew(self) -> int:
+        """Sync (ORM): extend every lease this monitor holds, and nothing else: the
+        monitor's keep-alive runs it on a thread of its own, beside `step`, so the
+        round token `step` reads back by is left alone."""
+        until = timezone.now() + timedelta(seconds=self.lease_seconds)
+        return ServerLease.objects.filter(monitor_id=self.monitor_id).update(expires_at=until)
 
     def release(self) -> None:
         """Sync: give every lease back, for other monitors to take at their next tick."""

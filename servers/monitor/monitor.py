@@ -6,11 +6,19 @@ re-reads the fleet settings and the enabled servers, renews and takes its leases
 capabilities of servers another process asked about (`refresh.py`: a model
 download finished), writes the watchers' routine checks and the event
 statistics that changed, tells browsers of the servers whose visible state
-changed (in any process: in-flight counts, affinity), renews its heartbeat in
-Redis, and calls the work hooks' `tick` (its periodic work: re-queueing
-dropped hand-offs, timers).
+changed (in any process: in-flight counts, affinity), and calls the work hooks'
+`tick` (its periodic work: re-queueing dropped hand-offs, timers).
 The watchers do the health/load checks and the event handling on their own
 schedules.
+
+What says "this monitor is alive" runs apart from the tick, every `tick` seconds
+on a loop of its own: the heartbeat in Redis, and the lease renewal on a thread
+and connection of its own. A tick that runs long (a whole fleet's watchers
+starting, a sweep) or database work queued on the monitor's one database thread
+(progress, state changes) must not let the leases lapse or the heartbeat
+expire: the other monitors would take the servers, the fleet would change hands
+for nothing, and the restarts would make the next tick longer still (seen at
+500 servers on a saturated machine).
 
 A tick costs a bounded number of queries whatever the fleet's size: the
 server list, the settings, one write per distinct routine-check time, one
@@ -26,10 +34,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from comfyweb.backoff import Backoff
 
@@ -80,6 +90,8 @@ class Monitor:
         # its leases, and (its tail) in its ComfyUI client ids.
         self.monitor_id = new_monitor_id()
         self.leases = Leases(self.monitor_id, lease_seconds)
+        # Renewals only: one thread, so one connection, never queued behind the rest.
+        self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="monitor-leases")
         self.shared = Shared(
             tunables=Tunables.defaults(),
             capabilities=CapabilityCache(),
@@ -107,14 +119,36 @@ class Monitor:
             except Exception:  # Redis away: the check waits for another start
                 logger.warning("could not check that monitor id %s is unused", self.monitor_id)
         logger.info("monitor %s started", self.monitor_id)
+        keeping = asyncio.create_task(self._keep_alive(stop), name="monitor keep-alive")
         try:
             while not stop.is_set():
                 await self.tick_once()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.tick)
         finally:
+            keeping.cancel()
+            await asyncio.gather(keeping, return_exceptions=True)
             await self.close()
             logger.info("monitor stopped")
+
+    async def _keep_alive(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.keep_alive()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.tick)
+
+    async def keep_alive(self) -> None:
+        """Renew the leases held and the heartbeat, each on its own: Redis being away
+        must not let the leases lapse, nor the database the heartbeat."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._lease_thread, self.leases.renew)
+        except Exception:
+            logger.exception("renewing the leases of monitor %s failed", self.monitor_id)
+        try:
+            await self.beat()
+        except Exception:
+            logger.exception("the heartbeat of monitor %s failed", self.monitor_id)
 
     async def tick_once(self) -> None:
         # Each step on its own: Redis being down must not stop reconciling, etc.
@@ -123,7 +157,6 @@ class Monitor:
             self.reconcile,
             self.refresh_models,
             self.flush_stats,
-            self.beat,
         )
         for step in (*steps, self.handler_tick):
             try:
@@ -221,6 +254,12 @@ class Monitor:
     async def close(self) -> None:
         watchers, self.watchers = list(self.watchers.values()), {}
         await asyncio.gather(*(watcher.stop() for watcher in watchers), return_exceptions=True)
+        # After any renewal under way (the thread runs one thing at a time), which
+        # would otherwise hold the leases again for a lease period.
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await loop.run_in_executor(self._lease_thread, connections.close_all)
+        self._lease_thread.shutdown(wait=False)
         # Given back at once: the other monitors take the servers at their next tick.
         with contextlib.suppress(Exception):
             await database_sync_to_async(self.leases.release)()

@@ -4,6 +4,7 @@ one that stops or dies are taken over."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from servers.monitor import heartbeat
 from servers.monitor.leases import Leases, fair_share
 from tests.factories import make_server
 from tests.monitoring import wait_until
+from tests.servers.monitor.conftest import RecordingHandler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,6 +128,53 @@ async def test_a_monitor_that_stops_gives_its_servers_back_at_once(
     )
     await first.close()
     await wait_until(lambda: len(second.monitor.watchers) == 2, what="the other taking them")
+
+
+class StuckTick(RecordingHandler):
+    """Work hooks whose periodic work hangs, once armed, until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.stuck = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def tick(self) -> None:
+        if self.armed:
+            self.stuck.set()
+            await self.release.wait()
+
+
+async def test_a_monitor_whose_tick_hangs_keeps_its_leases_and_heartbeat(
+    start_comfyui_sims, sim_server, start_monitor
+):
+    sims = await start_comfyui_sims(2)
+    for sim in sims:
+        await sim_server(sim)
+    handler = StuckTick()
+    running = await start_monitor(lease_seconds=LEASE_SECONDS, handler=handler)
+    monitor_id = running.monitor.monitor_id
+    await wait_until(lambda: len(running.monitor.watchers) == 2, what="both servers watched")
+
+    handler.armed = True
+    await asyncio.wait_for(handler.stuck.wait(), 30)
+    stuck_at = timezone.now()
+
+    # Renewed after a whole lease went by with the tick hung: without the keep-alive
+    # the leases would have lapsed by then.
+    def renewed_past_a_lease() -> bool:
+        leases = ServerLease.objects.filter(monitor_id=monitor_id)
+        beyond = stuck_at + timedelta(seconds=2 * LEASE_SECONDS)
+        return leases.count() == 2 and not leases.filter(expires_at__lte=beyond).exists()
+
+    await wait_until(renewed_past_a_lease, what="leases renewed while the tick hangs")
+    beats = await database_sync_to_async(heartbeat.read_heartbeats)()
+    (beat,) = [beat for beat in beats if beat["id"] == monitor_id]
+    assert beat["at"] > stuck_at.timestamp() + LEASE_SECONDS
+    # Another monitor finds nothing free to take.
+    rival = Leases("host-9-rival", LEASE_SECONDS)
+    assert await database_sync_to_async(rival.step)(None) == frozenset()
+    handler.release.set()
 
 
 def test_of_monitors_taking_at_once_each_server_goes_to_one():
