@@ -21,7 +21,7 @@ from servers.models import FailureKind, FailureRecord, Health, Server, ServerSta
 from servers.monitor.monitor import Monitor
 from servers.monitor.registry import enabled_servers
 from servers.monitor.state import RoutineCheck
-from servers.monitor.watcher import ServerWatcher
+from servers.monitor.watcher import QUIET_CHECKS_EVERY, ServerWatcher
 from tests.factories import make_server
 from tests.monitoring import wait_until
 from tests.servers.simulator.helpers import slow_prompt
@@ -120,6 +120,38 @@ async def test_a_routine_check_is_written_with_the_tick_and_a_change_at_once(
         await watcher.check_once(tunables)
         assert (await state_of()).queue_running == 1
         assert not monitor.shared.routine.take()
+    finally:
+        await monitor.close()
+
+
+async def test_a_routine_check_waits_three_intervals_while_the_stream_is_up(
+    start_comfyui_sims, sim_server
+):
+    (sim,) = await start_comfyui_sims(1)
+    server = await sim_server(sim)
+    monitor = quiet_monitor()
+    await monitor.reload_settings()
+    tunables = monitor.shared.tunables
+    spec = (await database_sync_to_async(enabled_servers)(monitor.monitor_id))[server.pk]
+    # Its event stream not (yet) up: nothing would say the server went, so every interval.
+    watcher = monitor.watchers[server.pk] = ServerWatcher(spec, monitor.shared)
+    try:
+        assert await watcher.check_once(tunables) == tunables.health_interval  # written in full
+        assert await watcher.check_once(tunables) == tunables.health_interval
+        assert monitor.shared.routine.take().keys() == {server.pk}  # it was a routine one
+        await watcher.start(first_check_in=NEVER)
+        await wait_until(lambda: watcher.stream_stats.connected, what="its stream up")
+        await wait_until(lambda: watcher.queue_remaining == 0, what="the stream's first status")
+        await watcher.check_once(tunables)  # the queue read again, as the stream came up
+        routine = await watcher.check_once(tunables)
+        assert monitor.shared.routine.take().keys() == {server.pk}
+        assert routine == QUIET_CHECKS_EVERY * tunables.health_interval
+
+        # A change found (someone else's prompt) is written at once: back to one interval.
+        async with ComfyUIClient(sim.base_url) as client:
+            await client.submit(slow_prompt(50, 0.1), client_id="someone-else")
+        await wait_until(lambda: watcher.queue_remaining == 1, what="the stream's status")
+        assert await watcher.check_once(tunables) == tunables.health_interval
     finally:
         await monitor.close()
 
