@@ -110,7 +110,7 @@ class FailureRecordAdmin(RecordAdmin):
 
 @admin.register(BalancerDecision)
 class BalancerDecisionAdmin(RecordAdmin):
-    list_display = ["at", "chosen", "mode", "reason"]
+    list_display = ["at", "chosen", "mode", "reason", "candidates_total", "excluded_total"]
     list_filter = ["mode", "chosen"]
 
 

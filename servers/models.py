@@ -368,8 +368,12 @@ class BalancerDecision(models.Model):
     )
     workflow_key = models.CharField(max_length=64, blank=True)
     reason = models.CharField(max_length=300)
+    # The leaders, best first, and the first servers left out (those not merely full
+    # first): a fleet of hundreds is summed up, not copied into every row.
     candidates = models.JSONField(default=list)  # [{"server", "load", ...}]
     excluded = models.JSONField(default=dict)  # server name -> why not
+    candidates_total = models.PositiveIntegerField(default=0)
+    excluded_total = models.PositiveIntegerField(default=0)
     mode = models.CharField(max_length=20, default="balanced")  # balanced|primary|waiting
 
     class Meta:

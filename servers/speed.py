@@ -124,6 +124,9 @@ class SpeedTable:
             self._by_key.setdefault(key, []).append((server_id, rate))
         every = [(server_id, rate) for (server_id, _key), rate in self.rates.items()]
         self._typical = self._at_weight_one(every) if every else DEFAULT_SECONDS_PER_UNIT
+        # Key -> its rate at weight 1 by the servers that ran it: asked for every server
+        # of every pick, and the table does not change once read.
+        self._key_at_weight_one: dict[str, float] = {}
 
     @classmethod
     def load(cls, weights: Mapping[int, float]) -> SpeedTable:
@@ -144,7 +147,10 @@ class SpeedTable:
         others = self._by_key.get(key)
         if others:
             # What weight 1 would take, by the servers that ran it, then this one's weight.
-            return self._at_weight_one(others) / weight
+            at_weight_one = self._key_at_weight_one.get(key)
+            if at_weight_one is None:
+                at_weight_one = self._key_at_weight_one[key] = self._at_weight_one(others)
+            return at_weight_one / weight
         # Work no server ran yet: the fleet's typical rate for any work, if known.
         return self._typical / weight
 

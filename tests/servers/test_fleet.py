@@ -92,6 +92,28 @@ def test_pick_server_records_and_logs_its_decision(caplog):
     assert busy.pk in {c["id"] for c in log.candidates}
 
 
+def test_a_decision_among_many_servers_keeps_the_leaders_and_counts_the_rest(caplog):
+    now = timezone.now()
+    for index in range(14):
+        make_server(f"gpu-idle-{index:02}", state=healthy_state(now, queue_pending=index % 3))
+    for index in range(12):
+        make_server(f"gpu-full-{index:02}", max_inflight=1, state=healthy_state(now, inflight=1))
+    for index in range(3):
+        make_server(f"gpu-off-{index}", enabled=False)
+    with caplog.at_level(logging.INFO, logger="servers.balancer"):
+        decision = fleet.pick_server(GRAPH)
+    row = BalancerDecision.objects.get()
+    leaders = [c.name for c in decision.candidates[: fleet.KEPT]]
+    assert [c["server"] for c in row.candidates] == leaders
+    assert (row.candidates_total, row.excluded_total) == (14, 15)
+    # Those left out for a reason other than a full slot are named first.
+    assert len(row.excluded) == fleet.KEPT
+    assert {f"gpu-off-{index}" for index in range(3)} <= row.excluded.keys()
+    (log,) = caplog.records
+    assert [c["server"] for c in log.candidates] == leaders
+    assert (log.candidates_total, log.excluded_total, log.excluded) == (14, 15, row.excluded)
+
+
 def test_pick_server_says_why_a_task_waits():
     now = timezone.now()
     for name in ("a", "b", "c"):
