@@ -271,7 +271,7 @@ def capacity_for(requirements: Requirements) -> list[str]:
 def _summary(decision: Decision) -> dict[str, Any]:
     """What a decision's row and log line keep of it: the `KEPT` leaders and the first
     `KEPT` servers left out, those not merely full first, with how many there were.
-    Every server in every one was ~40 % of a dispatching monitor's CPU at 500
+    Every server in every one was ~30 % of a dispatching monitor's CPU at 500
     servers (JSON, and the log filter redacting each string)."""
     excluded = sorted(decision.excluded.items(), key=lambda item: item[1].startswith(balancer.FULL))
     return {
