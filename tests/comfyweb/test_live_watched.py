@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 
 from comfyweb import live
 from tasks import task_updates
-from tasks.models import Status
+from tasks.models import Status, Task
 from tests.factories import make_task
 from tests.private_redis import redis_down
 
@@ -52,3 +52,26 @@ async def test_a_watched_task_gets_its_fragments_and_status_after_a_state_change
     targets = {m["target"] for m in received if m["type"] == "fragment.update"}
     assert targets == {task_updates.target(task.pk, part) for part in task_updates.PARTS}
     assert received[-1]["event"] == task_updates.STATUS_EVENT
+
+
+def progress_of(task: Task, value: int) -> task_updates.ProgressView:
+    view = task_updates.progress_view_from_task(task)
+    return view | {"value": value, "max": 100}
+
+
+async def test_progress_nobody_listens_to_is_neither_pushed_nor_kept():
+    task = await database_sync_to_async(make_task)(status=Status.RUNNING, prompt_id="p-1")
+    await task_updates.apublish_progress(progress_of(task, 40))
+    assert await database_sync_to_async(task_updates.live_progress)([task]) == {}
+
+
+async def test_progress_pushed_to_a_listener_is_kept_for_the_api_first():
+    task = await database_sync_to_async(make_task)(status=Status.RUNNING, prompt_id="p-2")
+    async with live.listen(task_updates.TEAM_TOPIC, str(task.team_id)) as listener:
+        await task_updates.apublish_progress(progress_of(task, 40))
+        async with asyncio.timeout(10):
+            pushed = await listener.receive()
+        # Whoever heard the push and asks the API now sees at least those numbers.
+        kept = await database_sync_to_async(task_updates.live_progress)([task])
+    assert pushed["target"] == task_updates.row_target(task.pk)
+    assert kept[task.pk]["value"] == 40
