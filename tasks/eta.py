@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import F
 from django.utils import timezone
 
 from servers import balancer, speed
@@ -132,7 +133,9 @@ class _Replay:
         server's `free_at` moves past them."""
         rows = list(
             Task.objects.filter(status__in=Status.active(), server__isnull=False)
-            .order_by("started_at", "dispatched_at", "pk")  # running first, then queued
+            # Running first, then queued: NULLs last said outright, as SQLite puts
+            # them first (a queued prompt was forecast to end before the running one).
+            .order_by(F("started_at").asc(nulls_last=True), "dispatched_at", "pk")
             .values_list(
                 "pk",
                 "server_id",
