@@ -17,6 +17,7 @@ class Tunables:
     recheck_backoff_cap: float
     capabilities_ttl: float
     affinity_window: float
+    load_cache_age: float
 
     @classmethod
     def from_settings(cls, fleet: FleetSettings) -> Tunables:
@@ -29,6 +30,7 @@ class Tunables:
             recheck_backoff_cap=fleet.recheck_backoff_cap,
             capabilities_ttl=float(fleet.capabilities_ttl),
             affinity_window=float(fleet.affinity_window),
+            load_cache_age=float(fleet.load_cache_age),
         )
 
     @classmethod

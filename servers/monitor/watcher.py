@@ -22,10 +22,12 @@ What a fleet of hundreds costs at rest is kept flat (issue 15, goal 7):
   container or local instance gone) makes the next check a full one, and a
   full write happens at least every `FULL_WRITE_SECONDS` anyway;
 - a routine check of a server whose event stream is up is followed by the next
-  after `QUIET_CHECKS_EVERY` health intervals (15 s at the default 5 s, the load
-  cache of B4): the stream already says at once when the server goes (it drops:
-  a check runs now) or its queue changes (`status`), and a server that hangs with
-  its socket open fails the stream's pings. Anything else (a change found, the
+  after `QUIET_CHECKS_EVERY` health intervals, but within half the load cache's
+  age (B4; 7.5 s with the defaults), so that the balancer never finds every load
+  report stale (a one-server fleet whose task waited for the next check showed
+  it): the stream already says at once when the server goes (it drops: a check
+  runs now) or its queue changes (`status`), and a server that hangs with its
+  socket open fails the stream's pings. Anything else (a change found, the
   stream down, a failed check) goes back to one interval. At 500 idle servers
   the checks' HTTP requests were ~80 % of the monitor's CPU;
 - node catalogues are fetched beside the check loop, at most
@@ -243,7 +245,7 @@ class ServerWatcher:
                 self._queue_changed = True
         if outcome.healthy and self._routine(outcome):
             self._backoff(tunables).reset()
-            delay = tunables.health_interval * (QUIET_CHECKS_EVERY if self._stream_up else 1)
+            delay = self._routine_delay(tunables)
             self._shared.routine.add(
                 self.spec.id, state.RoutineCheck.of(timezone.now(), delay, outcome.response_ms)
             )
@@ -257,6 +259,12 @@ class ServerWatcher:
             delay = await self._failed(outcome, tunables)
         self._shared.publisher.soon(self.spec.id, affinity_window=tunables.affinity_window)
         return delay
+
+    def _routine_delay(self, tunables: Tunables) -> float:
+        if not self._stream_up:
+            return tunables.health_interval
+        quiet = min(QUIET_CHECKS_EVERY * tunables.health_interval, tunables.load_cache_age / 2)
+        return max(tunables.health_interval, quiet)
 
     def _known_queue(self) -> QueueState | None:
         """The queue read last if it is still current, else None (and read it now)."""

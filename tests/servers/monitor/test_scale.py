@@ -8,6 +8,7 @@ stream says its queue changed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -124,7 +125,7 @@ async def test_a_routine_check_is_written_with_the_tick_and_a_change_at_once(
         await monitor.close()
 
 
-async def test_a_routine_check_waits_three_intervals_while_the_stream_is_up(
+async def test_a_routine_check_waits_longer_while_the_stream_is_up_within_the_load_cache(
     start_comfyui_sims, sim_server
 ):
     (sim,) = await start_comfyui_sims(1)
@@ -146,6 +147,10 @@ async def test_a_routine_check_waits_three_intervals_while_the_stream_is_up(
         routine = await watcher.check_once(tunables)
         assert monitor.shared.routine.take().keys() == {server.pk}
         assert routine == QUIET_CHECKS_EVERY * tunables.health_interval
+        # Never so long that every load report could be older than the balancer trusts.
+        hurried = dataclasses.replace(tunables, load_cache_age=2 * tunables.health_interval)
+        assert await watcher.check_once(hurried) == tunables.health_interval
+        assert monitor.shared.routine.take().keys() == {server.pk}
 
         # A change found (someone else's prompt) is written at once: back to one interval.
         async with ComfyUIClient(sim.base_url) as client:
