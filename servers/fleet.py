@@ -179,9 +179,10 @@ class Plan:
             logger.exception("balancer failed; single-server mode")
             decision = balancer.single_server(servers, f"{type(error).__name__}: {error}")
         if decision.planned_on is None:  # a plan is remade every pass: not worth a row
+            summary = _summary(decision)
             if record:
-                _record(decision, requirements.workflow_key, now)
-            _log(decision, requirements.workflow_key)
+                _record(decision, summary, requirements.workflow_key, now)
+            _log(decision, summary, requirements.workflow_key)
         return decision
 
     def claimed(self, server_id: int, seconds: float) -> None:
@@ -282,14 +283,14 @@ def _summary(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _record(decision: Decision, workflow_key: str, now: datetime) -> None:
+def _record(decision: Decision, summary: dict[str, Any], workflow_key: str, now: datetime) -> None:
     row = BalancerDecision.objects.create(
         at=now,
         chosen_id=decision.server_id,
         workflow_key=workflow_key,
         reason=_clip(decision.reason),
         mode=decision.mode,
-        **_summary(decision),
+        **summary,
     )
     _prune(row.pk)
 
@@ -311,7 +312,7 @@ def _clip(reason: str) -> str:
     return reason if len(reason) <= _REASON_LENGTH else reason[: _REASON_LENGTH - 1] + "…"
 
 
-def _log(decision: Decision, workflow_key: str) -> None:
+def _log(decision: Decision, summary: dict[str, Any], workflow_key: str) -> None:
     logger.info(
         "balancer %s → %s: %s",
         decision.mode,
@@ -321,7 +322,7 @@ def _log(decision: Decision, workflow_key: str) -> None:
             "chosen": decision.server_name,
             "mode": decision.mode,
             "workflow_key": workflow_key,
-            **_summary(decision),
+            **summary,
         },
     )
 

@@ -119,14 +119,14 @@ class SpeedTable:
     ) -> None:
         self.rates = dict(rates)  # (server id, key) -> seconds per unit
         self.weights = {sid: w for sid, w in weights.items() if w > 0}
-        self._by_key: dict[str, list[tuple[int, float]]] = {}
+        by_key: dict[str, list[tuple[int, float]]] = {}
         for (server_id, key), rate in self.rates.items():
-            self._by_key.setdefault(key, []).append((server_id, rate))
+            by_key.setdefault(key, []).append((server_id, rate))
+        # Key -> what weight 1 would take by the servers that ran it, worked out once:
+        # asked for every server of every pick.
+        self._at_weight_one_by_key = {key: self._at_weight_one(ran) for key, ran in by_key.items()}
         every = [(server_id, rate) for (server_id, _key), rate in self.rates.items()]
         self._typical = self._at_weight_one(every) if every else DEFAULT_SECONDS_PER_UNIT
-        # Key -> its rate at weight 1 by the servers that ran it: asked for every server
-        # of every pick, and the table does not change once read.
-        self._key_at_weight_one: dict[str, float] = {}
 
     @classmethod
     def load(cls, weights: Mapping[int, float]) -> SpeedTable:
@@ -144,12 +144,9 @@ class SpeedTable:
         if measured is not None:
             return measured
         weight = self.weights.get(server_id, 1.0)
-        others = self._by_key.get(key)
-        if others:
+        at_weight_one = self._at_weight_one_by_key.get(key)
+        if at_weight_one is not None:
             # What weight 1 would take, by the servers that ran it, then this one's weight.
-            at_weight_one = self._key_at_weight_one.get(key)
-            if at_weight_one is None:
-                at_weight_one = self._key_at_weight_one[key] = self._at_weight_one(others)
             return at_weight_one / weight
         # Work no server ran yet: the fleet's typical rate for any work, if known.
         return self._typical / weight
