@@ -7,6 +7,7 @@ writes `BalancerDecision` rows (B9) and the affinity/LRU marks dispatch leaves.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -14,6 +15,8 @@ from types import MappingProxyType
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from servers import balancer, speed
@@ -37,9 +40,21 @@ def snapshot(now: datetime | None = None) -> list[ServerSnapshot]:
 
     `now` is accepted for symmetry with `pick_server`; the snapshot holds raw
     timestamps and `choose()` judges their age.
+
+    The catalogues come as the database's JSON text and are parsed once per
+    distinct text (`_capabilities`): they change when a server's models or nodes
+    do, and dispatch reads the fleet every pass.
     """
     del now
-    return [_snapshot_of(server) for server in Server.objects.select_related("state")]
+    servers = (
+        Server.objects.select_related("state")
+        .defer("state__node_classes", "state__model_files", "state__event_stats")
+        .annotate(
+            node_classes_json=Cast("state__node_classes", TextField()),
+            model_files_json=Cast("state__model_files", TextField()),
+        )
+    )
+    return [_snapshot_of(server) for server in servers]
 
 
 def _snapshot_of(server: Server) -> ServerSnapshot:
@@ -50,6 +65,9 @@ def _snapshot_of(server: Server) -> ServerSnapshot:
         # yet: it counts as never checked, which keeps it out of balanced mode.
         state = ServerState(server=server)
     known = state.capabilities_at is not None
+    node_classes, model_files = (
+        _capabilities(server.node_classes_json, server.model_files_json) if known else (None, None)
+    )
     return ServerSnapshot(
         id=server.pk,
         name=server.name,
@@ -65,13 +83,47 @@ def _snapshot_of(server: Server) -> ServerSnapshot:
         priority=server.priority,
         is_primary=server.is_primary,
         tags=frozenset(_strings(server.tags)),
-        node_classes=frozenset(_strings(state.node_classes)) if known else None,
-        model_files=model_index(_lists(state.model_files)) if known else None,
+        node_classes=node_classes,
+        model_files=model_files,
         last_used_at=state.last_used_at,
         last_affinity_key=state.last_affinity_key,
         last_affinity_at=state.last_affinity_at,
         load_checked_at=state.load_checked_at,
     )
+
+
+_parsed_capabilities: dict[
+    tuple[str | None, str | None], tuple[frozenset[str], Mapping[str, frozenset[str]]]
+] = {}
+_PARSED_KEPT = 1024
+
+
+def _capabilities(
+    node_classes_json: str | None, model_files_json: str | None
+) -> tuple[frozenset[str], Mapping[str, frozenset[str]]]:
+    """A server's node classes and model index from their JSON text, parsed once per text.
+
+    Shared between threads (the monitor dispatches on one of its own): each entry
+    is built whole before it is stored, so a reader never sees half of one.
+    """
+    key = (node_classes_json, model_files_json)
+    parsed = _parsed_capabilities.get(key)
+    if parsed is None:
+        if len(_parsed_capabilities) >= _PARSED_KEPT:
+            _parsed_capabilities.clear()
+        parsed = (
+            frozenset(_strings(_json(node_classes_json))),
+            MappingProxyType(model_index(_lists(_json(model_files_json)))),
+        )
+        _parsed_capabilities[key] = parsed
+    return parsed
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _strings(value: Any) -> Iterable[str]:

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from comfyweb import live, topics
 from tasks import batches, eta
-from tasks.models import Batch, Output, Task
+from tasks.models import Batch, Output
 from teams.models import Team
 
 TOPIC = "batch"
@@ -56,9 +56,8 @@ def render_parts(user, batch: Batch, request=None) -> list[tuple[str, str]]:
     ]
 
 
-def on_task_transitioned(sender, task_id: int, **kwargs) -> None:
+def on_task_transitioned(sender, task_id: int, batch_id: int | None = None, **kwargs) -> None:
     """`task_transitioned` receiver: a task of a batch changed state, its page refetches."""
-    batch_id = Task.objects.filter(pk=task_id).values_list("batch_id", flat=True).first()
     if batch_id is not None:
         refresh_browsers(batch_id)
 

@@ -122,6 +122,10 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
             with _sending(claimed):
                 outcomes = asyncio.run(send_all(claimed))
         sent += settle(outcomes)
+        if not claimed.more:
+            # Nothing else could go when the pass ended; whatever changed since
+            # (a slot freed, a task submitted) woke dispatch again itself.
+            return sent
         if time.monotonic() - started > budget:
             wake_dispatch()
             return sent
@@ -130,11 +134,19 @@ def dispatch_pending(*, budget: float = BUDGET_SECONDS) -> int:
 # -- 1. claim -------------------------------------------------------------------------
 
 
-def claim_batch() -> list[Claimed]:
+class Claims(list[Claimed]):
+    """The claims of one pass. `more`: the pass ran out of room or of the candidates
+    it reads, so another pass may claim more; otherwise every other candidate was
+    asked about and must wait (for a busy server, a limit, a server able to run it)."""
+
+    more: bool = False
+
+
+def claim_batch() -> Claims:
     """Claim as many (task, server slot) pairs as may be sent now, under the lock."""
     with claim_lock() as held:
         # Not held: another dispatcher is claiming, and it loops until nothing is left.
-        return _claim_batch() if held else []
+        return _claim_batch() if held else Claims()
 
 
 @contextlib.contextmanager
@@ -206,13 +218,13 @@ def resync_slots() -> int:
     return fixed
 
 
-def _claim_batch() -> list[Claimed]:
+def _claim_batch() -> Claims:
     active, free = _active_count(), _free_slots()
     room = min(global_limit() - active, free)
     waits.note_fleet(_no_room(active) if room <= 0 else None)
+    claimed = Claims()
     if room <= 0:
-        return []
-    claimed: list[Claimed] = []
+        return claimed
     # (workflow, servers to avoid) that found no server this pass: the same
     # needs get the same answer, so later tasks like them are not asked about.
     waiting: set[tuple[str, frozenset[int]]] = set()
@@ -230,8 +242,12 @@ def _claim_batch() -> list[Claimed]:
     catalogues: runnable.FleetView | None = None
     # Teams' and users' running limits, counted once per pass and kept up as it claims.
     limits = RunningLimits.load()
-    for task in _candidates(limits.exclusion()):
-        if len(claimed) >= room or len(waiting) >= MAX_WAITING_WORKFLOWS:
+    candidates = _Candidates(limits.exclusion())
+    for task in candidates:
+        if len(claimed) >= room:
+            claimed.more = True
+            break
+        if len(waiting) >= MAX_WAITING_WORKFLOWS:
             break
         if planned >= planned_limit:
             break
@@ -243,7 +259,7 @@ def _claim_batch() -> list[Claimed]:
         avoid = frozenset(failed_servers(task.pk)) if task.attempts else frozenset()
         if task.workflow_key and (task.workflow_key, avoid) in waiting:
             continue
-        catalogues = catalogues or runnable.FleetView.load()
+        catalogues = catalogues or runnable.FleetView.of(plan.servers.values())
         work = work_of(task)
         graph = GraphOnDemand(task)  # what was learned of its workflow key needs no graph
         decision = plan.pick(
@@ -277,22 +293,32 @@ def _claim_batch() -> list[Claimed]:
         limits.started(task.team_id, task.submitter_id)
         planned = 0
         claimed.append(claim)
+    else:
+        claimed.more = candidates.cut_off
     return claimed
 
 
-def _candidates(held_back: Q | None = None) -> Iterator[Task]:
+class _Candidates:
     """The pending tasks in dispatch order: the first few, then, if the pass gets
     that far, the rest up to `CANDIDATES` (most passes fill a freed slot or two).
-    `held_back`: tasks of teams and users at their running limit, left out."""
-    seen: set[int] = set()
-    for limit in (FIRST_CANDIDATES, CANDIDATES):
-        batch = queue.next_candidates(limit, held_back=held_back)
-        for task in batch:
-            if task.pk not in seen:
-                seen.add(task.pk)
-                yield task
-        if len(batch) < limit:
-            return
+    `held_back`: tasks of teams and users at their running limit, left out.
+    `cut_off`: more pending tasks may follow the last one read."""
+
+    def __init__(self, held_back: Q | None = None) -> None:
+        self._held_back = held_back
+        self.cut_off = False
+
+    def __iter__(self) -> Iterator[Task]:
+        seen: set[int] = set()
+        for limit in (FIRST_CANDIDATES, CANDIDATES):
+            batch = queue.next_candidates(limit, held_back=self._held_back)
+            for task in batch:
+                if task.pk not in seen:
+                    seen.add(task.pk)
+                    yield task
+            if len(batch) < limit:
+                return
+        self.cut_off = True
 
 
 class GraphOnDemand(Mapping[str, Any]):

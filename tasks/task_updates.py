@@ -407,24 +407,33 @@ async def apublish_preview(task_id: int) -> None:
     await pictures.apublish_preview_thumb(preview)  # its small copy: list rows, dashboards
 
 
-def publish_task(task_id: int) -> None:
+def publish_task(task_id: int, team_id: int | None = None) -> None:
     """A state change: every detail fragment and the row, rendered from the database.
+    With the task's `team_id` known, nothing is read while no page shows the task.
 
     Never raises: callers publish what they already saved, and browsers catch up
     on their next snapshot."""
     try:
-        _publish_task(task_id)
+        _publish_task(task_id, team_id)
     except Exception:
         logger.exception("publishing task %s failed", task_id)
 
 
-def _publish_task(task_id: int) -> None:
-    task = load_task(task_id)
+def _publish_task(task_id: int, team_id: int | None) -> None:
+    task = None
+    if team_id is None:
+        task = load_task(task_id)
+        if task is None:
+            return
+        team_id = task.team_id
+    detail_watched, rows_watched = live.watched(
+        (TASK_TOPIC, str(task_id)), (TEAM_TOPIC, str(team_id))
+    )
+    if not (detail_watched or rows_watched):
+        return
+    task = task or load_task(task_id)
     if task is None:
         return
-    detail_watched, rows_watched = live.watched(
-        (TASK_TOPIC, str(task_id)), (TEAM_TOPIC, str(task.team_id))
-    )
     if detail_watched:
         context = task_context(task)
         for part in PARTS:
@@ -451,9 +460,9 @@ def announce_new_tasks(team_id: int) -> None:
         logger.exception("announcing new tasks of team %s failed", team_id)
 
 
-def on_task_transitioned(sender, task_id: int, **kwargs) -> None:
+def on_task_transitioned(sender, task_id: int, team_id: int | None = None, **kwargs) -> None:
     """`tasks.transitions.task_transitioned` receiver: whoever moved the task, show it."""
-    publish_task(task_id)
+    publish_task(task_id, team_id)
 
 
 # -- topics (registered in TasksConfig.ready) -------------------------------------------

@@ -34,7 +34,8 @@ What it guarantees:
   ended and only its outputs are left to fetch. Do not decrement `inflight`
   anywhere else.
 - **Signal**: `task_transitioned` is sent after the transaction commits
-  (`task_id`, `from_status`, `to_status`, `server_id`, `message`), so publishing
+  (`task_id`, `from_status`, `to_status`, `server_id`, `team_id`, `batch_id`,
+  `message`), so publishing
   to browsers can hook in without this module knowing about sockets. A listener
   that raises is logged; it never fails the caller nor keeps the others from
   hearing of the change.
@@ -77,7 +78,9 @@ from comfyweb.backoff import backoff_delay
 from servers.models import ServerState
 from tasks.models import Status, Task, TaskEvent
 
-# Sent on commit: sender=Task, task_id, from_status, to_status, server_id, message.
+# Sent on commit: sender=Task, task_id, from_status, to_status, server_id, team_id,
+# batch_id, message. The team and batch let listeners ask whether anyone watches
+# before they read the task.
 task_transitioned = Signal()
 
 _STAMPS: Mapping[str, str] = {
@@ -121,7 +124,7 @@ def transition(
     for _ in range(_MAX_TRIES):
         seen = (
             Task.objects.filter(pk=task_id, **(where or {}))
-            .values("status", "server_id", "slot_held")
+            .values("status", "server_id", "slot_held", "team_id", "batch_id")
             .first()
         )
         if seen is None or seen["status"] not in allowed:
@@ -159,6 +162,8 @@ def transition(
                     from_status=s["status"],
                     to_status=to_status,
                     server_id=s["server_id"],
+                    team_id=s["team_id"],
+                    batch_id=s["batch_id"],
                     message=message,
                 ),
                 robust=True,

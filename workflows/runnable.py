@@ -146,7 +146,12 @@ class FleetView:
 
     @classmethod
     def load(cls) -> FleetView:
-        servers = [s for s in fleet.snapshot() if s.enabled]
+        return cls.of(fleet.snapshot())
+
+    @classmethod
+    def of(cls, snapshot: Iterable[ServerSnapshot]) -> FleetView:
+        """The view of a fleet snapshot already read (dispatch's plan reads one a pass)."""
+        servers = [s for s in snapshot if s.enabled]
         known = [s.id for s in servers if s.node_classes is not None]
         return cls(servers, catalogues.catalogues_by_server(known) if known else {})
 

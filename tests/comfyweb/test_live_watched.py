@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from comfyweb import live
-from tasks import task_updates
+from tasks import batch_updates, pictures, task_updates
 from tasks.models import Status, Task
 from tests.factories import make_task
 from tests.private_redis import redis_down
@@ -39,6 +39,25 @@ def test_a_state_change_of_a_task_nobody_watches_is_one_query_and_no_rendering(
     task = make_task(status=Status.RUNNING)
     with django_assert_num_queries(1):  # loading the task, nothing of its context
         task_updates.publish_task(task.pk)
+
+
+def test_a_state_change_nobody_watches_reads_nothing_to_publish_it(
+    django_assert_num_queries,
+):
+    task = make_task(status=Status.RUNNING)
+    with django_assert_num_queries(0):  # the announcement names the team and batch
+        task_updates.on_task_transitioned(
+            Task, task_id=task.pk, team_id=task.team_id, batch_id=None
+        )
+        pictures.on_task_transitioned(
+            Task,
+            task_id=task.pk,
+            from_status=Status.RUNNING,
+            to_status=Status.COMPLETED,
+            team_id=task.team_id,
+            batch_id=None,
+        )
+        batch_updates.on_task_transitioned(Task, task_id=task.pk, batch_id=None)
 
 
 async def test_a_watched_task_gets_its_fragments_and_status_after_a_state_change():

@@ -173,3 +173,23 @@ def test_a_pass_reads_only_the_graphs_it_has_not_learned_from(db):
         assert dispatch._claim_batch() == []  # the server is full: all wait for it
     graph_reads = [q["sql"] for q in queries if '"graph"' in q["sql"]]
     assert graph_reads == []
+
+
+@pytest.mark.parametrize(("tasks", "claims", "more"), [(15, 1, False), (30, 2, True)])
+def test_a_pass_says_another_could_claim_more_only_when_it_ran_out_of_room(
+    fleet, tasks, claims, more
+):
+    team, _fast, slow = fleet
+    slow.max_inflight = 2
+    slow.save(update_fields=["max_inflight"])
+    for nonce in range(2, 2 + tasks):  # 2 s each on the fast server, 20 s on the slow one
+        make_task(team, graph=job(20, nonce=nonce))
+
+    claimed = dispatch.claim_batch()
+
+    # 15: the slow server takes the one it finishes before the fast one would reach
+    # it, the rest wait for the fast one: its other slot stays free, and asking again
+    # at once would change nothing. 30: it takes two, and the pass stops with no
+    # room left: another may find a slot freed meanwhile.
+    assert [c.server_name for c in claimed] == ["slow"] * claims
+    assert claimed.more is more
