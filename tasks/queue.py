@@ -95,16 +95,31 @@ def clear(team: Team | None = None, *, by=None) -> int:
     )
 
 
+# What dispatch reads of a candidate (its balancer inputs, limits, claim and
+# timeline); any other field is read from the database when first used.
+CANDIDATE_FIELDS = (
+    "id",
+    "team_id",
+    "submitter_id",
+    "attempts",
+    "workflow_key",
+    "affinity_key",
+    "speed_key",
+    "work_units",
+)
+
+
 def next_candidates(limit: int, *, now=None, held_back: Q | None = None) -> list[Task]:
     """Up to `limit` pending tasks that may be dispatched now, in dispatch order,
     leaving out those `held_back` matches (teams and users at their running limit).
 
-    Their graphs are read only when used (a deferred field): dispatch needs few.
+    Only `CANDIDATE_FIELDS` are read (and `effective_priority`); the graph, say,
+    only when used: dispatch needs few.
     """
     if limit <= 0:
         return []
     ordered = in_dispatch_order(now=now, held_back=held_back)
-    return list(ordered.defer("graph")[:limit])
+    return list(ordered.only(*CANDIDATE_FIELDS)[:limit])
 
 
 def in_dispatch_order(*, now=None, held_back: Q | None = None) -> QuerySet[Task]:

@@ -193,3 +193,24 @@ def test_a_pass_says_another_could_claim_more_only_when_it_ran_out_of_room(
     # room left: another may find a slot freed meanwhile.
     assert [c.server_name for c in claimed] == ["slow"] * claims
     assert claimed.more is more
+
+
+def test_a_pass_asks_the_database_as_often_whatever_the_number_of_candidates(fleet):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    team, _fast, _slow = fleet
+
+    def queries_of_a_pass_over(candidates: int) -> int:
+        while Task.objects.filter(status=Status.PENDING).count() < candidates:
+            make_task(team, graph=job(20, nonce=100 + Task.objects.count()))
+        with CaptureQueriesContext(connection) as queries:
+            # Every one is asked about and waits for the fast server (2 s each there,
+            # 20 s on the idle slow one).
+            assert dispatch._claim_batch() == []
+        return len(queries)
+
+    queries_of_a_pass_over(3)  # learns what the workflow needs from its first graph
+    # Nothing is read per candidate (a field left out of the candidates' query
+    # would be one query each).
+    assert queries_of_a_pass_over(3) == queries_of_a_pass_over(6)
