@@ -30,7 +30,7 @@ class DispatchThread:
 
     def __init__(self) -> None:
         self._woken = threading.Event()
-        self._ended: deque[tuple[int, str]] = deque()
+        self._ended: deque[str] = deque()
         self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
 
     def start(self) -> None:
@@ -39,11 +39,11 @@ class DispatchThread:
     def wake(self) -> None:
         self._woken.set()
 
-    def prompt_ended(self, task_id: int, prompt_id: str) -> None:
+    def prompt_ended(self, prompt_id: str) -> None:
         """Give the prompt's slot back and dispatch, from this thread: the monitor's
         own database work (progress, state changes) queues on one thread, and the
         next prompt should not wait behind it."""
-        self._ended.append((task_id, prompt_id))
+        self._ended.append(prompt_id)
         self._woken.set()
 
     def _run(self) -> None:
@@ -58,7 +58,7 @@ class DispatchThread:
                 while self._ended:
                     # Whoever frees it first wins (a conditional UPDATE); the
                     # monitor's own `prompt_succeeded` then finds it done.
-                    free_slot(*self._ended.popleft())
+                    free_slot(None, self._ended.popleft())
                 dispatch_pending()
             except Exception:
                 logger.exception("in-process dispatch failed; the workers take over")
@@ -70,11 +70,11 @@ class DispatchThread:
 _thread: DispatchThread | None = None
 
 
-def prompt_ended(task_id: int, prompt_id: str) -> None:
+def prompt_ended(prompt_id: str) -> None:
     """A prompt of ours ended well on its server; in the monitor's process, free its
     slot and dispatch at once (elsewhere nothing: `sweep.prompt_succeeded` does)."""
     if _thread is not None:
-        _thread.prompt_ended(task_id, prompt_id)
+        _thread.prompt_ended(prompt_id)
 
 
 def start(**_: object) -> None:

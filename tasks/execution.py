@@ -43,6 +43,9 @@ RECONCILE_JOB = RECONCILE_SERVER
 # An unknown prompt is looked up again after this long: its task may have been
 # saved a moment after the server started sending (and most of them are not ours).
 UNKNOWN_TTL = 5.0
+# Prompt ends handed to dispatch as they arrived and not yet handled (never, for a
+# prompt not ours): past this many, forgotten, at the cost of one more wake-up each.
+ENDED_EARLY_KEPT = 1000
 ACTIVE = [Status.DISPATCHED, Status.RUNNING]
 PROGRESS_EVENTS = (
     events.ExecutionCached,
@@ -102,6 +105,30 @@ class TaskEventHandler(WorkHooks):
         # Retry backoffs: ended up to here are dispatched; the next one's end and its timer.
         self._backoffs_seen: datetime | None = None
         self._retry_wake: tuple[datetime, asyncio.TimerHandle] | None = None
+        # As events arrive (`arrived`): server id -> the prompt it said succeeded, and
+        # the prompts whose end was handed to dispatch then.
+        self._succeeded: dict[int, str] = {}
+        self._ended_early: set[str] = set()
+
+    def arrived(self, server_id: int, event: events.Event) -> None:
+        """A prompt that ended well has its slot freed and the next one dispatched as
+        its end arrives, not once `handle` has got through the server's events ahead
+        of it: each may wait on the database, which a busy monitor shares between
+        every server (at 20 servers, ~1.5 s from a prompt's end to its handling).
+
+        ComfyUI sends `execution_success`, then `executing` with no node as the
+        prompt's last message (a failed one ends without the first: `handle` deals
+        with it). Dispatch frees the slot by the prompt id, so a prompt whose first
+        events are still queued needs nothing `handle` has learned yet.
+        """
+        if isinstance(event, events.ExecutionSuccess) and event.prompt_id:
+            self._succeeded[server_id] = event.prompt_id
+        elif events.is_prompt_end(event) and self._succeeded.get(server_id) == event.prompt_id:
+            del self._succeeded[server_id]
+            if len(self._ended_early) >= ENDED_EARLY_KEPT:
+                self._ended_early.clear()  # not handled (unknown prompts): an extra wake at most
+            self._ended_early.add(event.prompt_id)
+            dispatch_here.prompt_ended(event.prompt_id)
 
     async def handle(self, server_id: int, event: events.Event) -> None:
         try:
@@ -331,7 +358,10 @@ class TaskEventHandler(WorkHooks):
         self._tracked.pop((tracked.server_id, tracked.prompt_id), None)
         self._stop_updates(tracked)
         if tracked.progress.succeeded:
-            dispatch_here.prompt_ended(tracked.task_id, tracked.prompt_id)
+            if tracked.prompt_id in self._ended_early:
+                self._ended_early.discard(tracked.prompt_id)  # handed over as it arrived
+            else:
+                dispatch_here.prompt_ended(tracked.prompt_id)
             # If the broker is away, the sweep (`tick`) queues the collection later.
             await database_sync_to_async(sweep.prompt_succeeded)(
                 tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress)

@@ -225,10 +225,18 @@ def claim_slot(server_id: int, max_inflight: int) -> bool:
     )
 
 
-def free_slot(task_id: int, prompt_id: str) -> bool:
+def free_slot(task_id: int | None, prompt_id: str) -> bool:
     """The task's prompt is off its server (it ended; the outputs are still to be
     fetched): give its slot back now, so the next prompt need not wait for the
-    collection. True if this call freed it (once per claim, whoever asks)."""
+    collection. True if this call freed it (once per claim, whoever asks).
+
+    `task_id` None: the task that sent `prompt_id` (each claim sends a new one), for
+    callers that know only the prompt, like the monitor as a prompt's end arrives.
+    """
+    if task_id is None:
+        task_id = Task.objects.filter(prompt_id=prompt_id).values_list("pk", flat=True).first()
+        if task_id is None:
+            return False
     holding = Task.objects.filter(
         pk=task_id, prompt_id=prompt_id, status__in=Status.active(), slot_held=True
     )

@@ -61,18 +61,33 @@ class Subscription:
     A slow consumer loses the *oldest* events (counted in `dropped`) rather than
     stalling the socket reader, which serves every prompt of the server. The
     iteration ends once `finish()` was called and the queue is drained.
+
+    `on_arrival` is called with each event as it is queued, before the consumer
+    has got through the ones ahead of it: for what must not wait behind them.
+    It must be quick and must not raise (what it raises is logged and dropped).
     """
 
-    def __init__(self, maxsize: int, on_close: Callable[[Subscription], None] | None = None):
+    def __init__(
+        self,
+        maxsize: int,
+        on_close: Callable[[Subscription], None] | None = None,
+        on_arrival: Callable[[Event], None] | None = None,
+    ):
         self._items: deque[Event] = deque(maxlen=maxsize)
         self._ready = asyncio.Event()
         self._finished = False
         self._on_close = on_close
+        self._on_arrival = on_arrival
         self.dropped = 0
 
     def put(self, event: Event) -> None:
         if self._finished:
             return
+        if self._on_arrival is not None:
+            try:
+                self._on_arrival(event)
+            except Exception:
+                logger.exception("the arrival hook failed on %s", event.type)
         if len(self._items) == self._items.maxlen:
             self.dropped += 1
         self._items.append(event)
@@ -240,9 +255,10 @@ class EventStream:
 
     # -- consuming ----------------------------------------------------------------
 
-    def listen(self) -> Subscription:
-        """Every event from now on, connection events included."""
-        sub = Subscription(self._queue_size, on_close=self._drop_listener)
+    def listen(self, *, on_arrival: Callable[[Event], None] | None = None) -> Subscription:
+        """Every event from now on, connection events included (`Subscription`
+        tells what `on_arrival` is for)."""
+        sub = Subscription(self._queue_size, on_close=self._drop_listener, on_arrival=on_arrival)
         if self._closing:
             sub.finish()
         else:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -174,7 +175,10 @@ class ServerWatcher:
         """Connect and start checking, the first check after `first_check_in` seconds
         (the monitor spreads a fleet's first checks over a health interval)."""
         self.first_check_in = first_check_in
-        events = self._stream.listen()  # before start(): the first Connected included
+        # Before start(): the first Connected included.
+        events = self._stream.listen(
+            on_arrival=functools.partial(self._shared.handler.arrived, self.spec.id)
+        )
         await self._stream.start()
         name = f"monitor {self.spec.name}"
         self._tasks = [

@@ -6,7 +6,11 @@ the hooks registered here (`TasksConfig.ready()` registers
 
 - `handle(server_id, event)`: every event that names a prompt, plus `Reconnected`
   and `Disconnected` (after which whoever tracks prompts must reconcile from
-  /history and /queue);
+  /history and /queue), one after the other for each server;
+- `arrived(server_id, event)`: every event of the server as it comes off the
+  socket, before `handle` has got through the ones ahead of it (each may wait on
+  the database): for what must not wait, like a prompt's end freeing its slot.
+  Sync, quick, no database;
 - `tick()`: every monitor tick (2 s), for work that no event starts (timers, sweeps);
 - `server_can_take_work(server_id)`: the server was re-admitted or its nodes and
   models are known now, so pending work may go there (wake dispatch);
@@ -42,6 +46,9 @@ class WorkHooks:
     """What the monitor calls; every method does nothing unless overridden."""
 
     async def handle(self, server_id: int, event: Event) -> None:
+        pass
+
+    def arrived(self, server_id: int, event: Event) -> None:
         pass
 
     async def tick(self) -> None:

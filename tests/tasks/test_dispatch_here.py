@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from servers.comfyui import events
 from tasks import dispatch_here, enqueue
+from tasks.execution import TaskEventHandler
 from tasks.models import Status, Task
 from tests.factories import make_task
 from tests.simulator_thread import register
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def dispatching_here(monkeypatch):
     thread = dispatch_here.DispatchThread()
     monkeypatch.setattr(enqueue, "_wake_here", None)
+    monkeypatch.setattr(dispatch_here, "_thread", thread)  # as `start` leaves it
     thread.start()
     enqueue.dispatch_here(thread.wake)
     return thread
@@ -49,7 +52,7 @@ def test_a_prompts_end_frees_its_slot_and_fills_it_from_the_dispatch_thread(
     ended = make_task(dispatched_to=server, status=Status.RUNNING)  # holds the only slot
     waiting = make_task()
 
-    dispatching_here.prompt_ended(ended.pk, ended.prompt_id)
+    dispatching_here.prompt_ended(ended.prompt_id)
 
     deadline = time.monotonic() + 30
     while Task.objects.get(pk=waiting.pk).status == Status.PENDING:
@@ -58,3 +61,43 @@ def test_a_prompts_end_frees_its_slot_and_fills_it_from_the_dispatch_thread(
     assert Task.objects.get(pk=waiting.pk).server_id == server.pk
     assert not Task.objects.get(pk=ended.pk).slot_held
     assert enqueued == []
+
+
+def test_a_prompts_end_is_handed_to_dispatch_as_it_arrives_before_its_events_are_handled(
+    sim_thread, enqueued, dispatching_here
+):
+    (sim,) = sim_thread.start(1)
+    server = register(sim, max_inflight=1)
+    ended = make_task(dispatched_to=server, status=Status.RUNNING)  # holds the only slot
+    waiting = make_task()
+    handler = TaskEventHandler()
+
+    # Only the arrival hook hears of them: `handle` has not got to this prompt.
+    handler.arrived(server.pk, events.ExecutionSuccess(prompt_id=ended.prompt_id))
+    handler.arrived(server.pk, events.Executing(node=None, prompt_id=ended.prompt_id))
+
+    deadline = time.monotonic() + 30
+    while Task.objects.get(pk=waiting.pk).status == Status.PENDING:
+        assert time.monotonic() < deadline, "the freed slot was never filled"
+        time.sleep(0.05)
+    assert Task.objects.get(pk=waiting.pk).server_id == server.pk
+    assert not Task.objects.get(pk=ended.pk).slot_held
+    assert Task.objects.get(pk=ended.pk).status == Status.RUNNING  # `handle` moves it on
+
+
+def test_only_a_prompt_that_succeeded_is_handed_over_as_its_end_arrives(monkeypatch):
+    thread = dispatch_here.DispatchThread()  # not started: what it is handed stays queued
+    monkeypatch.setattr(dispatch_here, "_thread", thread)
+    handler = TaskEventHandler()
+
+    # A failed prompt keeps its slot until `handle` fails the task; one that succeeded
+    # on another server is handed over; so is the next that succeeds on the first.
+    handler.arrived(1, events.ExecutionError(prompt_id="failed"))
+    handler.arrived(2, events.ExecutionSuccess(prompt_id="elsewhere"))
+    handler.arrived(1, events.Executing(node=None, prompt_id="failed"))
+    handler.arrived(2, events.Executing(node=None, prompt_id="elsewhere"))
+    handler.arrived(1, events.ExecutionSuccess(prompt_id="next"))
+    handler.arrived(1, events.Executing(node="3", prompt_id="next"))  # a node, not the end
+    assert list(thread._ended) == ["elsewhere"]
+    handler.arrived(1, events.Executing(node=None, prompt_id="next"))
+    assert list(thread._ended) == ["elsewhere", "next"]
