@@ -362,16 +362,8 @@ class TaskEventHandler(WorkHooks):
                 self._ended_early.discard(tracked.prompt_id)  # handed over as it arrived
             else:
                 dispatch_here.prompt_ended(tracked.prompt_id)
-            # If the broker is away, the sweep (`tick`) queues the collection later.
-            await database_sync_to_async(sweep.prompt_succeeded)(
-                tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress)
-            )
-            # The stored outputs take the preview's place on the page.
-            await sync_to_async(previews.discard)(tracked.task_id)
-            seconds = tracked.run_seconds()
-            if seconds is not None:
-                work = speed.Work.of(tracked.progress.graph)
-                await database_sync_to_async(speed.observe)(tracked.server_id, work, seconds)
+            # One trip to the database thread: each waits behind every other server's.
+            await database_sync_to_async(_succeeded)(tracked)
         elif not tracked.progress.ended:
             # Ended without success, error or interrupt that we saw: ask the server.
             await database_sync_to_async(enqueue.enqueue)(RECONCILE_JOB, tracked.server_id)
@@ -482,6 +474,18 @@ def _is_milestone(event: events.Event) -> bool:
 
 
 # -- database and jobs (sync; called through database_sync_to_async) ---------------------
+
+
+def _succeeded(tracked: Tracked) -> None:
+    """Sync: what the end of a prompt that succeeded leaves to do. Its slot is freed
+    (if `arrived` has not had dispatch do it) and its outputs' collection requested
+    (if the broker is away, the sweep queues it later); the stored outputs take the
+    live preview's place on the page; the run's time teaches its server's speed."""
+    sweep.prompt_succeeded(tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress))
+    previews.discard(tracked.task_id)
+    seconds = tracked.run_seconds()
+    if seconds is not None:
+        speed.observe(tracked.server_id, speed.Work.of(tracked.progress.graph), seconds)
 
 
 def _load(server_id: int, prompt_id: str) -> Tracked | None:
