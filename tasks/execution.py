@@ -213,8 +213,9 @@ class TaskEventHandler(WorkHooks):
         tracked = await self._find(server_id, event.prompt_id, always=_is_milestone(event))
         if tracked is None:
             return
-        if isinstance(event, (events.ExecutionSuccess, events.ExecutionHalted)):
-            # Before the end moves the task: GPU time is billed by the server's own clock.
+        if isinstance(event, events.ExecutionHalted):
+            # Before the end moves the task: GPU time is billed by the server's own clock
+            # (for a success, as its end is handled: `_succeeded`).
             await database_sync_to_async(note_server_run)(
                 tracked.task_id, tracked.run_started_ms, event.timestamp
             )
@@ -477,10 +478,12 @@ def _is_milestone(event: events.Event) -> bool:
 
 
 def _succeeded(tracked: Tracked) -> None:
-    """Sync: what the end of a prompt that succeeded leaves to do. Its slot is freed
-    (if `arrived` has not had dispatch do it) and its outputs' collection requested
-    (if the broker is away, the sweep queues it later); the stored outputs take the
-    live preview's place on the page; the run's time teaches its server's speed."""
+    """Sync: what the end of a prompt that succeeded leaves to do. Its run is noted by
+    the server's clock (GPU time is billed by it), its slot freed (if `arrived` has
+    not had dispatch do it) and its outputs' collection requested (if the broker is
+    away, the sweep queues it later); the stored outputs take the live preview's
+    place on the page; the run's time teaches its server's speed."""
+    note_server_run(tracked.task_id, tracked.run_started_ms, tracked.run_ended_ms)
     sweep.prompt_succeeded(tracked.task_id, tracked.prompt_id, **_progress_fields(tracked.progress))
     previews.discard(tracked.task_id)
     seconds = tracked.run_seconds()
