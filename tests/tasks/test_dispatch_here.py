@@ -17,6 +17,15 @@ from tests.simulator_thread import register
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def claimed(task: Task, never: str) -> Task:
+    """The task once dispatch has claimed it (the dispatch thread runs on its own)."""
+    deadline = time.monotonic() + 30
+    while (task := Task.objects.get(pk=task.pk)).status == Status.PENDING:
+        assert time.monotonic() < deadline, never
+        time.sleep(0.05)
+    return task
+
+
 @pytest.fixture
 def dispatching_here(monkeypatch):
     thread = dispatch_here.DispatchThread()
@@ -36,11 +45,7 @@ def test_a_wake_up_in_the_monitors_process_dispatches_without_a_job(
 
     enqueue.wake_dispatch()
 
-    deadline = time.monotonic() + 30
-    while Task.objects.get(pk=task.pk).status == Status.PENDING:
-        assert time.monotonic() < deadline, "the dispatch thread never took the task"
-        time.sleep(0.05)
-    assert Task.objects.get(pk=task.pk).server is not None
+    assert claimed(task, "the dispatch thread never took the task").server is not None
     assert enqueued == []  # nothing went through the broker
 
 
@@ -54,11 +59,7 @@ def test_a_prompts_end_frees_its_slot_and_fills_it_from_the_dispatch_thread(
 
     dispatching_here.prompt_ended(ended.prompt_id)
 
-    deadline = time.monotonic() + 30
-    while Task.objects.get(pk=waiting.pk).status == Status.PENDING:
-        assert time.monotonic() < deadline, "the freed slot was never filled"
-        time.sleep(0.05)
-    assert Task.objects.get(pk=waiting.pk).server_id == server.pk
+    assert claimed(waiting, "the freed slot was never filled").server_id == server.pk
     assert not Task.objects.get(pk=ended.pk).slot_held
     assert enqueued == []
 
@@ -76,11 +77,7 @@ def test_a_prompts_end_is_handed_to_dispatch_as_it_arrives_before_its_events_are
     handler.arrived(server.pk, events.ExecutionSuccess(prompt_id=ended.prompt_id))
     handler.arrived(server.pk, events.Executing(node=None, prompt_id=ended.prompt_id))
 
-    deadline = time.monotonic() + 30
-    while Task.objects.get(pk=waiting.pk).status == Status.PENDING:
-        assert time.monotonic() < deadline, "the freed slot was never filled"
-        time.sleep(0.05)
-    assert Task.objects.get(pk=waiting.pk).server_id == server.pk
+    assert claimed(waiting, "the freed slot was never filled").server_id == server.pk
     assert not Task.objects.get(pk=ended.pk).slot_held
     assert Task.objects.get(pk=ended.pk).status == Status.RUNNING  # `handle` moves it on
 
