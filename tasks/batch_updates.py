@@ -56,7 +56,7 @@ def render_parts(user, batch: Batch, request=None) -> list[tuple[str, str]]:
     ]
 
 
-def on_task_transitioned(sender, task_id: int, batch_id: int | None = None, **kwargs) -> None:
+def on_task_transitioned(sender, task_id: int, batch_id: int | None, **kwargs) -> None:
     """`task_transitioned` receiver: a task of a batch changed state, its page refetches."""
     if batch_id is not None:
         refresh_browsers(batch_id)

@@ -144,15 +144,14 @@ async def apublish_preview_thumb(preview: PreviewThumb) -> None:
 
 
 def on_task_transitioned(
-    sender, task_id: int, from_status: str, to_status: str, team_id: int | None = None, **kwargs
+    sender, task_id: int, from_status: str, to_status: str, team_id: int, **kwargs
 ):
     """`task_transitioned` receiver: the task's row shows its preview slot or its
     outputs; dashboards refetch their recent results when a task starts or stops
     running; galleries hear of outputs once they are stored. Never raises."""
     try:
-        team_id = team_id if team_id is not None else _team_of(task_id)
         # Nobody of the team has a page open that shows pictures: nothing to render.
-        if team_id is None or not live.watched((TOPIC, str(team_id)))[0]:
+        if not live.watched((TOPIC, str(team_id)))[0]:
             return
         task = Task.objects.filter(pk=task_id).only("pk", "team_id", "status").first()
         if task is None:

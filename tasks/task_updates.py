@@ -460,7 +460,7 @@ def announce_new_tasks(team_id: int) -> None:
         logger.exception("announcing new tasks of team %s failed", team_id)
 
 
-def on_task_transitioned(sender, task_id: int, team_id: int | None = None, **kwargs) -> None:
+def on_task_transitioned(sender, task_id: int, team_id: int, **kwargs) -> None:
     """`tasks.transitions.task_transitioned` receiver: whoever moved the task, show it."""
     publish_task(task_id, team_id)
 

@@ -36,6 +36,15 @@ def dispatching_here(monkeypatch):
     return thread
 
 
+@pytest.fixture
+def full_server(sim_thread):
+    """A simulated server whose only slot a running task holds, and a task waiting."""
+    (sim,) = sim_thread.start(1)
+    server = register(sim, max_inflight=1)
+    ended = make_task(dispatched_to=server, status=Status.RUNNING)
+    return server, ended, make_task()
+
+
 def test_a_wake_up_in_the_monitors_process_dispatches_without_a_job(
     sim_thread, enqueued, dispatching_here
 ):
@@ -50,12 +59,9 @@ def test_a_wake_up_in_the_monitors_process_dispatches_without_a_job(
 
 
 def test_a_prompts_end_frees_its_slot_and_fills_it_from_the_dispatch_thread(
-    sim_thread, enqueued, dispatching_here
+    full_server, enqueued, dispatching_here
 ):
-    (sim,) = sim_thread.start(1)
-    server = register(sim, max_inflight=1)
-    ended = make_task(dispatched_to=server, status=Status.RUNNING)  # holds the only slot
-    waiting = make_task()
+    server, ended, waiting = full_server
 
     dispatching_here.prompt_ended(ended.prompt_id)
 
@@ -65,12 +71,9 @@ def test_a_prompts_end_frees_its_slot_and_fills_it_from_the_dispatch_thread(
 
 
 def test_a_prompts_end_is_handed_to_dispatch_as_it_arrives_before_its_events_are_handled(
-    sim_thread, enqueued, dispatching_here
+    full_server, enqueued, dispatching_here
 ):
-    (sim,) = sim_thread.start(1)
-    server = register(sim, max_inflight=1)
-    ended = make_task(dispatched_to=server, status=Status.RUNNING)  # holds the only slot
-    waiting = make_task()
+    server, ended, waiting = full_server
     handler = TaskEventHandler()
 
     # Only the arrival hook hears of them: `handle` has not got to this prompt.
