@@ -100,6 +100,9 @@ async def test_a_routine_check_is_written_with_the_tick_and_a_change_at_once(
     tunables = monitor.shared.tunables
     state_of = database_sync_to_async(lambda: ServerState.objects.get(server=server))
     try:
+        # The queue size the stream reports is among what a check compares: a first
+        # check made before the stream's first `status` would differ from the second.
+        await wait_until(lambda: watcher.queue_remaining is not None, what="the first status")
         await watcher.check_once(tunables)  # the first: written in full
         first = await state_of()
         assert first.health == Health.HEALTHY
