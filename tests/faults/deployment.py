@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from comfyweb import embedded_redis
-from tests.serve_process import PROJECT, free_port
+from tests.serve_process import PROJECT, free_ports
 
 SIMULATORS = 3
 # The test run's own settings no process of the deployment takes (a monitor id of
@@ -131,8 +131,12 @@ class Deployment:
         self.token, team = out.split("TOKEN", 1)[1].split()
         self.team_id = int(team)
 
-        for index in range(self.webs):
-            port = free_port()
+        # One draw for every port the deployment binds: none is bound before all are
+        # launched, so ports drawn apart can repeat (a simulator on the web's port
+        # answers its /healthz with 404).
+        ports = free_ports(self.webs + self.simulators)
+        web_ports, self.sim_ports = ports[: self.webs], ports[self.webs :]
+        for index, port in enumerate(web_ports):
             self.web_urls.append(f"http://127.0.0.1:{port}")
             daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
             self._add(numbered("web", index), [*daphne, "comfyweb.asgi:application"])
@@ -155,7 +159,6 @@ class Deployment:
         self.registering_seconds = time.monotonic() - answering
 
     def _add_simulators(self) -> None:
-        self.sim_ports = free_ports(self.simulators)
         simulator = [sys.executable, "-m", "servers.simulator"]
         if not self.simulator_processes:
             for index, port in enumerate(self.sim_ports):
@@ -313,15 +316,6 @@ class Deployment:
 
         self._drop_database = drop
         return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` different free ports (one free_port() may repeat an earlier one's)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
 
 
 @contextlib.contextmanager

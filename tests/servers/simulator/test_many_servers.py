@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 
 from servers.comfyui import ComfyUIClient
 from servers.simulator.runner import add_arguments, build_servers
-from tests.serve_process import free_port
+from tests.serve_process import free_ports
 from tests.servers.simulator.helpers import run_to_completion, slow_prompt
 
 GB = 2**30
@@ -45,7 +45,7 @@ async def test_each_port_of_one_process_is_a_server_of_its_own(tmp_path):
 
 
 async def test_servers_on_the_ports_named_keep_their_own_queue_and_history(tmp_path):
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     first_server, second_server = _servers(
         tmp_path, "--ports", ",".join(map(str, ports)), "--time-scale", "0.1"
     )
