@@ -187,6 +187,7 @@ class EventStream:
         self._ever_connected = False
         self._closing = False
         self._sleeping = False
+        self._nap: asyncio.Future[object] | None = None  # the wait before the next try
         self._reconnect_requested = False
         self._current_prompt: str | None = None
         self.server_features: Mapping[str, Any] | None = None
@@ -244,6 +245,18 @@ class EventStream:
         if self._ws is not None:
             self._reconnect_requested = True
             await self._ws.close()
+
+    def retry_now(self) -> None:
+        """Cut the wait before the next connection attempt short.
+
+        For a caller that learnt another way that the server answers again (a
+        health check): a server back from a long outage would otherwise stay
+        without events for up to the backoff's cap. The attempt count is kept,
+        so a server that answers HTTP but refuses the socket still backs off
+        between the caller's nudges.
+        """
+        if self._nap is not None:
+            self._nap.cancel()
 
     @property
     def connected(self) -> bool:
@@ -311,9 +324,14 @@ class EventStream:
             else:
                 logger.info("ComfyUI events %s: %s; retry in %.1fs", self.url, reason, delay)
             self._sleeping = True
+            self._nap = asyncio.ensure_future(self._sleep(delay))
             try:
-                await self._sleep(delay)
+                # Returns when the nap ends or retry_now() cancels it; a cancel of
+                # this task itself (close()) still propagates.
+                await asyncio.wait({self._nap})
             finally:
+                self._nap.cancel()
+                self._nap = None
                 self._sleeping = False
 
     async def _connect_once(self) -> str:

@@ -4,8 +4,10 @@ A `ServerWatcher` owns the server's `EventStream` (client id: its monitor's own 
 the server, `servers.models.leased_client_id`)
 and an HTTP client. Its check loop polls `/system_stats` every `health_interval`
 while the server is healthy and on a backoff while it is unhealthy (B5), and at
-once when its event stream drops or comes back; its event loop feeds execution
-events to the handler and notes dropped and restored streams.
+once when its event stream drops or comes back; a check that finds the server
+answering while its stream is down has the stream try again at once rather than
+wait out its backoff. Its event loop feeds execution events to the handler and
+notes dropped and restored streams.
 
 What a fleet of hundreds costs at rest is kept flat (issue 15, goal 7):
 
@@ -243,6 +245,10 @@ class ServerWatcher:
             queue_timeout=tunables.queue_timeout,
             known_queue=known_queue,
         )
+        if outcome.healthy and not self._stream_up:
+            # It answers again: its events (and the reconcile their return brings)
+            # need not wait out the stream's reconnect backoff.
+            self._stream.retry_now()
         if known_queue is None:
             self._queue = outcome.queue
             if outcome.queue is None:  # unanswered: read it again next time

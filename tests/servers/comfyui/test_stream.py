@@ -222,6 +222,28 @@ async def test_refused_connections_are_retried_forever_with_growing_delays():
     assert events.pending() == []
 
 
+async def test_retry_now_ends_the_wait_before_the_next_attempt():
+    waits: asyncio.Queue[float] = asyncio.Queue()
+
+    async def wait_forever(delay: float) -> None:
+        await waits.put(delay)
+        await asyncio.Event().wait()  # only retry_now() or close() ends it
+
+    stream = EventStream(
+        f"http://127.0.0.1:{closed_port()}",
+        backoff=quick_backoff(clock=FakeClock()),
+        sleep=wait_forever,
+    )
+    async with stream:
+        first = await asyncio.wait_for(waits.get(), GUARD)
+        stream.retry_now()
+        second = await asyncio.wait_for(waits.get(), GUARD)  # it tried again: refused
+        stats = stream.stats
+    assert stats.failed_attempts == 2
+    assert second > first  # the backoff is kept: a refusing server still backs off
+    assert not stats.connected
+
+
 async def test_close_is_clean_and_ends_every_consumer():
     async with ScriptedServer().running() as server:
         stream = new_stream(server)

@@ -84,11 +84,8 @@ async def start_monitor(fast_settings) -> AsyncIterator[Callable[..., Awaitable[
         published: list[int] = []
         options.setdefault("on_visible_change", published.append)
         options.setdefault("handler", RecordingHandler())
-        monitor = Monitor(
-            tick=TICK,
-            stream_backoff=lambda: Backoff(base=0.1, cap=0.5, jitter=0.05),
-            **options,
-        )
+        options.setdefault("stream_backoff", lambda: Backoff(base=0.1, cap=0.5, jitter=0.05))
+        monitor = Monitor(tick=TICK, **options)
         stop = asyncio.Event()
         task = asyncio.create_task(monitor.run(stop))
         handle = RunningMonitor(monitor, task, stop)

@@ -8,6 +8,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
+from comfyweb.backoff import Backoff
 from servers.models import FailureKind, FailureRecord, Health, ServerState
 from tests.monitoring import wait_until
 
@@ -177,3 +178,25 @@ async def test_event_stream_changes_trigger_a_check_without_waiting_for_the_sche
     await wait_until(lambda: state_of.filter(health=Health.UNHEALTHY).exists(), what="down")
     await sim.start()  # the socket comes back: checked at once, re-admitted
     await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists(), what="back")
+
+
+async def test_a_server_found_answering_gets_its_event_stream_back_without_waiting_out_its_backoff(
+    start_comfyui_sims, sim_server, start_monitor
+):
+    (sim,) = await start_comfyui_sims(1)
+    server = await sim_server(sim)
+    # A stream backoff far longer than the test may take: only a check can explain a
+    # quick reconnect.
+    running = await start_monitor(stream_backoff=lambda: Backoff(base=3600, cap=3600, jitter=0))
+    state_of = ServerState.objects.filter(server=server)
+    await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists(), what="healthy")
+    watcher = running.monitor.watchers[server.pk]
+    await wait_until(lambda: watcher.stream_stats.connected, what="event stream open")
+
+    await sim.crash()
+    await wait_until(lambda: state_of.filter(health=Health.UNHEALTHY).exists(), what="down")
+    assert not watcher.stream_stats.connected
+    await sim.start()  # same port; the stream waits an hour, the checks do not
+    await wait_until(lambda: state_of.filter(health=Health.HEALTHY).exists(), what="back")
+    await wait_until(lambda: watcher.stream_stats.connected, what="event stream back")
+    assert watcher.stream_stats.reconnects == 1
