@@ -120,13 +120,17 @@ def launcher(make_launcher) -> Launcher:
 
 @pytest.fixture
 def make_instance(tmp_path) -> Callable[..., LocalInstance]:
+    drawn: set[int] = set()  # none is bound until its instance starts: never draw one twice
+
     def make(
         name: str = "studio", *, ignore_term: bool = False, helper: bool = False, **fields
     ) -> LocalInstance:
         install = comfyui_install(tmp_path / name, ignore_term=ignore_term, helper=helper)
         fields.setdefault("comfyui_dir", str(install))
         fields.setdefault("python", sys.executable)
-        fields.setdefault("port", free_port())
+        if "port" not in fields:
+            fields["port"] = next(p for p in iter(free_port, None) if p not in drawn)
+        drawn.add(fields["port"])
         fields.setdefault("environment", {"PYTHONPATH": str(PROJECT)})
         instance = LocalInstance(name=name, **fields)
         instance.full_clean()
