@@ -162,6 +162,10 @@ class Plan:
     it is predicted to finish first (`servers.speed`); without, by load.
     The database stays the judge: a slot claimed here is still claimed with a
     conditional UPDATE, so a plan read a moment ago never overfills a server.
+
+    With `hold_records`, the decisions' rows wait for `record_decisions()` and go
+    in one insert (a pass's picks were three statements each: insert, and the
+    pruning's lookup and delete).
     """
 
     def __init__(
@@ -170,24 +174,29 @@ class Plan:
         policy: Policy,
         speeds: speed.SpeedTable | None,
         backlog: Mapping[int, float] | None = None,
+        *,
+        hold_records: bool = False,
     ) -> None:
         self.speeds = speeds
         self.policy = policy
+        self.hold_records = hold_records
+        self._rows: list[BalancerDecision] = []
         backlog = backlog or {}
         self.servers = {
             s.id: dataclasses.replace(s, backlog=backlog.get(s.id, 0.0)) for s in servers
         }
 
     @classmethod
-    def load(cls, *, predicting: bool = False) -> Plan:
+    def load(cls, *, predicting: bool = False, hold_records: bool = False) -> Plan:
         servers = snapshot()
         speeds = None
         if predicting:
             speeds = speed.SpeedTable.load({s.id: s.weight for s in servers if s.enabled})
-        return cls(servers, policy(), speeds)
+        return cls(servers, policy(), speeds, hold_records=hold_records)
 
     def with_backlog(self, backlog: Mapping[int, float]) -> Plan:
-        return Plan(list(self.servers.values()), self.policy, self.speeds, backlog)
+        servers = list(self.servers.values())
+        return Plan(servers, self.policy, self.speeds, backlog, hold_records=self.hold_records)
 
     def seconds(self, server_id: int, work: speed.Work) -> float:
         """Predicted run time of `work` on the server (0 when not predicting)."""
@@ -233,9 +242,18 @@ class Plan:
         if decision.planned_on is None:  # a plan is remade every pass: not worth a row
             summary = _summary(decision)
             if record:
-                _record(decision, summary, requirements.workflow_key, now)
+                self._rows.append(_row(decision, summary, requirements.workflow_key, now))
+                if not self.hold_records:
+                    self.record_decisions()
             _log(decision, summary, requirements.workflow_key)
         return decision
+
+    def record_decisions(self) -> None:
+        """Write the rows of the decisions picked since the last call, then prune."""
+        if not self._rows:
+            return
+        rows, self._rows = BalancerDecision.objects.bulk_create(self._rows), []
+        _prune(max((row.pk for row in rows if row.pk is not None), default=None))
 
     def claimed(self, server_id: int, seconds: float) -> None:
         """A slot of the server went to a task predicted to run `seconds` there."""
@@ -335,8 +353,10 @@ def _summary(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _record(decision: Decision, summary: dict[str, Any], workflow_key: str, now: datetime) -> None:
-    row = BalancerDecision.objects.create(
+def _row(
+    decision: Decision, summary: dict[str, Any], workflow_key: str, now: datetime
+) -> BalancerDecision:
+    return BalancerDecision(
         at=now,
         chosen_id=decision.server_id,
         workflow_key=workflow_key,
@@ -344,17 +364,16 @@ def _record(decision: Decision, summary: dict[str, Any], workflow_key: str, now:
         mode=decision.mode,
         **summary,
     )
-    _prune(row.pk)
 
 
-def _prune(newest_pk: int) -> None:
+def _prune(newest_pk: int | None) -> None:
     # One indexed lookup for the oldest row to keep, then a range delete; ids grow
-    # with insertion, so this keeps the newest KEEP_DECISIONS whatever their `at`.
-    cutoff = (
-        BalancerDecision.objects.filter(pk__lte=newest_pk)
-        .order_by("-pk")
-        .values_list("pk", flat=True)[KEEP_DECISIONS - 1 : KEEP_DECISIONS]
-    )
+    # with insertion, so this keeps the newest KEEP_DECISIONS whatever their `at`
+    # (up to ours: rows another process inserted since are not counted against us).
+    rows = BalancerDecision.objects.all()
+    if newest_pk is not None:
+        rows = rows.filter(pk__lte=newest_pk)
+    cutoff = rows.order_by("-pk").values_list("pk", flat=True)[KEEP_DECISIONS - 1 : KEEP_DECISIONS]
     oldest_kept = next(iter(cutoff), None)
     if oldest_kept is not None:
         BalancerDecision.objects.filter(pk__lt=oldest_kept).delete()

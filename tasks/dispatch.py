@@ -44,6 +44,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +60,13 @@ from django.utils import timezone
 from fairness.limits import RunningLimits
 from servers import fleet, speed
 from servers.comfyui import PromptRejected, ServerTimeout
-from servers.models import Server, ServerState
+from servers.models import (
+    FleetSettings,
+    Server,
+    ServerState,
+    client_id_for,
+    leased_client_id,
+)
 from tasks import failures, queue
 from tasks import waiting as waits
 from tasks.dispatch_send import Claimed, Outcome, UploadRefused, cleanup, send_all
@@ -229,7 +236,8 @@ def _claim_batch() -> Claims:
     # needs get the same answer, so later tasks like them are not asked about.
     waiting: set[tuple[str, frozenset[int]]] = set()
     servers: dict[int, _ServerInfo] = {}
-    plan = fleet.Plan.load(predicting=True)
+    deployment_id: uuid.UUID | None = None  # the prompts' client ids begin with it
+    plan = fleet.Plan.load(predicting=True, hold_records=True)
     plan = plan.with_backlog(_backlog(plan))
     # Tasks planned onto busy servers in a row: past this many, the free slots left
     # are on servers no task of this pass wants, and the rest are not asked about.
@@ -281,7 +289,8 @@ def _claim_batch() -> Claims:
             _note_waiting(task, decision.reason)
             continue
         assert decision.server_id is not None
-        info = servers.get(decision.server_id) or _server_info(decision.server_id)
+        deployment_id = deployment_id or FleetSettings.load().deployment_id
+        info = servers.get(decision.server_id) or _server_info(decision.server_id, deployment_id)
         if info is None:
             continue
         servers[info.id] = info
@@ -295,6 +304,7 @@ def _claim_batch() -> Claims:
         claimed.append(claim)
     else:
         claimed.more = candidates.cut_off
+    plan.record_decisions()
     return claimed
 
 
@@ -422,7 +432,7 @@ class _ServerInfo:
     max_inflight: int = 1
 
 
-def _server_info(server_id: int) -> _ServerInfo | None:
+def _server_info(server_id: int, deployment_id: uuid.UUID) -> _ServerInfo | None:
     server = Server.objects.select_related("lease").filter(pk=server_id).first()
     if server is None:
         return None
@@ -431,12 +441,16 @@ def _server_info(server_id: int) -> _ServerInfo | None:
     # still watches). Never leased: the server's own; whichever monitor takes it next
     # reconciles what it missed.
     lease = getattr(server, "lease", None)
+    if lease is not None and lease.monitor_id:
+        client_id = leased_client_id(server.pk, deployment_id, lease.monitor_id)
+    else:
+        client_id = client_id_for(server.pk, deployment_id)
     return _ServerInfo(
         id=server.pk,
         name=server.name,
         base_url=server.base_url,
         headers=dict(server.auth_headers or {}),
-        client_id=lease.client_id if lease is not None and lease.monitor_id else server.client_id,
+        client_id=client_id,
         max_inflight=server.max_inflight,
     )
 

@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from servers import speed
-from servers.models import ServerSpeed
+from servers.models import BalancerDecision, Server, ServerSpeed
 from servers.simulator import SimulatedComfyUI
 from tasks import dispatch
 from tasks.models import Priority, Status, Task
@@ -214,3 +214,32 @@ def test_a_pass_asks_the_database_as_often_whatever_the_number_of_candidates(fle
     # Nothing is read per candidate (a field left out of the candidates' query
     # would be one query each).
     assert queries_of_a_pass_over(3) == queries_of_a_pass_over(6)
+
+
+def test_a_pass_writes_its_decisions_in_one_insert_and_reads_the_deployment_once(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    team = make_team()
+    servers = [
+        make_server(name, max_inflight=2, state=capable_state(node_classes=NODES))
+        for name in ("a", "b", "c")
+    ]
+    for server in servers:
+        measured(server, 0.1)
+    for nonce in range(6):
+        make_task(team, graph=job(5, nonce=nonce))
+
+    with CaptureQueriesContext(connection) as queries:
+        claimed = dispatch._claim_batch()
+
+    assert len(claimed) == 6
+    decisions = BalancerDecision.objects.order_by("pk")
+    # One row per claim, in the order they were made, naming the server it went to.
+    assert [d.chosen.name for d in decisions] == [c.server_name for c in claimed]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert sum(s.startswith('INSERT INTO "servers_balancerdecision"') for s in statements) == 1
+    assert sum('FROM "servers_fleetsettings"' in s for s in statements) == 2  # policy, ids
+    for claim in claimed:
+        server = Server.objects.get(pk=claim.server_id)
+        assert claim.client_id == server.client_id  # never leased: the server's own

@@ -16,7 +16,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from servers.models import ServerLease
+from servers.models import FleetSettings, ServerLease
 from servers.monitor.monitor import Monitor
 from tasks.dispatch import _server_info, dispatch_pending
 from tasks.execution import TaskEventHandler
@@ -115,6 +115,7 @@ def test_prompts_carry_the_lease_holders_client_id_even_while_its_renewal_is_lat
     server, never_leased = make_server(), make_server()
     late = timezone.now() - timedelta(seconds=30)
     lease = ServerLease.objects.create(server=server, monitor_id="monitor-1", expires_at=late)
+    deployment_id = FleetSettings.load().deployment_id
     # Its holder is busy, not necessarily gone: it still watches with this id.
-    assert _server_info(server.pk).client_id == lease.client_id
-    assert _server_info(never_leased.pk).client_id == never_leased.client_id
+    assert _server_info(server.pk, deployment_id).client_id == lease.client_id
+    assert _server_info(never_leased.pk, deployment_id).client_id == never_leased.client_id
