@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -539,17 +539,12 @@ def _renew_leases(task_ids: list[int], stop: threading.Event) -> None:
 
 def settle(outcomes: Iterable[Outcome]) -> int:
     """Record what each POST came to; how many prompts were accepted."""
-    accepted = 0
+    accepted: list[Outcome] = []
     orphans: list[Claimed] = []
     for outcome in outcomes:
         claim = outcome.claimed
         if outcome.error is None:
-            accepted += 1
-            fleet.note_dispatched(claim.server_id, claim.affinity_key)
-            if _accepted(claim):
-                record(claim.task_id, f"accepted by {claim.server_name}", outcome.data)
-            else:
-                orphans.append(claim)  # canceled while we were sending it
+            accepted.append(outcome)
         elif isinstance(outcome.error, PromptRejected):
             _rejected(claim, outcome.error)
         elif isinstance(outcome.error, UploadRefused):  # missing, or not the team's
@@ -574,9 +569,32 @@ def settle(outcomes: Iterable[Outcome]) -> int:
                 error_class=ErrorClass.SERVER_LOST,
                 decision=failures.RETRY_ELSEWHERE,
             )
+    orphans += _note_accepted(accepted)
     if orphans:
         asyncio.run(cleanup(orphans))
-    return accepted
+    return len(accepted)
+
+
+def _note_accepted(accepted: Sequence[Outcome]) -> list[Claimed]:
+    """End the send leases of the prompts the servers accepted, note them on their
+    timelines and their servers' affinity, in one transaction (a commit each was
+    three per prompt); returns the claims no longer ours (canceled while sent)."""
+    orphans: list[Claimed] = []
+    events: list[TaskEvent] = []
+    with transaction.atomic():
+        for outcome in accepted:
+            claim = outcome.claimed
+            if _accepted(claim):
+                message = f"accepted by {claim.server_name}"
+                events.append(TaskEvent(task_id=claim.task_id, message=message, data=outcome.data))
+            else:
+                orphans.append(claim)
+        TaskEvent.objects.bulk_create(events)
+        # The last prompt sent to a server is the one its affinity remembers.
+        last_sent = {o.claimed.server_id: o.claimed.affinity_key for o in accepted}
+        for server_id, affinity_key in last_sent.items():
+            fleet.note_dispatched(server_id, affinity_key)
+    return orphans
 
 
 def _accepted(claim: Claimed) -> bool:

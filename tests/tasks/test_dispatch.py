@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import CharField, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from servers import catalogues
@@ -57,6 +59,25 @@ def test_a_pending_task_is_sent_with_the_servers_client_id_and_our_prompt_id(sim
     messages = list(TaskEvent.objects.filter(task=task).values_list("message", flat=True))
     assert messages[-1] == f"accepted by {server.name}"
     assert server.state.__class__.objects.get(server=server).last_affinity_key == task.affinity_key
+
+
+def test_a_pass_notes_every_accepted_prompt_and_each_servers_last_affinity(sim_thread):
+    servers = [register(sim, max_inflight=2) for sim in sim_thread.start(2)]
+    tasks = [make_task(graph=trivial_graph(seed=n)) for n in range(4)]
+    Task.objects.filter(pk__in=[t.pk for t in tasks]).update(
+        affinity_key=Concat(Value("wf-"), Cast("pk", CharField()))
+    )
+    assert dispatch.dispatch_pending() == 4
+    sent = {t.pk: t for t in Task.objects.filter(pk__in=[t.pk for t in tasks])}
+    for task in sent.values():
+        messages = TaskEvent.objects.filter(task=task).values_list("message", flat=True)
+        assert f"accepted by {task.server.name}" in messages
+        assert task.sending_until is None  # its send lease ended
+    for server in servers:
+        mine = sorted((t for t in sent.values() if t.server_id == server.pk), key=lambda t: t.pk)
+        assert len(mine) == 2
+        # Claimed in dispatch order: the later one was sent last.
+        assert ServerState.objects.get(server=server).last_affinity_key == mine[-1].affinity_key
 
 
 def test_no_server_gets_more_than_its_max_inflight(sim_thread):
