@@ -186,7 +186,6 @@ class EventStream:
         self._connected = asyncio.Event()
         self._ever_connected = False
         self._closing = False
-        self._sleeping = False
         self._nap: asyncio.Future[object] | None = None  # the wait before the next try
         self._reconnect_requested = False
         self._current_prompt: str | None = None
@@ -214,7 +213,7 @@ class EventStream:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         if self._task is not None:
-            if self._sleeping:
+            if self._nap is not None:
                 self._task.cancel()
             # A handshake under way finishes and then closes with a close frame;
             # only a peer that hangs on it is cut off.
@@ -323,7 +322,6 @@ class EventStream:
                 self._publish(Disconnected(reason=reason, retry_in=delay))
             else:
                 logger.info("ComfyUI events %s: %s; retry in %.1fs", self.url, reason, delay)
-            self._sleeping = True
             self._nap = asyncio.ensure_future(self._sleep(delay))
             try:
                 # Returns when the nap ends or retry_now() cancels it; a cancel of
@@ -332,7 +330,6 @@ class EventStream:
             finally:
                 self._nap.cancel()
                 self._nap = None
-                self._sleeping = False
 
     async def _connect_once(self) -> str:
         """One connection, read until it ends; returns why it ended."""
