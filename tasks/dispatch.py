@@ -576,9 +576,9 @@ def settle(outcomes: Iterable[Outcome]) -> int:
 
 
 def _note_accepted(accepted: Sequence[Outcome]) -> list[Claimed]:
-    """End the send leases of the prompts the servers accepted, note them on their
-    timelines and their servers' affinity, in one transaction (a commit each was
-    three per prompt); returns the claims no longer ours (canceled while sent)."""
+    """End the send leases of the prompts the servers accepted and note them on their
+    timelines in one transaction, then their servers' affinity (were three commits a
+    prompt); returns the claims no longer ours (canceled while sent)."""
     orphans: list[Claimed] = []
     events: list[TaskEvent] = []
     with transaction.atomic():
@@ -590,10 +590,12 @@ def _note_accepted(accepted: Sequence[Outcome]) -> list[Claimed]:
             else:
                 orphans.append(claim)
         TaskEvent.objects.bulk_create(events)
-        # The last prompt sent to a server is the one its affinity remembers.
-        last_sent = {o.claimed.server_id: o.claimed.affinity_key for o in accepted}
-        for server_id, affinity_key in last_sent.items():
-            fleet.note_dispatched(server_id, affinity_key)
+    # Outside that transaction: holding its tasks' rows while waiting for server
+    # state rows (which the monitor's checks write many at once) could deadlock.
+    # The last prompt sent to a server is the one its affinity remembers.
+    last_sent = {o.claimed.server_id: o.claimed.affinity_key for o in accepted}
+    for server_id, affinity_key in last_sent.items():
+        fleet.note_dispatched(server_id, affinity_key)
     return orphans
 
 

@@ -30,6 +30,7 @@ class DispatchThread:
 
     def __init__(self) -> None:
         self._woken = threading.Event()
+        self._stopping = False
         self._ended: deque[str] = deque()
         self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
 
@@ -38,6 +39,13 @@ class DispatchThread:
 
     def wake(self) -> None:
         self._woken.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the thread once the pass under way is done (the monitor's runs until
+        its process exits; a test's must not write while its database is flushed)."""
+        self._stopping = True
+        self._woken.set()
+        self._thread.join(timeout)
 
     def prompt_ended(self, prompt_id: str) -> None:
         """Give the prompt's slot back and dispatch, from this thread: the monitor's
@@ -53,6 +61,8 @@ class DispatchThread:
         while True:
             self._woken.wait()
             self._woken.clear()
+            if self._stopping:
+                return
             close_old_connections()  # as a request or a job would start
             try:
                 while self._ended:

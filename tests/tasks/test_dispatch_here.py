@@ -33,7 +33,8 @@ def dispatching_here(monkeypatch):
     monkeypatch.setattr(dispatch_here, "_thread", thread)  # as `start` leaves it
     thread.start()
     enqueue.dispatch_here(thread.wake)
-    return thread
+    yield thread
+    thread.stop()  # before the database is flushed under it
 
 
 @pytest.fixture
