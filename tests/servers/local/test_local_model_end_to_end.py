@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import time
 import uuid
 
 import pytest
@@ -68,6 +69,11 @@ def test_a_local_install_runs_a_model_downloaded_with_a_token(page, own_serve, t
             row = f"#downloads-panel tr:has-text('{model}')"
             page.wait_for_selector(f"{row}[data-state='completed']", timeout=60_000)
             assert {r.status for r in host.requests if r.method == "GET"} <= {200, 206}
+        # A run is accepted once a server's model list has the model: the monitor
+        # refetches the list after the download, at its next tick.
+        page.goto(f"{serve.url}servers/local/{pk}/")
+        server_page = page.get_attribute(f"{status} a:text('local-studio')", "href")
+        until_listed(page, f"{serve.url.rstrip('/')}{server_page}", model)
 
         # A workflow that needs the model runs on the instance that has it (tasks wait
         # for a server whose model list has every model their graph names).
@@ -93,3 +99,14 @@ def test_a_local_install_runs_a_model_downloaded_with_a_token(page, own_serve, t
         if pid is not None and procs.group_exists(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def until_listed(page, server_page: str, model: str) -> None:
+    """Reload the server's page until its (folded) model list names `model`."""
+    deadline = time.monotonic() + 60  # a bound on waiting, not an expected duration
+    while True:
+        page.goto(server_page)
+        if page.locator(f"li:text-is('{model}')").count():
+            return
+        assert time.monotonic() < deadline, f"{model} never reached the server's model list"
+        page.wait_for_timeout(250)
